@@ -1,0 +1,76 @@
+"""Operator CLI: grant or take the admin role, revoke a user's sessions.
+
+    python -m auth_service.admin promote EMAIL
+    python -m auth_service.admin demote EMAIL
+    python -m auth_service.admin revoke-sessions EMAIL
+
+Reads the same environment as the service (DATABASE_URL, REDIS_URL, ...).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from redis.asyncio import Redis
+from sqlmodel import SQLModel
+
+from auth_service.config import AuthSettings
+from auth_service.models import Identity
+from auth_service.repositories.identities import IdentityRepository
+from auth_service.services.authentication import login_key
+from auth_service.stores.sessions import SessionStore
+from shared.database import make_engine, make_sessionmaker
+
+_MARKER_LEEWAY = 60
+
+
+async def _run(command: str, email: str, settings: AuthSettings) -> int:
+    engine = make_engine(settings.database_url)
+    redis = Redis.from_url(settings.redis_url, socket_timeout=5)
+    try:
+        async with engine.begin() as conn:
+            await conn.run_sync(
+                lambda c: SQLModel.metadata.create_all(c, tables=[Identity.__table__])  # type: ignore[attr-defined]
+            )
+        identities = IdentityRepository(make_sessionmaker(engine))
+        sessions = SessionStore(
+            redis,
+            prefix=settings.redis_prefix,
+            session_ttl=settings.refresh_token_ttl_seconds,
+            marker_ttl=settings.access_token_ttl_seconds + _MARKER_LEEWAY,
+        )
+        key = login_key(email)
+        identity = await identities.active_by_email(key)
+        if identity is None:
+            print(f"no active account for {email}", file=sys.stderr)
+            return 1
+        if command == "promote":
+            await identities.set_roles(key, (*identity.role_list, "admin"))
+            print(f"{email} is now an admin; the role is in tokens issued from now on")
+        elif command == "demote":
+            await identities.set_roles(key, tuple(r for r in identity.role_list if r != "admin"))
+            # Existing access tokens still say "admin": end those sessions so
+            # the role is gone now, not when the tokens expire.
+            n = await sessions.revoke_all(str(identity.id))
+            print(f"{email} is no longer an admin; {n} session(s) revoked")
+        else:
+            n = await sessions.revoke_all(str(identity.id))
+            print(f"{n} session(s) of {email} revoked")
+        return 0
+    finally:
+        await redis.aclose()
+        await engine.dispose()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m auth_service.admin", description=__doc__)
+    parser.add_argument("command", choices=["promote", "demote", "revoke-sessions"])
+    parser.add_argument("email")
+    args = parser.parse_args(argv)
+    return asyncio.run(_run(args.command, args.email, AuthSettings()))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

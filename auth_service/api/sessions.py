@@ -1,0 +1,54 @@
+"""GET /sessions, DELETE /sessions/{sid}: a user's own sessions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from auth_service.api.deps import Ctx, CurrentUser, to_problem
+from auth_service.schemas import SessionOut
+from shared.openapi import problem_responses
+from shared.problems import Problem
+
+router = APIRouter(tags=["sessions"])
+
+Sid = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
+
+
+def _ts(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+@router.get("/sessions", response_model=list[SessionOut], responses=problem_responses(401, 503))
+async def list_sessions(claims: CurrentUser, ctx: Ctx) -> list[SessionOut]:
+    try:
+        sessions = await ctx.sessions.list(claims.sub)
+    except Exception as exc:
+        raise to_problem(exc) from None
+    return [
+        SessionOut(
+            sid=s.sid,
+            current=s.sid == claims.sid,
+            created_at=_ts(s.created_at),
+            last_used_at=_ts(s.last_used_at),
+            ip=s.ip,
+            user_agent=s.user_agent,
+            amr=list(s.amr),
+        )
+        for s in sessions
+    ]
+
+
+@router.delete("/sessions/{sid}", status_code=204, responses=problem_responses(401, 404, 503))
+async def revoke_session(sid: Sid, claims: CurrentUser, ctx: Ctx) -> Response:
+    try:
+        revoked = await ctx.sessions.revoke(sid, owner=claims.sub)
+    except Exception as exc:
+        raise to_problem(exc) from None
+    if not revoked:
+        # Someone else's session and a session that does not exist look alike:
+        # session ids of other users are not discoverable here.
+        raise Problem(404, detail="No such session.", slug="session-not-found")
+    return Response(status_code=204)

@@ -1,0 +1,160 @@
+"""Password login, the OAuth2 token endpoint, refresh and logout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from auth_service.api.deps import Ctx, CurrentUser, ip_of, to_problem, user_agent_of
+from auth_service.errors import InvalidCredentials, RateLimited, RefreshTokenInvalid, RefreshTokenReused
+from auth_service.schemas import LoginRequest, RefreshRequest, TokenResponse
+from auth_service.services.authentication import TokenGrant
+from shared.openapi import problem_responses
+
+router = APIRouter(tags=["tokens"])
+
+# RFC 6749 §5.1: token responses must not be cached by anyone.
+_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def _token_body(grant: TokenGrant) -> TokenResponse:
+    return TokenResponse(
+        access_token=grant.access_token,
+        expires_in=grant.expires_in,
+        refresh_token=grant.refresh_token,
+        scope=grant.scope,
+        user_id=grant.user_id,  # type: ignore[arg-type]
+    )
+
+
+def _no_store(response: Response) -> None:
+    response.headers.update(_NO_STORE)
+
+
+@router.post(
+    "/login",
+    response_model=TokenResponse,
+    responses=problem_responses(401, 422, 429, 503),
+    summary="Log in with email and password",
+)
+async def login(body: LoginRequest, request: Request, response: Response, ctx: Ctx) -> TokenResponse:
+    _no_store(response)
+    try:
+        grant = await ctx.authenticator.login_password(
+            body.email,
+            body.password.get_secret_value(),
+            ip=ip_of(request),
+            user_agent=user_agent_of(request),
+        )
+    except Exception as exc:
+        raise to_problem(exc) from None
+    return _token_body(grant)
+
+
+@router.post(
+    "/token/refresh",
+    response_model=TokenResponse,
+    responses=problem_responses(401, 422, 503),
+    summary="Rotate a refresh token",
+)
+async def refresh(body: RefreshRequest, request: Request, response: Response, ctx: Ctx) -> TokenResponse:
+    _no_store(response)
+    try:
+        grant = await ctx.authenticator.refresh(
+            body.refresh_token, ip=ip_of(request), user_agent=user_agent_of(request)
+        )
+    except Exception as exc:
+        raise to_problem(exc) from None
+    return _token_body(grant)
+
+
+@router.post("/logout", status_code=204, responses=problem_responses(401, 503), summary="End this session")
+async def logout(claims: CurrentUser, ctx: Ctx) -> Response:
+    assert claims.sid is not None  # current_user admits user tokens only
+    try:
+        await ctx.sessions.revoke(claims.sid)
+    except Exception as exc:
+        raise to_problem(exc) from None
+    return Response(status_code=204, headers=_NO_STORE)
+
+
+def _oauth_error(status: int, error: str, description: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """RFC 6749 §5.2 error response."""
+    return JSONResponse(
+        {"error": error, "error_description": description},
+        status_code=status,
+        headers={**_NO_STORE, **(headers or {})},
+    )
+
+
+_MAX_FIELD = 1024
+
+
+@router.post(
+    "/token",
+    response_model=TokenResponse,
+    summary="OAuth2 token endpoint (password and refresh_token grants)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["grant_type"],
+                        "properties": {
+                            "grant_type": {"type": "string", "enum": ["password", "refresh_token"]},
+                            "username": {"type": "string", "maxLength": 320},
+                            "password": {"type": "string", "maxLength": 1024, "format": "password"},
+                            "refresh_token": {"type": "string", "maxLength": 512},
+                            "scope": {"type": "string", "maxLength": 256},
+                            "client_id": {"type": "string", "maxLength": 128},
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {
+            "400": {"description": "RFC 6749 error", "content": {"application/json": {}}},
+            "401": {"description": "RFC 6749 error", "content": {"application/json": {}}},
+            "429": {"description": "Rate limited", "content": {"application/json": {}}},
+        },
+    },
+)
+async def token(request: Request, ctx: Ctx) -> Any:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/x-www-form-urlencoded":
+        return _oauth_error(400, "invalid_request", "Use application/x-www-form-urlencoded.")
+    try:
+        form = await request.form(max_files=0, max_fields=16, max_part_size=_MAX_FIELD)
+    except Exception:
+        return _oauth_error(400, "invalid_request", "Malformed form body.")
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    if any(len(v) > _MAX_FIELD for v in fields.values()):
+        return _oauth_error(400, "invalid_request", "A parameter is too long.")
+    grant_type = fields.get("grant_type", "")
+    ip, ua = ip_of(request), user_agent_of(request)
+    try:
+        if grant_type == "password":
+            username, password = fields.get("username", ""), fields.get("password", "")
+            if not username or not password:
+                return _oauth_error(400, "invalid_request", "username and password are required.")
+            grant = await ctx.authenticator.login_password(username, password, ip=ip, user_agent=ua)
+        elif grant_type == "refresh_token":
+            rt = fields.get("refresh_token", "")
+            if not rt:
+                return _oauth_error(400, "invalid_request", "refresh_token is required.")
+            grant = await ctx.authenticator.refresh(rt, ip=ip, user_agent=ua)
+        else:
+            return _oauth_error(400, "unsupported_grant_type", "Supported: password, refresh_token.")
+    except (InvalidCredentials, RefreshTokenInvalid, RefreshTokenReused):
+        return _oauth_error(400, "invalid_grant", "The credentials or refresh token are not valid.")
+    except RateLimited as exc:
+        return _oauth_error(
+            429, "rate_limited", "Too many attempts; retry later.", {"Retry-After": str(exc.retry_after)}
+        )
+    except Exception as exc:
+        raise to_problem(exc) from None
+    return JSONResponse(_token_body(grant).model_dump(mode="json"), headers=_NO_STORE)

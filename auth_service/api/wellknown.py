@@ -1,0 +1,46 @@
+"""JWKS (RFC 7517) and authorization-server metadata (RFC 8414)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from auth_service.api.deps import Ctx
+
+router = APIRouter(tags=["discovery"])
+
+# Short enough that caches that ignore unknown-kid refetch still learn a new
+# key before it signs (`rotate --activate-after` defaults to longer than this).
+JWKS_MAX_AGE = 30
+
+
+@router.get("/.well-known/jwks.json", summary="Public signing keys")
+async def jwks(ctx: Ctx) -> JSONResponse:
+    return JSONResponse(
+        ctx.keyring.jwks(),
+        headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"},
+        media_type="application/jwk-set+json",
+    )
+
+
+@router.get("/.well-known/openid-configuration", summary="Issuer metadata")
+@router.get("/.well-known/oauth-authorization-server", include_in_schema=False)
+async def metadata(ctx: Ctx) -> JSONResponse:
+    iss = ctx.settings.issuer.rstrip("/")
+    body: dict[str, Any] = {
+        "issuer": iss,
+        "jwks_uri": f"{iss}/.well-known/jwks.json",
+        "token_endpoint": f"{iss}/token",
+        "grant_types_supported": ["password", "refresh_token"],
+        "response_types_supported": [],
+        "token_endpoint_auth_methods_supported": ["none"],
+        "scopes_supported": ["openid", "profile"],
+        "claims_supported": [
+            "iss", "sub", "aud", "exp", "iat", "jti", "sid", "roles", "amr", "auth_time",
+            "scope", "client_id",
+        ],
+        "access_token_signing_alg_values_supported": ["RS256"],
+    }
+    return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})

@@ -1,0 +1,33 @@
+"""The long-lived objects of one auth service instance, built in the lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from auth_service.config import AuthSettings
+from auth_service.keys import KeyRing
+from auth_service.repositories.identities import IdentityRepository
+from auth_service.services.authentication import Authenticator
+from auth_service.services.registration import RegistrationService
+from auth_service.services.tokens import TokenIssuer
+from auth_service.stores.sessions import SessionStore
+from shared.bearer import BearerAuthenticator
+
+
+@dataclass
+class AuthContext:
+    settings: AuthSettings
+    engine: AsyncEngine
+    redis: Redis
+    http: httpx.AsyncClient
+    keyring: KeyRing
+    identities: IdentityRepository
+    sessions: SessionStore
+    issuer: TokenIssuer
+    registration: RegistrationService
+    authenticator: Authenticator
+    bearer: BearerAuthenticator

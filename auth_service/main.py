@@ -1,0 +1,211 @@
+"""The auth service: `create_app(settings)` and its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlmodel import SQLModel
+
+from auth_service.api import registration, sessions, tokens, wellknown
+from auth_service.config import AuthSettings
+from auth_service.context import AuthContext
+from auth_service.keys import KeyRing
+from auth_service.models import Identity
+from auth_service.repositories.identities import IdentityRepository
+from auth_service.services.authentication import Authenticator, LoginLimits
+from auth_service.services.password_policy import PasswordPolicy
+from auth_service.services.passwords import Argon2Params, PasswordHasher
+from auth_service.services.registration import RegistrationService
+from auth_service.services.tokens import TokenIssuer
+from auth_service.stores.rate_limit import Limit, RateLimiter
+from auth_service.stores.sessions import SessionStore
+from shared.asgi import RequestContextMiddleware
+from shared.bearer import BearerAuthenticator
+from shared.database import make_engine, make_sessionmaker
+from shared.health import Check, health_router
+from shared.problems import install_problem_handlers
+from shared.revocation import RedisRevocationChecker
+from shared.unavailable import DEPENDENCY_ERRORS
+from shared.verify import TokenVerifier
+
+_log = logging.getLogger("auth_service")
+
+# Revocation markers must outlive every access token of the revoked session.
+_MARKER_LEEWAY = 60
+AUTH_TABLES = [Identity.__table__]  # type: ignore[attr-defined]
+
+
+async def _init_schema(engine: object) -> None:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    assert isinstance(engine, AsyncEngine)
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=AUTH_TABLES))
+
+
+def _build_context(
+    settings: AuthSettings, transport: httpx.AsyncBaseTransport | None
+) -> AuthContext:
+    engine = make_engine(settings.database_url)
+    redis = Redis.from_url(
+        settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
+    )
+    keyring = KeyRing.load(settings.key_dir, generate_if_missing=not settings.is_production)
+    http = httpx.AsyncClient(
+        base_url=settings.user_service_url,
+        timeout=settings.user_service_timeout_seconds,
+        transport=transport,
+    )
+    identities = IdentityRepository(make_sessionmaker(engine))
+    hasher = PasswordHasher(
+        Argon2Params(
+            time_cost=settings.argon2_time_cost,
+            memory_cost_kib=settings.argon2_memory_kib,
+            parallelism=settings.argon2_parallelism,
+        ),
+        max_concurrent_hashes=settings.hash_concurrency,
+    )
+    sessions_store = SessionStore(
+        redis,
+        prefix=settings.redis_prefix,
+        session_ttl=settings.refresh_token_ttl_seconds,
+        marker_ttl=settings.access_token_ttl_seconds + _MARKER_LEEWAY,
+    )
+    limiter = RateLimiter(redis, prefix=settings.redis_prefix, enabled=settings.rate_limit_enabled)
+    issuer = TokenIssuer(
+        signer=keyring,
+        issuer=settings.issuer,
+        audience=settings.api_audience,
+        access_ttl=settings.access_token_ttl_seconds,
+        service_ttl=settings.service_token_ttl_seconds,
+    )
+    from auth_service.clients.user_service import UserServiceClient
+
+    registration_service = RegistrationService(
+        identities=identities,
+        hasher=hasher,
+        policy=PasswordPolicy(),
+        users=UserServiceClient(http=http, token=issuer.service_token),
+        limiter=limiter,
+        ip_limit=Limit("register-ip", settings.register_ip_limit, settings.register_ip_window_seconds),
+    )
+    authenticator = Authenticator(
+        identities=identities,
+        hasher=hasher,
+        sessions=sessions_store,
+        issuer=issuer,
+        limiter=limiter,
+        limits=LoginLimits(
+            per_ip=Limit("login-ip", settings.login_ip_limit, settings.login_ip_window_seconds),
+            per_account=Limit(
+                "login-account", settings.login_account_limit, settings.login_account_window_seconds
+            ),
+        ),
+    )
+    # The auth service verifies its own tokens with its own key ring: no
+    # HTTP round trip to itself, same rules as every resource server.
+    bearer = BearerAuthenticator(
+        verifier=TokenVerifier(
+            key_source=keyring,
+            expected_issuer=settings.issuer,
+            expected_audience=settings.api_audience,
+        ),
+        revocation=RedisRevocationChecker(redis, prefix=settings.redis_prefix),
+        realm="auth-service",
+    )
+    return AuthContext(
+        settings=settings,
+        engine=engine,
+        redis=redis,
+        http=http,
+        keyring=keyring,
+        identities=identities,
+        sessions=sessions_store,
+        issuer=issuer,
+        registration=registration_service,
+        authenticator=authenticator,
+        bearer=bearer,
+    )
+
+
+async def _reload_keys(ctx: AuthContext) -> None:
+    """Pick up keys rotated by another replica or the CLI (shared key dir)."""
+    while True:
+        await asyncio.sleep(ctx.settings.key_reload_seconds)
+        try:
+            if ctx.keyring.reload_if_changed():
+                _log.info("signing keys reloaded")
+        except Exception:
+            _log.exception("signing key reload failed; keeping the loaded keys")
+
+
+def create_app(
+    settings: AuthSettings | None = None,
+    *,
+    user_service_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """Build the auth service.
+
+    Args:
+        settings: validated settings; read from the environment when omitted.
+        user_service_transport: an httpx transport for calls to the user
+            service (tests wire the two apps together in-process with it).
+    """
+    settings = settings or AuthSettings()
+    logging.basicConfig(level=settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = _build_context(settings, user_service_transport)
+        await _init_schema(ctx.engine)
+        app.state.ctx = ctx
+        reloader = asyncio.create_task(_reload_keys(ctx))
+        try:
+            yield
+        finally:
+            reloader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reloader
+            await ctx.http.aclose()
+            await ctx.redis.aclose()
+            await ctx.engine.dispose()
+
+    app = FastAPI(
+        title="Auth service",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+    )
+    install_problem_handlers(app, unavailable=DEPENDENCY_ERRORS)
+    for module in (registration, tokens, sessions, wellknown):
+        app.include_router(module.router)
+
+    def checks() -> dict[str, Check]:
+        ctx: AuthContext = app.state.ctx
+
+        async def db() -> None:
+            async with ctx.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+
+        async def redis() -> None:
+            await ctx.redis.ping()
+
+        return {"database": db, "redis": redis}
+
+    app.include_router(health_router(checks))
+    app.add_middleware(
+        RequestContextMiddleware,
+        trusted_proxies=settings.proxy_networks,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    return app

@@ -1,0 +1,98 @@
+"""SQL access to identities. Returns values or None; never raises HTTP errors."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from auth_service.models import Identity, utcnow
+
+# A pending identity older than this belongs to a registration that died
+# between its two steps (process crash); a new registration may take the email.
+STALE_PENDING = timedelta(minutes=2)
+
+
+class IdentityRepository:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = sessions
+
+    async def create_pending(self, *, email: str, email_key: str, password_hash: str) -> Identity | None:
+        """Insert a pending identity; None when the email is already taken.
+
+        The unique index on `email_key` decides races: of N concurrent
+        registrations of one email exactly one insert commits.
+        """
+        for _ in range(2):
+            identity = Identity(email=email, email_key=email_key, password_hash=password_hash)
+            async with self._sessions() as s:
+                s.add(identity)
+                try:
+                    await s.commit()
+                    return identity
+                except IntegrityError:
+                    await s.rollback()
+            if not await self._drop_stale_pending(email_key, utcnow() - STALE_PENDING):
+                return None
+        return None
+
+    async def _drop_stale_pending(self, email_key: str, older_than: datetime) -> bool:
+        async with self._sessions() as s:
+            result = await s.exec(  # type: ignore[call-overload]
+                delete(Identity).where(
+                    Identity.email_key == email_key,  # type: ignore[arg-type]
+                    Identity.status == "pending",  # type: ignore[arg-type]
+                    Identity.created_at < older_than,  # type: ignore[arg-type]
+                )
+            )
+            await s.commit()
+            return bool(result.rowcount)
+
+    async def activate(self, identity_id: uuid.UUID) -> None:
+        await self._update(identity_id, status="active")
+
+    async def delete(self, identity_id: uuid.UUID) -> None:
+        async with self._sessions() as s:
+            await s.exec(delete(Identity).where(Identity.id == identity_id))  # type: ignore[call-overload, arg-type]
+            await s.commit()
+
+    async def active_by_email(self, email_key: str) -> Identity | None:
+        async with self._sessions() as s:
+            result = await s.exec(
+                select(Identity).where(Identity.email_key == email_key, Identity.status == "active")
+            )
+            return result.first()
+
+    async def active_by_id(self, identity_id: uuid.UUID) -> Identity | None:
+        async with self._sessions() as s:
+            identity = await s.get(Identity, identity_id)
+            return identity if identity and identity.status == "active" else None
+
+    async def update_password_hash(self, identity_id: uuid.UUID, password_hash: str) -> None:
+        await self._update(identity_id, password_hash=password_hash)
+
+    async def set_roles(self, email_key: str, roles: tuple[str, ...]) -> Identity | None:
+        async with self._sessions() as s:
+            result = await s.exec(select(Identity).where(Identity.email_key == email_key))
+            identity = result.first()
+            if identity is None:
+                return None
+            identity.roles = ",".join(sorted(set(roles)))
+            identity.updated_at = utcnow()
+            s.add(identity)
+            await s.commit()
+            return identity
+
+    async def _update(self, identity_id: uuid.UUID, **values: object) -> None:
+        async with self._sessions() as s:
+            await s.exec(  # type: ignore[call-overload]
+                update(Identity)
+                .where(Identity.id == identity_id)  # type: ignore[arg-type]
+                .values(updated_at=utcnow(), **values)
+            )
+            await s.commit()

@@ -1,0 +1,78 @@
+"""Self-registration: identity here, profile in the user service."""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from auth_service.clients.user_service import UserServiceClient
+from auth_service.errors import EmailTaken, RateLimited, UpstreamUnavailable, WeakPassword
+from auth_service.repositories.identities import IdentityRepository
+from auth_service.schemas import RegistrationRequest
+from auth_service.stores.rate_limit import Limit, RateLimiter
+from shared.fields import email_key
+
+
+class _Hasher(Protocol):
+    async def hash(self, password: str) -> str: ...
+
+
+class _Policy(Protocol):
+    def check(self, password: str, *, email: str) -> list[str]: ...
+
+
+class RegistrationService:
+    def __init__(
+        self,
+        *,
+        identities: IdentityRepository,
+        hasher: _Hasher,
+        policy: _Policy,
+        users: UserServiceClient,
+        limiter: RateLimiter,
+        ip_limit: Limit,
+    ) -> None:
+        self._identities = identities
+        self._hasher = hasher
+        self._policy = policy
+        self._users = users
+        self._limiter = limiter
+        self._ip_limit = ip_limit
+
+    async def register(self, req: RegistrationRequest, *, ip: str) -> dict[str, Any]:
+        """Create an account and its profile; all or nothing.
+
+        The identity is written as *pending* first (the unique email index
+        decides races), the profile is created through the user service, and
+        only then is the identity activated. If the user service fails the
+        pending identity is deleted, so a retry starts clean.
+
+        Raises:
+            RateLimited, WeakPassword, EmailTaken, UpstreamUnavailable.
+        """
+        decision = await self._limiter.hit(self._ip_limit, ip)
+        if not decision.allowed:
+            raise RateLimited(decision.retry_after, self._ip_limit.scope)
+        password = req.password.get_secret_value()
+        problems = self._policy.check(password, email=req.email)
+        if problems:
+            raise WeakPassword(problems)
+        password_hash = await self._hasher.hash(password)
+        identity = await self._identities.create_pending(
+            email=req.email, email_key=email_key(req.email), password_hash=password_hash
+        )
+        if identity is None:
+            raise EmailTaken
+        try:
+            profile = await self._users.upsert_profile(
+                user_id=str(identity.id),
+                name=req.name,
+                email=req.email,
+                date_of_birth=req.date_of_birth,
+                job_title=req.job_title,
+                created_at=identity.created_at,
+            )
+        except UpstreamUnavailable:
+            await self._identities.delete(identity.id)
+            raise
+        await self._identities.activate(identity.id)
+        return profile

@@ -1,0 +1,60 @@
+"""Fixed-window rate limits in Redis.
+
+The counter is incremented *before* the guarded work runs (one atomic
+INCR+PEXPIRE script), so N parallel attempts can never get more than `limit`
+through: a check-then-increment would let a burst slip past the check.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+_HIT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
+return {n, ttl}
+"""
+
+
+@dataclass(frozen=True)
+class Limit:
+    scope: str
+    limit: int
+    window_seconds: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    retry_after: int
+
+
+class RateLimiter:
+    def __init__(self, redis: Redis, *, prefix: str, enabled: bool) -> None:
+        self._r = redis
+        self._p = prefix
+        self._enabled = enabled
+        self._hit = redis.register_script(_HIT)
+
+    def _key(self, limit: Limit, subject: str) -> str:
+        return f"{self._p}rl:{limit.scope}:{subject}"
+
+    async def hit(self, limit: Limit, subject: str) -> Decision:
+        """Count one attempt; refuse it when the window is already full."""
+        if not self._enabled:
+            return Decision(True, 0)
+        n, ttl_ms = await self._hit(
+            keys=[self._key(limit, subject)], args=[limit.window_seconds * 1000]
+        )
+        if int(n) <= limit.limit:
+            return Decision(True, 0)
+        return Decision(False, max(1, math.ceil(int(ttl_ms) / 1000)))
+
+    async def reset(self, limit: Limit, subject: str) -> None:
+        if self._enabled:
+            await self._r.delete(self._key(limit, subject))

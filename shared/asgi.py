@@ -1,0 +1,155 @@
+"""Pure ASGI middleware for the edge of both services.
+
+Pure ASGI (not Starlette's BaseHTTPMiddleware) because it runs on every
+request: no extra task per request, no buffering of streaming bodies.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+import uuid
+from collections.abc import Iterable
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from shared.problems import PROBLEM_JSON
+
+__all__ = ["RequestContextMiddleware", "client_ip", "request_id"]
+
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def request_id(scope: Scope) -> str:
+    """The request id the middleware chose for this request."""
+    return str(scope.get("state", {}).get("request_id", ""))
+
+
+def client_ip(scope: Scope) -> str:
+    """The client address, believed from X-Forwarded-For only via trusted proxies."""
+    return str(scope.get("state", {}).get("client_ip", ""))
+
+
+def _in(ip: str, networks: Iterable[IPNetwork]) -> bool:
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return False
+    return any(addr in net for net in networks)
+
+
+def resolve_client_ip(peer: str, forwarded_for: str | None, trusted: tuple[IPNetwork, ...]) -> str:
+    """Walk X-Forwarded-For from the right, skipping trusted proxies.
+
+    The right-most address a trusted proxy appended is the first one we can
+    believe; anything to its left was written by the client and can be forged.
+    """
+    if not forwarded_for or not _in(peer, trusted):
+        return peer
+    hops = [h.strip() for h in forwarded_for.split(",") if h.strip()]
+    for hop in reversed(hops):
+        try:
+            ipaddress.ip_address(hop)
+        except ValueError:
+            return peer  # garbage in the chain: fall back to what we saw
+        if not _in(hop, trusted):
+            return hop
+    return hops[0] if hops else peer
+
+
+class RequestContextMiddleware:
+    """Request id, client IP, body-size limit and default response headers.
+
+    Args:
+        app: the wrapped ASGI app.
+        trusted_proxies: networks whose X-Forwarded-For is believed.
+        max_body_bytes: larger bodies get 413 before any parsing.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, trusted_proxies: tuple[IPNetwork, ...], max_body_bytes: int
+    ) -> None:
+        self.app = app
+        self.trusted = trusted_proxies
+        self.max_body = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        rid = headers.get("x-request-id", "")
+        if not _SAFE_REQUEST_ID.match(rid):
+            rid = uuid.uuid4().hex  # never reflect an unsafe client value into logs
+        peer = scope["client"][0] if scope.get("client") else ""
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        state["client_ip"] = resolve_client_ip(peer, headers.get("x-forwarded-for"), self.trusted)
+
+        declared = headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+            await self._too_large(send, rid)
+            return
+
+        received = 0
+        response_started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body:
+                    raise _BodyTooLarge
+            return message
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                raw: list[tuple[bytes, bytes]] = list(message.get("headers", []))
+                names = {k.lower() for k, _ in raw}
+                raw.append((b"x-request-id", rid.encode()))
+                # Identity responses carry personal data and tokens: no caching
+                # anywhere unless the route said otherwise (JWKS, static page).
+                if b"cache-control" not in names:
+                    raw.append((b"cache-control", b"no-store"))
+                message = {**message, "headers": raw}
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except _BodyTooLarge:
+            if not response_started:
+                await self._too_large(send, rid)
+
+    async def _too_large(self, send: Send, rid: str) -> None:
+        body: dict[str, Any] = {
+            "type": "about:blank",
+            "title": "Content Too Large",
+            "status": 413,
+            "detail": f"Request bodies are limited to {self.max_body} bytes.",
+        }
+        payload = json.dumps(body).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [
+                    (b"content-type", PROBLEM_JSON.encode()),
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"x-request-id", rid.encode()),
+                    (b"cache-control", b"no-store"),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+
+class _BodyTooLarge(Exception):
+    pass

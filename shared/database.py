@@ -1,0 +1,57 @@
+"""Async SQL engine set-up shared by both services (SQLite WAL or PostgreSQL).
+
+Hands out an engine and a session factory; owns neither: each service builds
+its own in its lifespan and disposes of it on shutdown.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+__all__ = ["make_engine", "make_sessionmaker"]
+
+
+def make_engine(url: str, *, statement_timeout_ms: int = 5000) -> AsyncEngine:
+    """Create an async engine tuned for the given backend.
+
+    SQLite: WAL so readers never block the writer, a busy timeout so a locked
+    database surfaces as an error after a bounded wait instead of hanging, and
+    foreign keys on. PostgreSQL: a statement timeout for the same reason.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_async_engine(url, connect_args={"timeout": statement_timeout_ms / 1000})
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute(f"PRAGMA busy_timeout={int(statement_timeout_ms)}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_async_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=10,
+        max_overflow=10,
+        pool_timeout=5,
+        connect_args={
+            "timeout": 5,
+            "server_settings": {"statement_timeout": str(statement_timeout_ms)},
+        },
+    )
+
+
+def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)

@@ -1,0 +1,25 @@
+"""The long-lived objects of one user service instance, built in the lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.bearer import BearerAuthenticator
+from shared.jwks import JWKSClient
+from user_service.config import UserSettings
+from user_service.repositories.profiles import ProfileRepository
+
+
+@dataclass
+class UserContext:
+    settings: UserSettings
+    engine: AsyncEngine
+    redis: Redis
+    http: httpx.AsyncClient
+    jwks: JWKSClient
+    profiles: ProfileRepository
+    bearer: BearerAuthenticator

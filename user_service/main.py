@@ -1,0 +1,125 @@
+"""The user service: `create_app(settings)` and its lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlmodel import SQLModel
+
+from shared.asgi import RequestContextMiddleware
+from shared.bearer import BearerAuthenticator
+from shared.database import make_engine, make_sessionmaker
+from shared.health import Check, health_router
+from shared.jwks import JWKSClient
+from shared.problems import install_problem_handlers
+from shared.revocation import RedisRevocationChecker
+from shared.unavailable import DEPENDENCY_ERRORS
+from shared.verify import TokenVerifier
+from user_service.api import internal, users
+from user_service.config import UserSettings
+from user_service.context import UserContext
+from user_service.models import USER_TABLES
+from user_service.repositories.profiles import ProfileRepository
+
+_log = logging.getLogger("user_service")
+
+
+def _build_context(settings: UserSettings, transport: httpx.AsyncBaseTransport | None) -> UserContext:
+    engine = make_engine(settings.database_url)
+    redis = Redis.from_url(
+        settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
+    )
+    http = httpx.AsyncClient(timeout=settings.jwks_timeout_seconds, transport=transport)
+    jwks = JWKSClient(
+        url=settings.jwks_url,
+        http=http,
+        cache_ttl_seconds=settings.jwks_cache_ttl_seconds,
+        min_refetch_interval_seconds=settings.jwks_min_refetch_seconds,
+        timeout_seconds=settings.jwks_timeout_seconds,
+    )
+    bearer = BearerAuthenticator(
+        verifier=TokenVerifier(
+            key_source=jwks,
+            expected_issuer=settings.issuer,
+            expected_audience=settings.api_audience,
+            leeway_seconds=settings.token_leeway_seconds,
+        ),
+        revocation=RedisRevocationChecker(redis, prefix=settings.redis_prefix),
+        realm="user-service",
+    )
+    return UserContext(
+        settings=settings,
+        engine=engine,
+        redis=redis,
+        http=http,
+        jwks=jwks,
+        profiles=ProfileRepository(make_sessionmaker(engine)),
+        bearer=bearer,
+    )
+
+
+def create_app(
+    settings: UserSettings | None = None,
+    *,
+    jwks_transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """Build the user service.
+
+    Args:
+        settings: validated settings; read from the environment when omitted.
+        jwks_transport: an httpx transport for JWKS fetches (tests wire the
+            auth app in-process with it).
+    """
+    settings = settings or UserSettings()
+    logging.basicConfig(level=settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ctx = _build_context(settings, jwks_transport)
+        async with ctx.engine.begin() as conn:
+            await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=USER_TABLES))
+        app.state.ctx = ctx
+        try:
+            yield
+        finally:
+            await ctx.http.aclose()
+            await ctx.redis.aclose()
+            await ctx.engine.dispose()
+
+    app = FastAPI(
+        title="User service",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs" if settings.docs_enabled else None,
+        redoc_url=None,
+        openapi_url="/openapi.json" if settings.docs_enabled else None,
+    )
+    install_problem_handlers(app, unavailable=DEPENDENCY_ERRORS)
+    app.include_router(users.router)
+    app.include_router(internal.router)
+
+    def checks() -> dict[str, Check]:
+        ctx: UserContext = app.state.ctx
+
+        async def db() -> None:
+            async with ctx.engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+
+        async def redis() -> None:
+            await ctx.redis.ping()
+
+        return {"database": db, "redis": redis}
+
+    app.include_router(health_router(checks))
+    app.add_middleware(
+        RequestContextMiddleware,
+        trusted_proxies=settings.proxy_networks,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    return app

@@ -1,0 +1,28 @@
+"""Tables of the user service's own schema."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, date, datetime
+
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Profile(SQLModel, table=True):
+    __tablename__ = "profiles"
+
+    # The id is the auth service's identity id: one identity, one profile.
+    id: uuid.UUID = Field(primary_key=True)
+    name: str = Field(max_length=200)
+    email: str = Field(max_length=320)
+    date_of_birth: date
+    job_title: str = Field(max_length=200)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+USER_TABLES = [Profile.__table__]  # type: ignore[attr-defined]
