@@ -1,0 +1,233 @@
+"""Password hashing: argon2id, run off the event loop, with a bound on concurrent hashes.
+
+Design: DESIGN.md "Passwords and accounts". Parameters: OWASP Password Storage
+Cheat Sheet, argon2id with m=19 MiB, t=2, p=1 as the floor. Unicode handling:
+NIST SP 800-63B-4 §3.1.1.2 (800-63B-3 §5.1.1.2) says to normalise with NFKC or
+NFKD before hashing, so that the same password typed on two keyboards (composed
+"é" vs "e" + combining accent) verifies.
+
+The password never appears in a log record or an exception message here.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import logging
+import os
+import secrets
+import unicodedata
+from dataclasses import dataclass
+
+import anyio
+import anyio.to_thread
+import argon2
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from argon2.low_level import ARGON2_VERSION, Type
+
+__all__ = ["OWASP_MIN_MEMORY_COST_KIB", "OWASP_MIN_TIME_COST", "Argon2Params", "PasswordHasher"]
+
+_log = logging.getLogger(__name__)
+
+OWASP_MIN_MEMORY_COST_KIB = 19_456  # 19 MiB
+OWASP_MIN_TIME_COST = 2
+_HASH_LEN = 32  # bytes; argon2-cffi's default
+_SALT_LEN = 16  # bytes; argon2-cffi's default, RFC 9106 §3.1 recommends 16
+
+
+@dataclass(frozen=True, slots=True)
+class Argon2Params:
+    """argon2id cost parameters. The defaults are OWASP's minimum (m=19 MiB, t=2, p=1)."""
+
+    time_cost: int = OWASP_MIN_TIME_COST
+    memory_cost_kib: int = OWASP_MIN_MEMORY_COST_KIB
+    parallelism: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("time_cost", "memory_cost_kib", "parallelism"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"Argon2Params.{name}: expected a positive int, got {value!r}")
+        # Argon2 itself requires at least 8 KiB per lane (RFC 9106 §3.1).
+        if self.memory_cost_kib < 8 * self.parallelism:
+            raise ValueError(
+                "Argon2Params.memory_cost_kib: expected >= 8 * parallelism "
+                f"({8 * self.parallelism}), got {self.memory_cost_kib}"
+            )
+
+
+class PasswordHasher:
+    """Hash and verify passwords with argon2id, off the event loop.
+
+    The argon2 work runs in worker threads (argon2-cffi releases the GIL) through
+    ``anyio.to_thread.run_sync``, gated by an ``anyio.CapacityLimiter``. One hash
+    at 19 MiB blocks for tens of milliseconds and holds 19 MiB. Without the
+    limiter, a login flood would run anyio's default 40 threads at once, and
+    more threads do not finish hashes faster than there are cores. With it,
+    memory stays at about ``max_concurrent_hashes * memory_cost`` and extra
+    requests wait in a queue (rate limiting belongs to the API layer).
+
+    Args:
+        params: argon2id cost. Defaults to ``Argon2Params()`` (the OWASP minimum).
+        max_concurrent_hashes: how many hashes or verifications may run at once.
+            Defaults to ``os.cpu_count() or 1``.
+        allow_weak_for_tests: accept parameters below the OWASP minimum. A test
+            suite may want hashes that take microseconds. Production never does:
+            the cost parameters are what slows down an offline attack on a leaked
+            hash table, so the settings layer must never set this.
+
+    Raises:
+        ValueError: parameters below the OWASP minimum (memory_cost_kib < 19456 or
+            time_cost < 2) without ``allow_weak_for_tests``, or
+            ``max_concurrent_hashes < 1``.
+    """
+
+    def __init__(
+        self,
+        params: Argon2Params | None = None,
+        *,
+        max_concurrent_hashes: int | None = None,
+        allow_weak_for_tests: bool = False,
+    ) -> None:
+        params = params if params is not None else Argon2Params()
+        if not allow_weak_for_tests and (
+            params.memory_cost_kib < OWASP_MIN_MEMORY_COST_KIB
+            or params.time_cost < OWASP_MIN_TIME_COST
+        ):
+            raise ValueError(
+                "argon2id parameters below the OWASP minimum: expected "
+                f"memory_cost_kib >= {OWASP_MIN_MEMORY_COST_KIB} and "
+                f"time_cost >= {OWASP_MIN_TIME_COST}, got memory_cost_kib="
+                f"{params.memory_cost_kib} and time_cost={params.time_cost} "
+                "(allow_weak_for_tests=True is for test suites only)"
+            )
+        limit = max_concurrent_hashes if max_concurrent_hashes is not None else os.cpu_count() or 1
+        if limit < 1:
+            raise ValueError(f"max_concurrent_hashes: expected >= 1, got {limit}")
+
+        self._params = params
+        self._max_concurrent_hashes = limit
+        self._limiter = anyio.CapacityLimiter(limit)
+        self._argon2 = argon2.PasswordHasher(
+            time_cost=params.time_cost,
+            memory_cost=params.memory_cost_kib,
+            parallelism=params.parallelism,
+            hash_len=_HASH_LEN,
+            salt_len=_SALT_LEN,
+            type=Type.ID,
+        )
+        self._dummy_hash = _make_dummy_hash(params)
+
+    @property
+    def params(self) -> Argon2Params:
+        return self._params
+
+    @property
+    def max_concurrent_hashes(self) -> int:
+        return self._max_concurrent_hashes
+
+    async def hash(self, password: str) -> str:
+        """Hash a password (NFKC-normalised first) with argon2id and a random salt.
+
+        Returns:
+            The PHC-format string, e.g. ``$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>``.
+
+        Raises:
+            ValueError: the password is not valid Unicode text (a lone surrogate).
+            argon2.exceptions.HashingError: argon2 failed, e.g. out of memory.
+        """
+        secret = _encode(password)
+        return await anyio.to_thread.run_sync(self._hash_sync, secret, limiter=self._limiter)
+
+    async def verify(self, stored_hash: str | None, password: str) -> bool:
+        """Check a password against a stored hash. Never raises for bad input.
+
+        Args:
+            stored_hash: the user's hash, or ``None`` when no account has the
+                email. For ``None``, a dummy hash with the current parameters is
+                verified instead. That costs the same as a wrong password and
+                gives the same answer, so response time does not reveal whether
+                an account exists (DESIGN.md: "Unknown email and wrong password
+                cost the same time and return the same answer").
+            password: the candidate, as the client sent it.
+
+        Returns:
+            True only if the password matches. A corrupt or unsupported stored
+            hash gives False, and a warning is logged (without the hash or the
+            password).
+        """
+        try:
+            secret = _encode(password)
+        except ValueError:
+            secret = None
+        if stored_hash is None or secret is None:
+            await anyio.to_thread.run_sync(
+                self._verify_sync, self._dummy_hash, secret or b"", limiter=self._limiter
+            )
+            return False
+        return await anyio.to_thread.run_sync(
+            self._verify_sync, stored_hash, secret, limiter=self._limiter
+        )
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        """Whether a hash was made with other parameters (or type) than this hasher's.
+
+        Call it after a successful ``verify`` and store a fresh ``hash`` of the
+        password when it returns True (DESIGN.md: rehash on login). It is cheap,
+        because it only parses the string. A hash that cannot be parsed counts
+        as needing a rehash.
+        """
+        try:
+            return self._argon2.check_needs_rehash(stored_hash)
+        except InvalidHashError:
+            return True
+
+    # The two functions below run in worker threads. They are methods so that
+    # tests can wrap them (for example to count how many run at once).
+
+    def _hash_sync(self, secret: bytes) -> str:
+        return self._argon2.hash(secret)
+
+    def _verify_sync(self, stored_hash: str, secret: bytes) -> bool:
+        try:
+            return self._argon2.verify(stored_hash, secret)
+        except VerifyMismatchError:
+            return False
+        except (InvalidHashError, VerificationError, UnicodeEncodeError):
+            # A corrupt row fails before argon2 does any work. Spend the cost of a
+            # real verification anyway, so that timing does not single out
+            # accounts with a broken hash.
+            _log.warning("stored password hash is corrupt or unsupported; verification failed")
+            with contextlib.suppress(VerificationError):
+                self._argon2.verify(self._dummy_hash, secret)
+            return False
+
+
+def _encode(password: str) -> bytes:
+    """NFKC-normalise and UTF-8-encode. The message never includes the password."""
+    try:
+        return unicodedata.normalize("NFKC", password).encode("utf-8")
+    except UnicodeEncodeError:
+        # `from None`: the chained exception would carry the whole password in `.object`.
+        raise ValueError("password is not valid Unicode text (lone surrogate)") from None
+
+
+def _make_dummy_hash(params: Argon2Params) -> str:
+    """A well-formed argon2id hash with these parameters that no password matches.
+
+    Salt and digest are random bytes rather than the output of hashing a random
+    secret. argon2 verification recomputes the digest from the candidate and
+    compares it in constant time, so verifying this string costs exactly as much
+    as verifying a real hash with the same parameters. Nothing matches it
+    (probability 2**-256), and building it needs no argon2 work at start-up.
+    """
+
+    def b64(raw: bytes) -> str:
+        # PHC string format: standard base64 alphabet, no padding.
+        return base64.b64encode(raw).decode("ascii").rstrip("=")
+
+    return (
+        f"$argon2id$v={ARGON2_VERSION}"
+        f"$m={params.memory_cost_kib},t={params.time_cost},p={params.parallelism}"
+        f"${b64(secrets.token_bytes(_SALT_LEN))}${b64(secrets.token_bytes(_HASH_LEN))}"
+    )

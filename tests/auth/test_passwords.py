@@ -1,0 +1,350 @@
+"""PasswordHasher: argon2id parameters, verification outcomes, and the off-loop, bounded runner."""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import anyio
+import argon2
+import pytest
+from argon2.low_level import Type
+
+from auth_service.services.passwords import Argon2Params, PasswordHasher
+
+PASSWORD = "Str0ngP@ssw0rd!!"
+WEAK = Argon2Params(time_cost=1, memory_cost_kib=8, parallelism=1)
+
+
+def _b64decode(part: str) -> bytes:
+    return base64.b64decode(part + "=" * (-len(part) % 4))
+
+
+@pytest.fixture
+def hasher() -> PasswordHasher:
+    # Real production parameters: these tests are about what production stores.
+    return PasswordHasher()
+
+
+@pytest.fixture
+def fast() -> PasswordHasher:
+    return PasswordHasher(WEAK, allow_weak_for_tests=True)
+
+
+# --- hash format and parameters ---------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_hash_is_argon2id_with_owasp_parameters(hasher: PasswordHasher) -> None:
+    encoded = await hasher.hash(PASSWORD)
+
+    assert encoded.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    _, _, _, _, salt, digest = encoded.split("$")
+    assert len(_b64decode(salt)) == 16
+    assert len(_b64decode(digest)) == 32
+    assert PASSWORD not in encoded
+
+
+@pytest.mark.anyio
+async def test_hash_is_salted(hasher: PasswordHasher) -> None:
+    assert await hasher.hash(PASSWORD) != await hasher.hash(PASSWORD)
+
+
+def test_default_params_are_owasp_minimum() -> None:
+    assert Argon2Params() == Argon2Params(time_cost=2, memory_cost_kib=19456, parallelism=1)
+    with pytest.raises(AttributeError):
+        Argon2Params().time_cost = 1  # type: ignore[misc]
+
+
+# --- verify -----------------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_verify_accepts_the_right_password(hasher: PasswordHasher) -> None:
+    assert await hasher.verify(await hasher.hash(PASSWORD), PASSWORD) is True
+
+
+@pytest.mark.anyio
+async def test_verify_rejects_a_wrong_password(hasher: PasswordHasher) -> None:
+    encoded = await hasher.hash(PASSWORD)
+    assert await hasher.verify(encoded, PASSWORD + "x") is False
+    assert await hasher.verify(encoded, PASSWORD.lower()) is False
+    assert await hasher.verify(encoded, "") is False
+
+
+@pytest.mark.anyio
+async def test_verify_normalises_unicode_nfkc(hasher: PasswordHasher) -> None:
+    composed = "caf\u00e9 cr\u00e8me br\u00fbl\u00e9e"
+    decomposed = "cafe\u0301 cre\u0300me bru\u0302le\u0301e"
+    assert composed != decomposed
+
+    assert await hasher.verify(await hasher.hash(composed), decomposed) is True
+
+
+@pytest.mark.anyio
+async def test_verify_unknown_account_does_the_same_work_and_answers_false(
+    hasher: PasswordHasher, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No enumeration by timing: an unknown email (stored_hash=None) must run one
+    # full argon2 verification with the production parameters, just as a wrong
+    # password does, and give the same answer.
+    seen: list[str] = []
+    real = hasher._verify_sync
+
+    def spy(stored_hash: str, secret: bytes) -> bool:
+        seen.append(stored_hash)
+        return real(stored_hash, secret)
+
+    monkeypatch.setattr(hasher, "_verify_sync", spy)
+    known = await hasher.hash(PASSWORD)
+
+    wrong = await hasher.verify(known, "not the password at all")
+    unknown = await hasher.verify(None, "not the password at all")
+    unknown_with_real_password = await hasher.verify(None, PASSWORD)
+
+    assert wrong is unknown is unknown_with_real_password is False
+    assert len(seen) == 3
+    dummy = seen[1]
+    assert seen[2] == dummy  # precomputed once, not per call
+    assert dummy != known
+    assert dummy.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert not hasher.needs_rehash(dummy)  # same type, params, salt and hash length
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        "",
+        "garbage",
+        "$argon2id$v=19$m=19456,t=2,p=1$AAAA$BBBB",
+        "$argon2id$v=19$m=19456,t=2,p=1$!!!!!!!!$@@@@@@@@",
+        "$argon2id$v=19$m=zz,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNoaGFzaA",
+        "$2b$12$R9h/cIPz0gi.URNNX3kh2OPST9/PgBkqquzi.Ss7KIUgO2t0jWMUW",  # bcrypt
+        "\u00e9$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaA",  # not ASCII
+    ],
+)
+@pytest.mark.anyio
+async def test_verify_corrupt_hash_returns_false_without_raising(
+    fast: PasswordHasher, corrupt: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        assert await fast.verify(corrupt, PASSWORD) is False
+    assert PASSWORD not in caplog.text
+
+
+@pytest.mark.anyio
+async def test_verify_truncated_hash_returns_false(fast: PasswordHasher) -> None:
+    encoded = await fast.hash(PASSWORD)
+    assert await fast.verify(encoded[:-5], PASSWORD) is False
+
+
+@pytest.mark.anyio
+async def test_lone_surrogate_password_is_refused_without_echo(fast: PasswordHasher) -> None:
+    bad = "secret-\ud800-passphrase"
+    with pytest.raises(ValueError, match="not valid Unicode") as info:
+        await fast.hash(bad)
+    assert bad not in str(info.value)
+    # The UnicodeEncodeError (whose .object is the password) is not chained.
+    assert info.value.__cause__ is None
+    assert info.value.__suppress_context__ is True
+
+    assert await fast.verify(await fast.hash("secret--passphrase"), bad) is False
+    assert await fast.verify(None, bad) is False
+
+
+# --- needs_rehash -----------------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_needs_rehash_false_for_own_hash(hasher: PasswordHasher) -> None:
+    assert hasher.needs_rehash(await hasher.hash(PASSWORD)) is False
+
+
+@pytest.mark.anyio
+async def test_needs_rehash_when_parameters_change(
+    hasher: PasswordHasher, fast: PasswordHasher
+) -> None:
+    old = await fast.hash(PASSWORD)
+    assert hasher.needs_rehash(old) is True
+    # The old hash still verifies under its own parameters, so login can upgrade it.
+    assert await hasher.verify(old, PASSWORD) is True
+
+    stronger = PasswordHasher(Argon2Params(time_cost=3))
+    assert stronger.needs_rehash(await hasher.hash(PASSWORD)) is True
+
+
+def test_needs_rehash_when_type_is_not_argon2id(hasher: PasswordHasher) -> None:
+    argon2i = argon2.PasswordHasher(
+        time_cost=2, memory_cost=19456, parallelism=1, hash_len=32, salt_len=16, type=Type.I
+    ).hash(PASSWORD)
+    assert hasher.needs_rehash(argon2i) is True
+
+
+@pytest.mark.parametrize("corrupt", ["", "garbage", "$argon2id$v=19$m=zz,t=2,p=1$AAAA$BBBB"])
+def test_needs_rehash_true_for_unparseable_hash(hasher: PasswordHasher, corrupt: str) -> None:
+    assert hasher.needs_rehash(corrupt) is True
+
+
+# --- parameter floor ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        Argon2Params(memory_cost_kib=19455),
+        Argon2Params(time_cost=1),
+        Argon2Params(time_cost=1, memory_cost_kib=8),
+    ],
+)
+def test_refuses_parameters_below_owasp_minimum(params: Argon2Params) -> None:
+    with pytest.raises(ValueError, match="below the OWASP minimum"):
+        PasswordHasher(params)
+
+
+def test_weak_parameters_only_with_explicit_test_flag() -> None:
+    weak = PasswordHasher(WEAK, allow_weak_for_tests=True)
+    assert weak.params == WEAK
+
+
+def test_stronger_parameters_are_accepted() -> None:
+    params = Argon2Params(time_cost=3, memory_cost_kib=65536, parallelism=2)
+    assert PasswordHasher(params).params == params
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"time_cost": 0},
+        {"memory_cost_kib": -1},
+        {"parallelism": 0},
+        {"time_cost": True},
+        {"memory_cost_kib": 8, "parallelism": 2},  # argon2 needs 8 KiB per lane
+    ],
+)
+def test_params_must_be_valid(kwargs: dict[str, int]) -> None:
+    with pytest.raises(ValueError, match="Argon2Params"):
+        Argon2Params(**kwargs)
+
+
+def test_max_concurrent_hashes_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_concurrent_hashes"):
+        PasswordHasher(max_concurrent_hashes=0)
+
+
+def test_default_concurrency_is_cpu_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("os.cpu_count", lambda: 3)
+    assert PasswordHasher().max_concurrent_hashes == 3
+    monkeypatch.setattr("os.cpu_count", lambda: None)
+    assert PasswordHasher().max_concurrent_hashes == 1
+    assert PasswordHasher(max_concurrent_hashes=5).max_concurrent_hashes == 5
+
+
+# --- off the event loop, bounded ------------------------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_hashing_does_not_block_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A ticker task counts event-loop turns while 4 real argon2id hashes run.
+    # Each hash, in its worker, does the argon2 work and then waits for the
+    # ticker to advance 3 more ticks. The wait is bounded (5 s) so that a broken
+    # implementation fails instead of hanging. If the work ran on the event loop
+    # thread, the ticker could not advance during it and every hash would record
+    # an advance of 0. The assertions count ticks, not time.
+    hasher = PasswordHasher(max_concurrent_hashes=4)
+    loop_thread = threading.get_ident()
+    ticks = 0
+    advances: list[int] = []
+    worker_threads: set[int] = set()
+    real = hasher._hash_sync
+
+    def observed(secret: bytes) -> str:
+        start = ticks
+        result = real(secret)  # the real 19 MiB argon2id hash
+        deadline = time.monotonic() + 5
+        while ticks < start + 3 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        advances.append(ticks - start)
+        worker_threads.add(threading.get_ident())
+        return result
+
+    monkeypatch.setattr(hasher, "_hash_sync", observed)
+    results: list[str] = []
+
+    async def hash_one() -> None:
+        results.append(await hasher.hash(PASSWORD))
+
+    async def ticker(done: anyio.Event) -> None:
+        nonlocal ticks
+        while not done.is_set():
+            ticks += 1
+            await anyio.sleep(0.001)
+
+    done = anyio.Event()
+    async with anyio.create_task_group() as outer:
+        outer.start_soon(ticker, done)
+        async with anyio.create_task_group() as hashes:
+            for _ in range(4):
+                hashes.start_soon(hash_one)
+        done.set()
+
+    assert len(results) == 4
+    assert all(r.startswith("$argon2id$v=19$m=19456,t=2,p=1$") for r in results)
+    assert len(advances) == 4
+    assert min(advances) >= 3, advances
+    assert ticks >= 3
+    assert loop_thread not in worker_threads
+
+
+def _concurrency_probe(
+    real: Callable[..., object], state: dict[str, int], lock: threading.Lock
+) -> Callable[..., object]:
+    def probe(*args: object) -> object:
+        with lock:
+            state["active"] += 1
+            state["max"] = max(state["max"], state["active"])
+        try:
+            # Long enough for more threads to pile in if the bound were broken.
+            time.sleep(0.02)
+            return real(*args)
+        finally:
+            with lock:
+                state["active"] -= 1
+
+    return probe
+
+
+@pytest.mark.anyio
+async def test_concurrent_hashes_respect_the_capacity_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    hasher = PasswordHasher(WEAK, max_concurrent_hashes=2, allow_weak_for_tests=True)
+    state = {"active": 0, "max": 0}
+    lock = threading.Lock()
+    monkeypatch.setattr(hasher, "_hash_sync", _concurrency_probe(hasher._hash_sync, state, lock))
+    monkeypatch.setattr(
+        hasher, "_verify_sync", _concurrency_probe(hasher._verify_sync, state, lock)
+    )
+    # Two workers must be able to meet: proves the bound is 2, not 1.
+    barrier = threading.Barrier(2, timeout=5)
+    inner_hash = hasher._hash_sync
+
+    def meet_then_hash(secret: bytes) -> object:
+        barrier.wait()
+        return inner_hash(secret)
+
+    monkeypatch.setattr(hasher, "_hash_sync", meet_then_hash)
+    encoded = await PasswordHasher(WEAK, allow_weak_for_tests=True).hash(PASSWORD)
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(6):
+            tg.start_soon(hasher.hash, PASSWORD)
+        for _ in range(4):
+            tg.start_soon(hasher.verify, encoded, PASSWORD)
+        for _ in range(2):
+            tg.start_soon(hasher.verify, None, PASSWORD)
+
+    assert state["max"] == 2
+    assert state["active"] == 0
