@@ -186,6 +186,7 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
     )
+    app.state.service_name = settings.service_name
     install_problem_handlers(app, unavailable=DEPENDENCY_ERRORS)
     for module in (registration, tokens, sessions, wellknown):
         app.include_router(module.router)

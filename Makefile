@@ -1,0 +1,37 @@
+# One target per task. `make help` lists them.
+#
+# uv is required. When it is missing, make stops and says how to install it
+# (python3 -m pip install --user uv) instead of installing it behind your back;
+# CI (.ci/run) installs it itself. With uv installed elsewhere, point at it:
+#   make test UV="python3 -m uv"
+UV ?= uv
+
+.DEFAULT_GOAL := help
+.PHONY: help run test lint fmt clean check-uv
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+
+check-uv:
+	@$(UV) --version >/dev/null 2>&1 || { \
+	  echo "uv not found (UV=$(UV))." >&2; \
+	  echo "Install it:  python3 -m pip install --user uv" >&2; \
+	  echo "then re-run, or use:  make $(MAKECMDGOALS) UV='python3 -m uv'" >&2; \
+	  exit 1; }
+
+run: check-uv ## local cluster: gateway :8000, auth :8001, user :8002 (Ctrl-C stops)
+	$(UV) run python deploy/local/cluster.py
+
+test: check-uv ## the whole suite; tests start the processes they need
+	@$(UV) sync --frozen --quiet
+	$(UV) run pytest
+
+lint: check-uv ## ruff lint, ruff format check, mypy
+	$(UV) run ruff check . && $(UV) run ruff format --check . && $(UV) run mypy
+
+fmt: check-uv ## format and autofix
+	$(UV) run ruff format .
+	$(UV) run ruff check --fix .
+
+clean: ## remove the local cluster's data (.data: SQLite files, keys, nginx runtime)
+	rm -rf .data

@@ -1,0 +1,562 @@
+"""The local cluster behind `make run` and the end-to-end tests, without Docker.
+
+Starts Redis (the one in REDIS_URL, else an embedded fakeredis server), the
+auth and user services under uvicorn, and the gateway (nginx when installed,
+else the Python fallback in gateway.py), waits until each one answers, prints
+where everything runs and then `cluster ready`. Ctrl-C (SIGINT) or SIGTERM
+stops every child and exits 0; a child that dies on its own stops the cluster
+with a non-zero exit.
+
+    python deploy/local/cluster.py [--gateway-port 8000] [--auth-port 8001]
+        [--user-port 8002] [--data-dir .data] [--host 127.0.0.1]
+        [--gateway {auto,nginx,python}]
+        [--auth-app auth_service.main:create_app] [--user-app user_service.main:create_app]
+
+Environment: REDIS_URL, AUTH_DATABASE_URL, USER_DATABASE_URL override the
+defaults; everything else in the environment is passed to the services.
+Uses only the standard library, httpx, redis and fakeredis.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import os
+import re
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GATEWAY_TEMPLATE = REPO_ROOT / "deploy" / "nginx" / "gateway.conf.template"
+FALLBACK_GATEWAY = Path(__file__).with_name("gateway.py")
+READY_TIMEOUT_SECONDS = 30.0
+STOP_TIMEOUT_SECONDS = 10.0
+TAIL_LINES = 40
+
+FAKE_REDIS_WARNING = """
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+!!  WARNING: REDIS_URL is not set, so this cluster uses an EMBEDDED FAKE     !!
+!!  REDIS (fakeredis TcpFakeServer, inside this process, in memory only).    !!
+!!  Sessions, refresh tokens, revocations and rate-limit counters are LOST   !!
+!!  when the cluster stops. For development only, NEVER for production.     !!
+!!  Use a real server with: REDIS_URL=redis://127.0.0.1:6379/0 make run      !!
+!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+"""
+
+NGINX_MISSING_WARNING = """
+WARNING: nginx is not installed; using the Python fallback gateway
+(deploy/local/gateway.py: same routes and headers, no rate limiting).
+Install nginx for the real gateway: sudo apt-get install nginx
+"""
+
+_print_lock = threading.Lock()
+
+
+def say(message: str, stream: str = "stdout") -> None:
+    """Print whole lines, flushed, without interleaving with the child readers."""
+    with _print_lock:
+        out = sys.stderr if stream == "stderr" else sys.stdout
+        out.write(message if message.endswith("\n") else message + "\n")
+        out.flush()
+
+
+class ClusterError(Exception):
+    """Something the user must fix; the message says what."""
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived while the cluster was starting."""
+
+
+class StopFlag:
+    """Set by the signal handlers, polled by the main thread.
+
+    Not a threading.Event: its set() takes a non-reentrant lock that the main
+    thread may be holding inside wait() when the handler runs, which deadlocks.
+    """
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds` (in short steps); return whether the flag is set."""
+        deadline = time.monotonic() + seconds
+        while not self._set and time.monotonic() < deadline:
+            time.sleep(min(0.05, seconds))
+        return self._set
+
+
+# --- nginx -----------------------------------------------------------------------
+
+
+def find_nginx() -> str | None:
+    """nginx on PATH, or in the sbin dirs that a non-root PATH often lacks."""
+    return shutil.which("nginx") or shutil.which(
+        "nginx", path="/usr/sbin:/usr/local/sbin:/usr/local/nginx/sbin"
+    )
+
+
+def nginx_command(nginx: str, prefix: Path, *, test: bool = False) -> list[str]:
+    """The command line that runs (or with test=True, checks) the rendered config."""
+    argv = [nginx]
+    # `-e stderr` (nginx >= 1.19.5) keeps nginx from opening its compiled-in
+    # error log (/var/log/nginx/error.log) before it reads the config, which
+    # fails without root. Older builds get the config's `error_log stderr` only.
+    version = subprocess.run(  # noqa: S603 - nginx found by find_nginx()
+        [nginx, "-v"], capture_output=True, text=True, check=False
+    ).stderr
+    found = re.search(r"nginx/(\d+)\.(\d+)\.(\d+)", version)
+    if found and tuple(int(part) for part in found.groups()) >= (1, 19, 5):
+        argv += ["-e", "stderr"]
+    if test:
+        argv.append("-t")
+    return [*argv, "-p", f"{prefix}/", "-c", "gateway.conf"]
+
+
+def render_gateway_config(
+    prefix: Path, *, auth_upstream: str, user_upstream: str, listen: str
+) -> Path:
+    """Write `<prefix>/gateway.conf` from the template and create logs/ and tmp/.
+
+    Args:
+        auth_upstream, user_upstream: "host:port" of each service.
+        listen: what nginx's `listen` takes: "8000" or "127.0.0.1:8000".
+    """
+    for sub in ("logs", "tmp"):
+        (prefix / sub).mkdir(parents=True, exist_ok=True)
+    # safe_substitute: nginx's own $variables are not placeholders.
+    rendered = string.Template(GATEWAY_TEMPLATE.read_text()).safe_substitute(
+        AUTH_UPSTREAM=auth_upstream, USER_UPSTREAM=user_upstream, LISTEN_PORT=listen
+    )
+    left = re.findall(r"\$\{\w+\}", rendered)
+    if left:
+        raise ClusterError(f"{GATEWAY_TEMPLATE}: unknown placeholders {sorted(set(left))}")
+    config = prefix / "gateway.conf"
+    config.write_text(rendered)
+    return config
+
+
+# --- child processes ---------------------------------------------------------------
+
+
+def _parent_death_signal() -> Callable[[], None] | None:
+    """Linux only: children get SIGTERM if this process is killed with SIGKILL.
+
+    Without it a killed cluster leaves services holding their ports. libc is
+    loaded here, before any fork, so the hook itself only makes one syscall.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+    except OSError:
+        return None
+    pr_set_pdeathsig = 1
+
+    def hook() -> None:
+        libc.prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+    return hook
+
+
+_PREEXEC = _parent_death_signal()
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    tail: deque[str] = field(default_factory=lambda: deque(maxlen=TAIL_LINES))
+    reader: threading.Thread | None = None
+
+    def last_output(self) -> str:
+        if self.reader is not None:
+            self.reader.join(timeout=1.0)  # collect what the child wrote before dying
+        return "\n".join(f"    {line}" for line in self.tail) or "    (no output)"
+
+
+def start_child(name: str, argv: list[str], env: Mapping[str, str]) -> Child:
+    """Start a process whose output lines are printed prefixed with its name."""
+    process = subprocess.Popen(  # noqa: S603 - argv is built here, not from input
+        argv,
+        env=dict(env),
+        cwd=REPO_ROOT,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        # Own session: a terminal's Ctrl-C reaches only this script, which then
+        # stops the children in order.
+        start_new_session=True,
+        preexec_fn=_PREEXEC,  # one prctl call, see _parent_death_signal
+    )
+    child = Child(name, process)
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.decode("utf-8", "replace").rstrip()
+            child.tail.append(line)
+            say(f"{name:<8}| {line}")
+
+    child.reader = threading.Thread(target=pump, name=f"{name}-output", daemon=True)
+    child.reader.start()
+    return child
+
+
+def stop_children(children: list[Child]) -> None:
+    """SIGTERM everything, wait up to STOP_TIMEOUT_SECONDS, then SIGKILL the rest."""
+    for child in children:
+        if child.process.poll() is None:
+            child.process.terminate()
+    deadline = time.monotonic() + STOP_TIMEOUT_SECONDS
+    for child in children:
+        try:
+            child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            say(
+                f"{child.name} did not stop in {STOP_TIMEOUT_SECONDS:.0f}s: SIGKILL",
+                stream="stderr",
+            )
+            child.process.kill()
+            child.process.wait()
+    for child in children:
+        if child.reader is not None:
+            child.reader.join(timeout=1.0)
+
+
+def wait_until_ok(child: Child, url: str, stop: StopFlag) -> None:
+    """Poll `url` until it answers 200; fail early if the child exits."""
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    with httpx.Client(timeout=1.0, trust_env=False) as client:
+        while True:
+            if stop.is_set():
+                raise Interrupted
+            code = child.process.poll()
+            if code is not None:
+                raise ClusterError(
+                    f"{child.name} exited ({describe_exit(code)}) before it was ready. "
+                    f"Last output:\n{child.last_output()}"
+                )
+            with contextlib.suppress(httpx.TransportError):
+                if client.get(url).status_code == 200:
+                    return
+            if time.monotonic() > deadline:
+                raise ClusterError(
+                    f"{child.name} did not answer 200 on {url} within "
+                    f"{READY_TIMEOUT_SECONDS:.0f}s. Last output:\n{child.last_output()}"
+                )
+            stop.wait(0.2)
+
+
+# --- Redis -----------------------------------------------------------------------
+
+
+@dataclass
+class RedisHandle:
+    url: str
+    kind: str
+    close: Callable[[], None]
+
+
+def start_redis(env: Mapping[str, str]) -> RedisHandle:
+    """The Redis in REDIS_URL (checked with PING), else an embedded fakeredis server."""
+    import redis
+
+    url = env.get("REDIS_URL")
+    if url:
+        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+        try:
+            client.ping()
+        except redis.RedisError as exc:
+            raise ClusterError(
+                f"REDIS_URL={redact(url)} does not answer PING ({exc}). "
+                "Start that server, or unset REDIS_URL to use the embedded fake Redis."
+            ) from exc
+        finally:
+            client.close()
+        return RedisHandle(url, "external", lambda: None)
+
+    server = _fake_redis_server()
+    threading.Thread(target=server.serve_forever, name="fakeredis", daemon=True).start()
+    port = server.server_address[1]
+    say(FAKE_REDIS_WARNING, stream="stderr")
+
+    def close() -> None:
+        server.shutdown()
+        server.server_close()
+
+    return RedisHandle(f"redis://127.0.0.1:{port}/0", "embedded fakeredis (IN MEMORY)", close)
+
+
+def _fake_redis_server() -> Any:
+    """A fakeredis TcpFakeServer on a free 127.0.0.1 port, patched to keep
+    connections open across error replies.
+
+    fakeredis 2.40's handler answers any error reply (NOSCRIPT, WRONGTYPE...)
+    and then closes the connection, so redis-py's EVALSHA -> NOSCRIPT -> EVAL
+    fallback, which every registered Lua script relies on, fails with
+    "Connection closed by server" (cunla/fakeredis-py#432). Returning the
+    error as the reply instead lets fakeredis encode it as a normal `-ERR`.
+    """
+    import redis
+    from fakeredis import TcpFakeServer
+
+    server = TcpFakeServer(("127.0.0.1", 0))
+    server.daemon_threads = True  # never let a client connection block our exit
+    handler: Any = server.RequestHandlerClass
+
+    class _Handler(handler):  # type: ignore[misc]
+        def setup(self) -> None:
+            super().setup()
+            client = getattr(self, "current_client", None)
+            if client is None:  # a fakeredis with other internals: leave it be
+                return
+            read_response = client.read_response
+
+            def read_response_or_error(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return read_response(*args, **kwargs)
+                except redis.ResponseError as exc:
+                    return exc
+
+            client.read_response = read_response_or_error
+
+    server.RequestHandlerClass = _Handler
+    return server
+
+
+# --- helpers -----------------------------------------------------------------------
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for printing."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def describe_exit(code: int) -> str:
+    """ "code 3" or "killed by SIGKILL", from a Popen returncode."""
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"killed by {signal.Signals(-code).name}"
+    return f"code {code}"
+
+
+def connect_host(host: str) -> str:
+    """Where to connect to reach a server bound on `host` (URL form for IPv6)."""
+    if host in {"", "0.0.0.0"}:  # noqa: S104 - comparing, not binding
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+def ensure_port_free(host: str, port: int, what: str) -> None:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise ClusterError(
+                f"{what} port {host}:{port} is not available ({exc.strerror}). "
+                "Is another `make run` going? Pick another with --"
+                f"{what}-port."
+            ) from exc
+
+
+# --- the cluster ---------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--gateway-port", type=int, default=8000)
+    parser.add_argument("--auth-port", type=int, default=8001)
+    parser.add_argument("--user-port", type=int, default=8002)
+    parser.add_argument("--data-dir", type=Path, default=Path(".data"))
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument(
+        "--gateway",
+        choices=("auto", "nginx", "python"),
+        default="auto",
+        help="auto: nginx when installed, else the Python fallback",
+    )
+    # The ASGI factories to serve; the tooling tests point these at stand-ins.
+    parser.add_argument("--auth-app", default="auth_service.main:create_app")
+    parser.add_argument("--user-app", default="user_service.main:create_app")
+    return parser.parse_args(argv)
+
+
+def start_gateway(
+    args: argparse.Namespace, *, nginx: str | None, data_dir: Path, auth_url: str, user_url: str
+) -> tuple[Child, str, str]:
+    """Start nginx on the rendered template, else the Python fallback.
+
+    Returns the child, what kind of gateway it is, and where its access log goes.
+    """
+    host, reach = args.host, connect_host(args.host)
+    if nginx is not None:
+        prefix = data_dir / "nginx"
+        # All interfaces: a bare port; otherwise the address the user chose.
+        any_host = host in {"", "0.0.0.0"}  # noqa: S104 - comparing, not binding
+        bracketed = f"[{host}]" if ":" in host else host
+        render_gateway_config(
+            prefix,
+            auth_upstream=f"{reach}:{args.auth_port}",
+            user_upstream=f"{reach}:{args.user_port}",
+            listen=str(args.gateway_port) if any_host else f"{bracketed}:{args.gateway_port}",
+        )
+        child = start_child("gateway", nginx_command(nginx, prefix), os.environ)
+        return child, "nginx", f"access log (JSON): {prefix / 'logs' / 'access.log'}"
+    if args.gateway == "auto":
+        say(NGINX_MISSING_WARNING, stream="stderr")
+    argv = [sys.executable, str(FALLBACK_GATEWAY), "--host", host]
+    argv += ["--port", str(args.gateway_port)]
+    argv += ["--auth-upstream", auth_url, "--user-upstream", user_url]
+    return start_child("gateway", argv, os.environ), "python fallback", "access log: this terminal"
+
+
+def print_summary(rows: list[tuple[str, str, str]]) -> None:
+    w0, w1 = (max(len(row[i]) for row in rows) for i in (0, 1))
+    table = "\n".join(f"  {a:<{w0}}  {b:<{w1}}  {c}" for a, b, c in rows)
+    say(f"\n{table}\n\n  Ctrl-C to stop\n")
+
+
+def run(args: argparse.Namespace, stop: StopFlag) -> int:
+    host = args.host
+    reach = connect_host(host)
+    data_dir: Path = args.data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "keys").mkdir(mode=0o700, exist_ok=True)
+
+    nginx = find_nginx() if args.gateway in {"auto", "nginx"} else None
+    if args.gateway == "nginx" and nginx is None:
+        raise ClusterError(
+            "--gateway nginx: nginx is not installed "
+            "(sudo apt-get install nginx), or use --gateway python"
+        )
+    for what, port in (
+        ("gateway", args.gateway_port),
+        ("auth", args.auth_port),
+        ("user", args.user_port),
+    ):
+        ensure_port_free(host, port, what)
+
+    redis_handle = start_redis(os.environ)
+    children: list[Child] = []
+    try:
+        auth_url = f"http://{reach}:{args.auth_port}"
+        user_url = f"http://{reach}:{args.user_port}"
+        gateway_url = f"http://{reach}:{args.gateway_port}"
+        common = {
+            **os.environ,
+            "REDIS_URL": redis_handle.url,
+            "KEY_DIR": str(data_dir / "keys"),
+            "USER_SERVICE_URL": user_url,
+            "JWKS_URL": f"{auth_url}/.well-known/jwks.json",
+            "ISSUER": f"http://localhost:{args.gateway_port}",
+            "PYTHONUNBUFFERED": "1",  # child output shows up as it is written
+        }
+        databases = {
+            "auth": os.environ.get("AUTH_DATABASE_URL")
+            or f"sqlite+aiosqlite:///{data_dir}/auth.db",
+            "user": os.environ.get("USER_DATABASE_URL")
+            or f"sqlite+aiosqlite:///{data_dir}/user.db",
+        }
+        services = (
+            ("auth", args.auth_app, args.auth_port),
+            ("user", args.user_app, args.user_port),
+        )
+        # Both start at once; neither needs the other to become ready
+        # (/readyz checks DB and Redis only).
+        for name, app, port in services:
+            argv = [sys.executable, "-m", "uvicorn", "--factory", app]
+            argv += ["--host", host, "--port", str(port), "--app-dir", str(REPO_ROOT)]
+            argv += ["--timeout-graceful-shutdown", "5"]
+            # The services decide themselves which X-Forwarded-For to believe
+            # (TRUSTED_PROXIES); uvicorn rewriting the peer first would hide it.
+            argv += ["--no-proxy-headers"]
+            env = {**common, "DATABASE_URL": databases[name]}
+            children.append(start_child(name, argv, env))
+        for child, (_, _, port) in zip(children, services, strict=True):
+            wait_until_ok(child, f"http://{reach}:{port}/readyz", stop)
+
+        gateway, gateway_kind, gateway_log = start_gateway(
+            args, nginx=nginx, data_dir=data_dir, auth_url=auth_url, user_url=user_url
+        )
+        children.append(gateway)
+        wait_until_ok(gateway, f"{gateway_url}/healthz", stop)
+
+        print_summary(
+            [
+                (f"gateway ({gateway_kind})", gateway_url, gateway_log),
+                ("auth_service", auth_url, f"db {redact(databases['auth'])}"),
+                ("user_service", user_url, f"db {redact(databases['user'])}"),
+                ("redis", redact(redis_handle.url), redis_handle.kind),
+                ("data dir", str(data_dir), "SQLite files, keys/, nginx/"),
+                ("logs", "this terminal", "lines prefixed auth | user | gateway"),
+            ]
+        )
+        say("cluster ready")
+
+        while not stop.wait(0.2):
+            for child in children:
+                code = child.process.poll()
+                if code is not None:
+                    say(
+                        f"{child.name} exited unexpectedly ({describe_exit(code)}); stopping",
+                        stream="stderr",
+                    )
+                    return 1
+        say("stopping the cluster")
+        return 0
+    except Interrupted:
+        say("interrupted while starting; stopping")
+        return 0
+    finally:
+        stop_children(list(reversed(children)))  # gateway first, then the services
+        redis_handle.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    stop = StopFlag()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        return run(parse_args(argv), stop)
+    except ClusterError as exc:
+        say(f"cluster: error: {exc}", stream="stderr")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,300 @@
+"""Fallback gateway for machines without nginx: a small reverse proxy in Python.
+
+It mirrors deploy/nginx/gateway.conf.template: the same routing table, the same
+problem+json answers for what is not routed, the same forwarding headers,
+security headers and body limit. It does not rate-limit (the auth service has
+its own limits) and is meant for `make run` only, never for production.
+
+Run: python deploy/local/gateway.py --port 8000 \
+        --auth-upstream http://127.0.0.1:8001 --user-upstream http://127.0.0.1:8002
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from http.cookiejar import DefaultCookiePolicy
+from typing import Any
+
+import httpx
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+MAX_BODY_BYTES = 64 * 1024  # nginx: client_max_body_size 64k
+
+# Same pattern as the nginx map on $http_x_request_id.
+_SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+
+# (exact paths, path prefixes) per upstream; "/users" is decided by method.
+_AUTH_EXACT = frozenset(
+    {"/", "/login", "/login/mfa", "/token", "/token/refresh", "/logout", "/sessions"}
+)
+_AUTH_PREFIXES = ("/sessions/", "/webauthn/", "/.well-known/", "/static/")
+_USER_PREFIXES = ("/users/",)
+
+SECURITY_HEADERS = {
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "x-frame-options": "DENY",
+}
+
+# RFC 9110 section 7.6.1 hop-by-hop headers, plus ones the proxy sets itself.
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+_REQUEST_HEADERS_SET_HERE = frozenset(
+    {
+        "content-length",
+        "forwarded",
+        "x-forwarded-for",
+        "x-forwarded-host",
+        "x-forwarded-proto",
+        "x-real-ip",
+        "x-request-id",
+    }
+)
+# Like nginx, the proxy answers with its own Date and no upstream Server.
+_RESPONSE_HEADERS_SET_HERE = frozenset({"date", "server", "x-request-id"}) | set(SECURITY_HEADERS)
+
+
+class _ClientGone(Exception):
+    """The client disconnected before its request body was complete."""
+
+
+def route(method: str, path: str) -> str | None:
+    """Name the upstream ("auth" or "user") for a request, or None when not routed.
+
+    `/internal/...` and `/metrics` are never routed, like any unknown path.
+    Paths with dot segments are refused outright: nginx would resolve them
+    before matching, this proxy does not rewrite paths.
+    """
+    if any(segment in {".", ".."} for segment in path.split("/")):
+        return None
+    if path == "/users":
+        return "auth" if method == "POST" else "user"
+    if path in _AUTH_EXACT or path.startswith(_AUTH_PREFIXES):
+        return "auth"
+    if path.startswith(_USER_PREFIXES):
+        return "user"
+    return None
+
+
+def problem_body(status: int, title: str) -> bytes:
+    """RFC 9457 body, byte for byte what the nginx config returns."""
+    document = {"type": "about:blank", "title": title, "status": status}
+    return json.dumps(document, separators=(",", ":")).encode()
+
+
+class Gateway:
+    """The ASGI app. `client` is injectable so tests can route to in-process apps."""
+
+    def __init__(
+        self,
+        *,
+        auth_upstream: str,
+        user_upstream: str,
+        client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self._upstreams = {"auth": auth_upstream.rstrip("/"), "user": user_upstream.rstrip("/")}
+        # trust_env=False: an HTTP(S)_PROXY in the environment must not capture
+        # traffic to the local services.
+        self._client = client or httpx.AsyncClient(
+            timeout=httpx.Timeout(30.0, connect=5.0), trust_env=False, follow_redirects=False
+        )
+        # The client is shared by every user of the gateway: it must never keep
+        # one user's Set-Cookie and replay it for the next (block every domain).
+        self._client.cookies.jar.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":  # websockets are not part of this API
+            return
+        request_headers = [(k.decode("latin-1").lower(), v) for k, v in scope["headers"]]
+        client_request_id = _header(request_headers, "x-request-id")
+        request_id = (
+            client_request_id
+            if client_request_id and _SAFE_REQUEST_ID.fullmatch(client_request_id)
+            else uuid.uuid4().hex
+        )
+
+        async def answer(status: int, title: str) -> None:
+            body = problem_body(status, title)
+            headers = [("content-type", "application/problem+json")]
+            await _respond(send, status, headers, body, request_id)
+
+        method, path = scope["method"], scope["path"]
+        if path == "/healthz":
+            health = b'{"status":"ok"}'
+            await _respond(send, 200, [("content-type", "application/json")], health, request_id)
+            return
+        upstream = route(method, path)
+        if upstream is None:
+            await answer(404, "Not Found")
+            return
+
+        declared = _header(request_headers, "content-length")
+        # The server (h11/httptools) has already refused a malformed length.
+        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            await answer(413, "Content Too Large")
+            return
+        try:
+            body = await _read_body(receive)
+        except _ClientGone:
+            return
+        if body is None:
+            await answer(413, "Content Too Large")
+            return
+
+        peer = scope.get("client") or ("", 0)
+        forwarded_for = _header(request_headers, "x-forwarded-for")
+        host = _header(request_headers, "host") or ""
+        headers = [
+            (k, v)
+            for k, v in request_headers
+            if k not in _HOP_BY_HOP and k not in _REQUEST_HEADERS_SET_HERE
+        ]
+        headers += [
+            ("x-forwarded-for", f"{forwarded_for}, {peer[0]}" if forwarded_for else peer[0]),
+            ("x-forwarded-proto", scope.get("scheme", "http")),
+            ("x-forwarded-host", host),
+            ("x-real-ip", peer[0]),
+            ("x-request-id", request_id),
+        ]
+        # The raw path goes upstream unchanged, as nginx's proxy_pass does.
+        raw_path = scope.get("raw_path") or path.encode()
+        url = self._upstreams[upstream] + raw_path.decode("latin-1")
+        if scope.get("query_string"):
+            url += "?" + scope["query_string"].decode("latin-1")
+        # httpx.Request, not client.build_request(): the latter would add the
+        # client's default headers (Accept-Encoding: gzip, User-Agent, ...).
+        request = httpx.Request(method, url, headers=headers, content=body)
+        try:
+            response = await self._client.send(request, stream=True)
+        except httpx.TimeoutException:
+            await answer(504, "Gateway Timeout")
+            return
+        except httpx.TransportError:
+            await answer(502, "Bad Gateway")
+            return
+        try:
+            response_headers = [
+                (k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in response.headers.raw
+            ]
+            response_headers = [
+                (k, v)
+                for k, v in response_headers
+                if k not in _HOP_BY_HOP and k not in _RESPONSE_HEADERS_SET_HERE
+            ]
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": _encode(_with_gateway_headers(response_headers, request_id)),
+                }
+            )
+            # aiter_raw: bytes as the upstream sent them (content-encoding kept).
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await response.aclose()
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._client.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+
+def _header(headers: list[tuple[str, bytes]], name: str) -> str | None:
+    for key, value in headers:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None once it passes the limit (chunked uploads)."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _with_gateway_headers(headers: list[tuple[str, str]], request_id: str) -> list[tuple[str, str]]:
+    return [*headers, *SECURITY_HEADERS.items(), ("x-request-id", request_id)]
+
+
+def _encode(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+async def _respond(
+    send: Send, status: int, headers: list[tuple[str, str]], body: bytes, request_id: str
+) -> None:
+    headers = [*headers, ("content-length", str(len(body)))]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": _encode(_with_gateway_headers(headers, request_id)),
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def main() -> None:
+    import uvicorn  # imported here: the module itself needs only httpx
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--auth-upstream", default="http://127.0.0.1:8001")
+    parser.add_argument("--user-upstream", default="http://127.0.0.1:8002")
+    args = parser.parse_args()
+    app = Gateway(auth_upstream=args.auth_upstream, user_upstream=args.user_upstream)
+    # proxy_headers=False: this process IS the proxy; the client address must be
+    # the socket peer, never an X-Forwarded-For a local client made up.
+    # server_header=False: no "server: uvicorn" (nginx runs with server_tokens off).
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        proxy_headers=False,
+        server_header=False,
+        log_level="info",
+    )
+
+
+if __name__ == "__main__":
+    main()

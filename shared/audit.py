@@ -1,0 +1,70 @@
+"""Audit events: one structured record per security-relevant action.
+
+Events go to the `audit` logger as one JSON object each; handlers attached by
+the service send them to stdout and to its audit table. Never pass a
+password, token, refresh token, recovery code or WebAuthn secret here: the
+record holds identifiers and outcomes only.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.requests import Request
+
+__all__ = ["AUDIT_LOGGER", "audit_event"]
+
+AUDIT_LOGGER = "audit"
+_log = logging.getLogger(AUDIT_LOGGER)
+
+Detail = str | int | float | bool | None
+
+
+def audit_event(
+    event: str,
+    *,
+    outcome: str,
+    request: Request | None = None,
+    service: str | None = None,
+    user_id: str | None = None,
+    session_id: str | None = None,
+    reason: str | None = None,
+    **details: Detail,
+) -> dict[str, Any]:
+    """Emit one audit event and return the record.
+
+    Args:
+        event: dotted event type, e.g. `login`, `refresh.reuse_detected`.
+        outcome: `success`, `failure` or `denied`.
+        request: the request, for client IP, user agent and request id.
+        service: emitting service; defaults to the app's `state.service_name`.
+        user_id: the subject, when known.
+        session_id: the session (`sid`), when known.
+        reason: internal reason for a failure (never shown to clients).
+        details: further non-secret fields.
+    """
+    record: dict[str, Any] = {
+        "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "event": event,
+        "outcome": outcome,
+        "service": service,
+        "user_id": user_id,
+        "session_id": session_id,
+        "reason": reason,
+        "client_ip": None,
+        "user_agent": None,
+        "request_id": None,
+        "trace_id": None,
+    }
+    if request is not None:
+        state = request.scope.get("state", {})
+        record["client_ip"] = state.get("client_ip")
+        record["request_id"] = state.get("request_id")
+        record["user_agent"] = request.headers.get("user-agent", "")[:256] or None
+        if service is None:
+            record["service"] = getattr(request.app.state, "service_name", None)
+    record.update(details)
+    _log.info(event, extra={"audit": record})
+    return record
