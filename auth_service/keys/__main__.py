@@ -1,0 +1,100 @@
+"""Operator CLI for signing keys. Prints kids and times, never key material.
+
+    python -m auth_service.keys rotate [--activate-after SECONDS] [--bits 2048|3072|4096]
+    python -m auth_service.keys list
+    python -m auth_service.keys prune --older-than SECONDS
+
+Every command takes `--key-dir PATH` (default: $KEY_DIR, else ./.data/keys).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from auth_service.keys.keyring import NoSigningKeys, manifest_entries, prune, rotate
+
+_DEFAULT_KEY_DIR = Path(".data/keys")
+
+
+def _when(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")
+
+
+def _parser() -> argparse.ArgumentParser:
+    # --key-dir is accepted before or after the command; SUPPRESS keeps the
+    # subcommand's absent option from overwriting one given before it.
+    key_dir = argparse.ArgumentParser(add_help=False)
+    key_dir.add_argument("--key-dir", type=Path, default=argparse.SUPPRESS, metavar="PATH")
+    parser = argparse.ArgumentParser(
+        prog="python -m auth_service.keys", description="Manage the auth service's signing keys."
+    )
+    parser.add_argument("--key-dir", type=Path, default=None, metavar="PATH")
+    commands = parser.add_subparsers(dest="command", required=True)
+    rot = commands.add_parser(
+        "rotate", parents=[key_dir], help="add a key: published now, signs later"
+    )
+    rot.add_argument(
+        "--activate-after",
+        type=int,
+        default=60,
+        metavar="SECONDS",
+        help="delay before the new key signs (default 60; longer than replicas' reload interval)",
+    )
+    rot.add_argument("--bits", type=int, choices=(2048, 3072, 4096), default=2048)
+    commands.add_parser("list", parents=[key_dir], help="list keys and their state")
+    pr = commands.add_parser("prune", parents=[key_dir], help="remove keys whose tokens expired")
+    pr.add_argument(
+        "--older-than",
+        type=int,
+        required=True,
+        metavar="SECONDS",
+        help="remove a retired key once its successor has signed for this long "
+        "(at least the longest token lifetime plus leeway)",
+    )
+    return parser
+
+
+def _list(key_dir: Path, now: float) -> int:
+    entries = sorted(manifest_entries(key_dir), key=lambda e: (e.activates_at, e.created_at))
+    if not entries:
+        print(f"no signing keys in {key_dir}", file=sys.stderr)
+        return 1
+    active = [e for e in entries if e.activates_at <= now]
+    current = active[-1] if active else None
+    print(f"{'KID':<44}  {'STATE':<8}  {'CREATED':<25}  ACTIVATES")
+    for e in reversed(entries):
+        state = "current" if e is current else "pending" if e.activates_at > now else "retired"
+        print(f"{e.kid:<44}  {state:<8}  {_when(e.created_at):<25}  {_when(e.activates_at)}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit status."""
+    args = _parser().parse_args(argv)
+    key_dir: Path = args.key_dir or Path(os.environ.get("KEY_DIR") or _DEFAULT_KEY_DIR)
+    try:
+        if args.command == "rotate":
+            key = rotate(key_dir, activate_after_seconds=args.activate_after, bits=args.bits)
+            print(f"added {key.kid}: published now, signs from {_when(key.activates_at)}")
+            return 0
+        if args.command == "prune":
+            removed = prune(key_dir, older_than_seconds=args.older_than)
+            for kid in removed:
+                print(f"removed {kid}")
+            if not removed:
+                print("nothing to prune")
+            return 0
+        return _list(key_dir, time.time())
+    except (NoSigningKeys, ValueError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
