@@ -53,7 +53,7 @@ class BearerAuthenticator:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            request.state.token_rejection = "missing"
+            request.state.token_rejection = "missing"  # noqa: S105 - a reason label
             raise unauthorized(None, self._realm)
         try:
             claims = await self._verifier.verify(token.strip())
@@ -62,7 +62,8 @@ class BearerAuthenticator:
             raise unauthorized(exc.reason, self._realm) from None
         except KeysUnavailable:
             raise Problem(
-                503, detail="Signing keys are unavailable; try again shortly.",
+                503,
+                detail="Signing keys are unavailable; try again shortly.",
                 headers={"Retry-After": "5"},
             ) from None
         if claims.sid is not None:
@@ -72,11 +73,12 @@ class BearerAuthenticator:
                 # Fail closed: without the revocation list we cannot tell a
                 # logged-out session from a live one.
                 raise Problem(
-                    503, detail="Session state is unavailable; try again shortly.",
+                    503,
+                    detail="Session state is unavailable; try again shortly.",
                     headers={"Retry-After": "2"},
                 ) from None
             if revoked:
-                request.state.token_rejection = "revoked"
+                request.state.token_rejection = "revoked"  # noqa: S105 - a reason label
                 raise unauthorized("revoked", self._realm)
         request.state.principal = claims
         return claims

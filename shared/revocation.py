@@ -8,9 +8,10 @@ access token could, then expire by themselves.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Protocol
 
-__all__ = ["RevocationChecker", "RedisRevocationChecker", "revocation_channel", "revoked_key"]
+__all__ = ["RedisRevocationChecker", "RevocationChecker", "revocation_channel", "revoked_key"]
 
 
 def revoked_key(prefix: str, sid: str) -> str:
@@ -22,7 +23,7 @@ def revocation_channel(prefix: str) -> str:
 
 
 class _ExistsClient(Protocol):
-    async def exists(self, *names: str) -> int: ...
+    def exists(self, *names: str) -> Awaitable[int]: ...
 
 
 class RevocationChecker(Protocol):

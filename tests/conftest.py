@@ -81,8 +81,12 @@ def db_urls(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     for name in ("auth", "user"):
         db = urls[name].rsplit("/", 1)[1]
         subprocess.run(
-            ["psql", PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + db, "-qc",
-             "DROP SCHEMA public CASCADE; CREATE SCHEMA public;"],
+            [
+                "psql",
+                PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + db,
+                "-qc",
+                "DROP SCHEMA public CASCADE; CREATE SCHEMA public;",
+            ],
             check=True,
             capture_output=True,
         )
@@ -153,7 +157,11 @@ def user_settings(**overrides: Any) -> Any:
 
 
 async def start_services(
-    *, tmp_path: Path, redis_prefix: str, urls: dict[str, str], auth: dict[str, Any] | None = None,
+    *,
+    tmp_path: Path,
+    redis_prefix: str,
+    urls: dict[str, str],
+    auth: dict[str, Any] | None = None,
     user: dict[str, Any] | None = None,
 ) -> AsyncIterator[Services]:
     from auth_service.main import create_app as create_auth
@@ -161,8 +169,11 @@ async def start_services(
 
     to_auth, to_user = _LateASGITransport(), _LateASGITransport()
     a_settings = auth_settings(
-        database_url=urls["auth"], redis_url=REDIS_URL, redis_prefix=redis_prefix,
-        key_dir=tmp_path / "keys", **(auth or {}),
+        database_url=urls["auth"],
+        redis_url=REDIS_URL,
+        redis_prefix=redis_prefix,
+        key_dir=tmp_path / "keys",
+        **(auth or {}),
     )
     u_settings = user_settings(
         database_url=urls["user"], redis_url=REDIS_URL, redis_prefix=redis_prefix, **(user or {})
@@ -171,16 +182,21 @@ async def start_services(
     user_app = create_user(u_settings, jwks_transport=to_auth)
     to_auth.attach(auth_app)
     to_user.attach(user_app)
-    async with LifespanManager(auth_app), LifespanManager(user_app):
-        async with (
-            httpx.AsyncClient(transport=httpx.ASGITransport(auth_app), base_url="http://auth-service") as a,
-            httpx.AsyncClient(transport=httpx.ASGITransport(user_app), base_url="http://user-service") as u,
-        ):
-            yield Services(auth_app, user_app, a, u, a_settings, u_settings)
+    async with (
+        LifespanManager(auth_app), LifespanManager(user_app), httpx.AsyncClient(
+            transport=httpx.ASGITransport(auth_app), base_url="http://auth-service"
+        ) as a,
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(user_app), base_url="http://user-service"
+        ) as u,
+    ):
+        yield Services(auth_app, user_app, a, u, a_settings, u_settings)
 
 
 @pytest.fixture
-async def services(tmp_path: Path, redis_prefix: str, sqlite_urls: dict[str, str]) -> AsyncIterator[Services]:
+async def services(
+    tmp_path: Path, redis_prefix: str, sqlite_urls: dict[str, str]
+) -> AsyncIterator[Services]:
     """Both services on SQLite + real Redis, wired together in-process."""
     async for s in start_services(tmp_path=tmp_path, redis_prefix=redis_prefix, urls=sqlite_urls):
         yield s

@@ -25,7 +25,7 @@ def _token_body(grant: TokenGrant) -> TokenResponse:
         expires_in=grant.expires_in,
         refresh_token=grant.refresh_token,
         scope=grant.scope,
-        user_id=grant.user_id,  # type: ignore[arg-type]
+        user_id=grant.user_id,
     )
 
 

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import async_sessionmaker
-from sqlmodel import select
+from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth_service.models import Identity, utcnow
@@ -22,7 +22,9 @@ class IdentityRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
 
-    async def create_pending(self, *, email: str, email_key: str, password_hash: str) -> Identity | None:
+    async def create_pending(
+        self, *, email: str, email_key: str, password_hash: str
+    ) -> Identity | None:
         """Insert a pending identity; None when the email is already taken.
 
         The unique index on `email_key` decides races: of N concurrent
@@ -43,11 +45,11 @@ class IdentityRepository:
 
     async def _drop_stale_pending(self, email_key: str, older_than: datetime) -> bool:
         async with self._sessions() as s:
-            result = await s.exec(  # type: ignore[call-overload]
+            result = await s.exec(
                 delete(Identity).where(
-                    Identity.email_key == email_key,  # type: ignore[arg-type]
-                    Identity.status == "pending",  # type: ignore[arg-type]
-                    Identity.created_at < older_than,  # type: ignore[arg-type]
+                    col(Identity.email_key) == email_key,
+                    col(Identity.status) == "pending",
+                    col(Identity.created_at) < older_than,
                 )
             )
             await s.commit()
@@ -58,7 +60,7 @@ class IdentityRepository:
 
     async def delete(self, identity_id: uuid.UUID) -> None:
         async with self._sessions() as s:
-            await s.exec(delete(Identity).where(Identity.id == identity_id))  # type: ignore[call-overload, arg-type]
+            await s.exec(delete(Identity).where(col(Identity.id) == identity_id))
             await s.commit()
 
     async def active_by_email(self, email_key: str) -> Identity | None:
@@ -90,9 +92,9 @@ class IdentityRepository:
 
     async def _update(self, identity_id: uuid.UUID, **values: object) -> None:
         async with self._sessions() as s:
-            await s.exec(  # type: ignore[call-overload]
+            await s.exec(
                 update(Identity)
-                .where(Identity.id == identity_id)  # type: ignore[arg-type]
+                .where(col(Identity.id) == identity_id)
                 .values(updated_at=utcnow(), **values)
             )
             await s.commit()

@@ -90,9 +90,7 @@ class Rotation:
 class SessionStore:
     """Redis-backed sessions. `marker_ttl` must cover an access token's life."""
 
-    def __init__(
-        self, redis: Redis, *, prefix: str, session_ttl: int, marker_ttl: int
-    ) -> None:
+    def __init__(self, redis: Redis, *, prefix: str, session_ttl: int, marker_ttl: int) -> None:
         self._r = redis
         self._p = prefix
         self._session_ttl = session_ttl
@@ -166,7 +164,7 @@ class SessionStore:
 
     async def revoke_all(self, user_id: str) -> int:
         count = 0
-        for sid in await self._r.smembers(self._usess(user_id)):  # type: ignore[misc]
+        for sid in await self._r.smembers(self._usess(user_id)):
             count += await self.revoke(_s(sid))
         return count
 
@@ -174,7 +172,7 @@ class SessionStore:
         return bool(await self._r.exists(revoked_key(self._p, sid)))
 
     async def list(self, user_id: str) -> list[SessionInfo]:
-        sids = [_s(s) for s in await self._r.smembers(self._usess(user_id))]  # type: ignore[misc]
+        sids = [_s(s) for s in await self._r.smembers(self._usess(user_id))]
         if not sids:
             return []
         async with self._r.pipeline(transaction=False) as pipe:
@@ -201,7 +199,7 @@ class SessionStore:
                 )
             )
         if gone:
-            await self._r.srem(self._usess(user_id), *gone)  # type: ignore[misc]
+            await self._r.srem(self._usess(user_id), *gone)
         return sorted(out, key=lambda s: s.created_at, reverse=True)
 
     @property

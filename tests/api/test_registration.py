@@ -38,7 +38,11 @@ async def test_invalid_fields_are_422_problems(services: Services, field: str, v
     assert problem["status"] == 422
     assert any(e["field"] == field for e in problem["errors"]), problem
     # Nothing was created: the same email registers fine with a valid body.
-    assert (await services.auth.post("/users", json=new_user(email=body["email"]) if field != "email" else new_user())).status_code == 201
+    assert (
+        await services.auth.post(
+            "/users", json=new_user(email=body["email"]) if field != "email" else new_user()
+        )
+    ).status_code == 201
 
 
 async def test_password_never_echoed_in_errors(services: Services) -> None:
@@ -66,7 +70,9 @@ async def test_email_is_unique_in_any_letter_case(services: Services) -> None:
     for variant in ("case.test@example.com", "CASE.TEST@EXAMPLE.COM", "Case.Test@example.COM"):
         r = await services.auth.post("/users", json={**body, "email": variant})
         assert r.status_code == 409, variant
-    login = await services.auth.post("/login", json={"email": "CASE.test@example.com", "password": body["password"]})
+    login = await services.auth.post(
+        "/login", json={"email": "CASE.test@example.com", "password": body["password"]}
+    )
     assert login.status_code == 200
 
 
@@ -79,13 +85,17 @@ async def test_parallel_registrations_of_one_email_make_one_account(services: Se
 
 
 async def test_malformed_json_is_a_problem_not_a_500(services: Services) -> None:
-    r = await services.auth.post("/users", content=b"{not json", headers={"content-type": "application/json"})
+    r = await services.auth.post(
+        "/users", content=b"{not json", headers={"content-type": "application/json"}
+    )
     assert r.status_code == 422
     assert r.headers["content-type"] == "application/problem+json"
 
 
 async def test_oversized_body_is_refused_before_parsing(services: Services) -> None:
-    r = await services.auth.post("/users", content=b"x" * 200_000, headers={"content-type": "application/json"})
+    r = await services.auth.post(
+        "/users", content=b"x" * 200_000, headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413
     assert r.headers["content-type"] == "application/problem+json"
 
@@ -94,4 +104,6 @@ async def test_framework_404_and_405_are_problems(services: Services) -> None:
     r404 = await services.auth.get("/nope")
     r405 = await services.auth.get("/login")
     assert (r404.status_code, r405.status_code) == (404, 405)
-    assert r404.headers["content-type"] == r405.headers["content-type"] == "application/problem+json"
+    assert (
+        r404.headers["content-type"] == r405.headers["content-type"] == "application/problem+json"
+    )

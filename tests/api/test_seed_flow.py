@@ -73,11 +73,15 @@ async def test_profile_needs_a_token(services: Services) -> None:
     assert r.headers["content-type"] == "application/problem+json"
 
 
-async def test_other_users_profile_is_forbidden_whether_or_not_it_exists(services: Services) -> None:
+async def test_other_users_profile_is_forbidden_whether_or_not_it_exists(
+    services: Services,
+) -> None:
     alice, bob = new_user(), new_user()
     await services.auth.post("/users", json=alice)
     bob_id = (await services.auth.post("/users", json=bob)).json()["id"]
-    login = await services.auth.post("/login", json={"email": alice["email"], "password": alice["password"]})
+    login = await services.auth.post(
+        "/login", json={"email": alice["email"], "password": alice["password"]}
+    )
     bearer = {"Authorization": f"Bearer {login.json()['access_token']}"}
     existing = await services.user.get(f"/users/{bob_id}", headers=bearer)
     missing = await services.user.get("/users/00000000-0000-4000-8000-000000000000", headers=bearer)

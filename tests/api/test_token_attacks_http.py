@@ -33,7 +33,9 @@ def _b64(data: dict[str, Any] | bytes) -> str:
 async def _victim(s: Services) -> tuple[str, dict[str, Any], str]:
     body = new_user()
     await s.auth.post("/users", json=body)
-    tok = (await s.auth.post("/login", json={"email": body["email"], "password": body["password"]})).json()
+    tok = (
+        await s.auth.post("/login", json={"email": body["email"], "password": body["password"]})
+    ).json()
     claims = jwt.decode(tok["access_token"], options={"verify_signature": False})
     return tok["access_token"], claims, tok["refresh_token"]
 
@@ -48,8 +50,10 @@ def alg_none(s: Services, token: str, claims: dict[str, Any]) -> str:
 
 def hs256_with_public_key(s: Services, token: str, claims: dict[str, Any]) -> str:
     # Key confusion: the public key PEM used as an HMAC secret.
-    pem = s.auth_app.state.ctx.keyring.current_signing_key().private_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    pem = (
+        s.auth_app.state.ctx.keyring.current_signing_key()
+        .private_key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     import hashlib
     import hmac
@@ -70,33 +74,45 @@ def stripped_signature(s: Services, token: str, claims: dict[str, Any]) -> str:
 
 
 def foreign_key_known_kid(s: Services, token: str, claims: dict[str, Any]) -> str:
-    return jwt.encode(claims, _ATTACKER, algorithm="RS256", headers={"typ": "at+jwt", "kid": _kid(s)})
+    return jwt.encode(
+        claims, _ATTACKER, algorithm="RS256", headers={"typ": "at+jwt", "kid": _kid(s)}
+    )
 
 
 def jku_header(s: Services, token: str, claims: dict[str, Any]) -> str:
     return jwt.encode(
-        claims, _ATTACKER, algorithm="RS256",
+        claims,
+        _ATTACKER,
+        algorithm="RS256",
         headers={"typ": "at+jwt", "kid": "evil", "jku": "https://evil.example/jwks.json"},
     )
 
 
 def embedded_jwk(s: Services, token: str, claims: dict[str, Any]) -> str:
     jwk = {**rsa_public_jwk(_ATTACKER.public_key()), "kid": "evil"}
-    return jwt.encode(claims, _ATTACKER, algorithm="RS256", headers={"typ": "at+jwt", "kid": "evil", "jwk": jwk})
+    return jwt.encode(
+        claims, _ATTACKER, algorithm="RS256", headers={"typ": "at+jwt", "kid": "evil", "jwk": jwk}
+    )
 
 
 def _resigned(**changes: Any) -> Callable[[Services, str, dict[str, Any]], str]:
     def make(s: Services, token: str, claims: dict[str, Any]) -> str:
         new = {**claims, **changes}
         headers = {"typ": new.pop("__typ", "at+jwt")}
-        return str(s.auth_app.state.ctx.keyring.sign(new)) if headers["typ"] == "at+jwt" else _sign_typ(s, new, headers["typ"])
+        return (
+            str(s.auth_app.state.ctx.keyring.sign(new))
+            if headers["typ"] == "at+jwt"
+            else _sign_typ(s, new, headers["typ"])
+        )
 
     return make
 
 
 def _sign_typ(s: Services, claims: dict[str, Any], typ: str) -> str:
     key = s.auth_app.state.ctx.keyring.current_signing_key()
-    return jwt.encode(claims, key.private_key, algorithm="RS256", headers={"typ": typ, "kid": key.kid})
+    return jwt.encode(
+        claims, key.private_key, algorithm="RS256", headers={"typ": typ, "kid": key.kid}
+    )
 
 
 ATTACKS: dict[str, Callable[[Services, str, dict[str, Any]], str]] = {
@@ -121,25 +137,35 @@ ATTACKS: dict[str, Callable[[Services, str, dict[str, Any]], str]] = {
 async def test_attack_is_rejected_with_401(services: Services, attack: str) -> None:
     token, claims, _ = await _victim(services)
     forged = ATTACKS[attack](services, token, claims)
-    r = await services.user.get(f"/users/{claims['sub']}", headers={"Authorization": f"Bearer {forged}"})
+    r = await services.user.get(
+        f"/users/{claims['sub']}", headers={"Authorization": f"Bearer {forged}"}
+    )
     assert r.status_code == 401, (attack, r.status_code, r.text)
-    assert r.headers["www-authenticate"].startswith('Bearer realm="user-service", error="invalid_token"')
+    assert r.headers["www-authenticate"].startswith(
+        'Bearer realm="user-service", error="invalid_token"'
+    )
     assert r.headers["content-type"] == "application/problem+json"
 
 
 async def test_refresh_token_is_not_an_access_token(services: Services) -> None:
     _, claims, refresh = await _victim(services)
-    r = await services.user.get(f"/users/{claims['sub']}", headers={"Authorization": f"Bearer {refresh}"})
+    r = await services.user.get(
+        f"/users/{claims['sub']}", headers={"Authorization": f"Bearer {refresh}"}
+    )
     assert r.status_code == 401
 
 
 async def test_user_token_is_not_a_service_token(services: Services) -> None:
-    token, claims, _ = await _victim(services)
-    r = await services.user.post("/internal/profiles", json={}, headers={"Authorization": f"Bearer {token}"})
+    token, _, _ = await _victim(services)
+    r = await services.user.post(
+        "/internal/profiles", json={}, headers={"Authorization": f"Bearer {token}"}
+    )
     assert r.status_code == 403
 
 
-@pytest.mark.parametrize("header", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer   ", "bearer x.y.z", "Token abc"])
+@pytest.mark.parametrize(
+    "header", ["Basic dXNlcjpwYXNz", "Bearer", "Bearer   ", "bearer x.y.z", "Token abc"]
+)
 async def test_malformed_authorization_headers(services: Services, header: str) -> None:
     r = await services.user.get("/users/me", headers={"Authorization": header})
     assert r.status_code == 401

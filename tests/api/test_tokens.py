@@ -25,8 +25,12 @@ def _bearer(tokens: dict[str, str]) -> dict[str, str]:
 
 async def test_unknown_email_and_wrong_password_answer_alike(services: Services) -> None:
     body, _ = await _registered_login(services)
-    wrong = await services.auth.post("/login", json={"email": body["email"], "password": "Wrong-password-123"})
-    unknown = await services.auth.post("/login", json={"email": "nobody@example.com", "password": "Wrong-password-123"})
+    wrong = await services.auth.post(
+        "/login", json={"email": body["email"], "password": "Wrong-password-123"}
+    )
+    unknown = await services.auth.post(
+        "/login", json={"email": "nobody@example.com", "password": "Wrong-password-123"}
+    )
     garbage = await services.auth.post("/login", json={"email": "not an email", "password": "x"})
     assert wrong.status_code == unknown.status_code == garbage.status_code == 401
     assert wrong.json() == unknown.json() == garbage.json()
@@ -36,19 +40,25 @@ async def test_unknown_email_and_wrong_password_answer_alike(services: Services)
 async def test_oauth2_password_and_refresh_grants(services: Services) -> None:
     body, _ = await _registered_login(services)
     r = await services.auth.post(
-        "/token", data={"grant_type": "password", "username": body["email"], "password": body["password"]}
+        "/token",
+        data={"grant_type": "password", "username": body["email"], "password": body["password"]},
     )
     assert r.status_code == 200, r.text
     assert r.headers["cache-control"] == "no-store"
     tok = r.json()
     assert tok["token_type"] == "Bearer"
-    r2 = await services.auth.post("/token", data={"grant_type": "refresh_token", "refresh_token": tok["refresh_token"]})
+    r2 = await services.auth.post(
+        "/token", data={"grant_type": "refresh_token", "refresh_token": tok["refresh_token"]}
+    )
     assert r2.status_code == 200
     assert r2.json()["refresh_token"] != tok["refresh_token"]
 
 
 async def test_oauth2_errors_follow_rfc6749(services: Services) -> None:
-    bad = await services.auth.post("/token", data={"grant_type": "password", "username": "a@b.co", "password": "nope-nope-nope"})
+    bad = await services.auth.post(
+        "/token",
+        data={"grant_type": "password", "username": "a@b.co", "password": "nope-nope-nope"},
+    )
     assert bad.status_code == 400
     assert bad.json()["error"] == "invalid_grant"
     unsupported = await services.auth.post("/token", data={"grant_type": "client_credentials"})
@@ -69,7 +79,9 @@ async def test_refresh_rotates_and_reuse_revokes_the_session(services: Services)
     # The old token comes back: theft suspected, the whole session dies.
     reuse = await services.auth.post("/token/refresh", json={"refresh_token": first})
     assert reuse.status_code == 401
-    after = await services.auth.post("/token/refresh", json={"refresh_token": rotated["refresh_token"]})
+    after = await services.auth.post(
+        "/token/refresh", json={"refresh_token": rotated["refresh_token"]}
+    )
     assert after.status_code == 401
     me = await services.user.get("/users/me", headers=_bearer(rotated))
     assert me.status_code == 401
@@ -78,7 +90,10 @@ async def test_refresh_rotates_and_reuse_revokes_the_session(services: Services)
 async def test_concurrent_refreshes_have_exactly_one_winner(services: Services) -> None:
     _, tokens = await _registered_login(services)
     results = await asyncio.gather(
-        *(services.auth.post("/token/refresh", json={"refresh_token": tokens["refresh_token"]}) for _ in range(10))
+        *(
+            services.auth.post("/token/refresh", json={"refresh_token": tokens["refresh_token"]})
+            for _ in range(10)
+        )
     )
     assert sorted(r.status_code for r in results).count(200) == 1
 
@@ -95,13 +110,21 @@ async def test_logout_revokes_access_and_refresh(services: Services) -> None:
     out = await services.auth.post("/logout", headers=_bearer(tokens))
     assert out.status_code == 204
     assert (await services.user.get("/users/me", headers=_bearer(tokens))).status_code == 401
-    assert (await services.auth.post("/token/refresh", json={"refresh_token": tokens["refresh_token"]})).status_code == 401
+    assert (
+        await services.auth.post("/token/refresh", json={"refresh_token": tokens["refresh_token"]})
+    ).status_code == 401
     assert (await services.auth.post("/logout", headers=_bearer(tokens))).status_code == 401
 
 
 async def test_sessions_list_and_revoke_own_only(services: Services) -> None:
     body, t1 = await _registered_login(services)
-    t2 = (await services.auth.post("/login", json={"email": body["email"], "password": body["password"]}, headers={"user-agent": "phone"})).json()
+    t2 = (
+        await services.auth.post(
+            "/login",
+            json={"email": body["email"], "password": body["password"]},
+            headers={"user-agent": "phone"},
+        )
+    ).json()
     _, other = await _registered_login(services)
     listed = await services.auth.get("/sessions", headers=_bearer(t1))
     assert listed.status_code == 200
@@ -110,9 +133,13 @@ async def test_sessions_list_and_revoke_own_only(services: Services) -> None:
     assert sum(s["current"] for s in sessions) == 1
     phone = next(s for s in sessions if s["user_agent"] == "phone")
     other_sid = (await services.auth.get("/sessions", headers=_bearer(other))).json()[0]["sid"]
-    assert (await services.auth.delete(f"/sessions/{other_sid}", headers=_bearer(t1))).status_code == 404
+    assert (
+        await services.auth.delete(f"/sessions/{other_sid}", headers=_bearer(t1))
+    ).status_code == 404
     assert (await services.user.get("/users/me", headers=_bearer(other))).status_code == 200
-    assert (await services.auth.delete(f"/sessions/{phone['sid']}", headers=_bearer(t1))).status_code == 204
+    assert (
+        await services.auth.delete(f"/sessions/{phone['sid']}", headers=_bearer(t1))
+    ).status_code == 204
     assert (await services.user.get("/users/me", headers=_bearer(t2))).status_code == 401
     assert (await services.user.get("/users/me", headers=_bearer(t1))).status_code == 200
     assert (await services.auth.delete("/sessions/nope", headers=_bearer(t1))).status_code == 404
@@ -123,7 +150,8 @@ async def test_jwks_and_discovery(services: Services) -> None:
     assert jwks.status_code == 200
     assert "max-age" in jwks.headers["cache-control"]
     keys = jwks.json()["keys"]
-    assert keys and all(k["kty"] == "RSA" and k["alg"] == "RS256" and k["use"] == "sig" for k in keys)
+    assert keys
+    assert all(k["kty"] == "RSA" and k["alg"] == "RS256" and k["use"] == "sig" for k in keys)
     assert all("d" not in k and "p" not in k for k in keys)  # public halves only
     meta = (await services.auth.get("/.well-known/openid-configuration")).json()
     assert meta["issuer"] == "http://localhost:8000"

@@ -38,10 +38,24 @@ class ServiceProcess:
     def start(self, timeout: float = 30.0) -> None:
         with self.log_path.open("ab") as log:  # the child keeps its own copy of the fd
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "uvicorn", "--factory", f"{self.name}.main:create_app",
-                 "--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
-                 "--no-proxy-headers"],
-                env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    f"{self.name}.main:create_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(self.port),
+                    "--log-level",
+                    "warning",
+                    "--no-proxy-headers",
+                ],
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -33,7 +33,11 @@ def _login(p: Pair) -> tuple[str, dict[str, str]]:
     body = new_user()
     r = httpx.post(f"{p.auth.url}/users", json=body, timeout=10)
     assert r.status_code == 201, r.text
-    tok = httpx.post(f"{p.auth.url}/login", json={"email": body["email"], "password": body["password"]}, timeout=10)
+    tok = httpx.post(
+        f"{p.auth.url}/login",
+        json={"email": body["email"], "password": body["password"]},
+        timeout=10,
+    )
     return r.json()["id"], tok.json()
 
 
@@ -54,14 +58,18 @@ def test_logout_reaches_the_user_service_within_a_second(pair: Pair) -> None:
 def test_user_service_keeps_serving_while_auth_is_down(pair: Pair) -> None:
     uid, tok = _login(pair)
     bearer = {"Authorization": f"Bearer {tok['access_token']}"}
-    assert httpx.get(f"{pair.user.url}/users/{uid}", headers=bearer).status_code == 200  # JWKS now cached
+    assert (
+        httpx.get(f"{pair.user.url}/users/{uid}", headers=bearer).status_code == 200
+    )  # JWKS now cached
     pair.auth.stop()
     try:
         assert httpx.get(f"{pair.user.url}/users/{uid}", headers=bearer).status_code == 200
         # A token from a key the user service never saw is refused, not waved through.
         stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         claims = jwt.decode(tok["access_token"], options={"verify_signature": False})
-        forged = jwt.encode(claims, stranger, algorithm="RS256", headers={"typ": "at+jwt", "kid": "never-seen"})
+        forged = jwt.encode(
+            claims, stranger, algorithm="RS256", headers={"typ": "at+jwt", "kid": "never-seen"}
+        )
         r = httpx.get(f"{pair.user.url}/users/{uid}", headers={"Authorization": f"Bearer {forged}"})
         assert r.status_code == 401
     finally:
@@ -75,22 +83,32 @@ def test_registration_with_user_service_down_is_503_and_leaves_nothing(pair: Pai
     assert r.status_code == 503, r.text
     assert r.headers["content-type"] == "application/problem+json"
     # No half-made account: the password does not log in.
-    login = httpx.post(f"{pair.auth.url}/login", json={"email": body["email"], "password": body["password"]})
+    login = httpx.post(
+        f"{pair.auth.url}/login", json={"email": body["email"], "password": body["password"]}
+    )
     assert login.status_code == 401
     pair.user.start()
     retry = httpx.post(f"{pair.auth.url}/users", json=body, timeout=20)
     assert retry.status_code == 201, retry.text
-    tok = httpx.post(f"{pair.auth.url}/login", json={"email": body["email"], "password": body["password"]}).json()
-    me = httpx.get(f"{pair.user.url}/users/me", headers={"Authorization": f"Bearer {tok['access_token']}"})
+    tok = httpx.post(
+        f"{pair.auth.url}/login", json={"email": body["email"], "password": body["password"]}
+    ).json()
+    me = httpx.get(
+        f"{pair.user.url}/users/me", headers={"Authorization": f"Bearer {tok['access_token']}"}
+    )
     assert me.status_code == 200
     assert me.json()["email"] == body["email"]
 
 
-def test_key_rotation_is_learned_on_first_sight_of_the_new_kid(tmp_path: Path, redis_prefix: str) -> None:
+def test_key_rotation_is_learned_on_first_sight_of_the_new_kid(
+    tmp_path: Path, redis_prefix: str
+) -> None:
     # `rotate` publishes a key before it signs (--activate-after, default 60 s,
     # longer than the JWKS refetch interval). This test activates at once, so
     # it shortens the refetch interval and the key reload to stay quick.
-    pair = Pair(tmp_path, REDIS_URL, redis_prefix, JWKS_MIN_REFETCH_SECONDS="1", KEY_RELOAD_SECONDS="0.5")
+    pair = Pair(
+        tmp_path, REDIS_URL, redis_prefix, JWKS_MIN_REFETCH_SECONDS="1", KEY_RELOAD_SECONDS="0.5"
+    )
     pair.start()
     try:
         _rotation_walk(pair, tmp_path)
@@ -106,8 +124,19 @@ def _rotation_walk(pair: Pair, tmp_path: Path) -> None:
     old_bearer = {"Authorization": f"Bearer {old['access_token']}"}
     assert httpx.get(f"{pair.user.url}/users/{uid}", headers=old_bearer).status_code == 200
     done = subprocess.run(
-        [sys.executable, "-m", "auth_service.keys", "rotate", "--activate-after", "0", "--key-dir", str(tmp_path / "keys")],
-        capture_output=True, text=True, timeout=60,
+        [
+            sys.executable,
+            "-m",
+            "auth_service.keys",
+            "rotate",
+            "--activate-after",
+            "0",
+            "--key-dir",
+            str(tmp_path / "keys"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert done.returncode == 0, done.stderr
     # The auth service reloads its key dir every few seconds; wait for a token
@@ -122,7 +151,10 @@ def _rotation_walk(pair: Pair, tmp_path: Path) -> None:
         time.sleep(0.5)
     time.sleep(1.1)  # past the user service's refetch interval since its last fetch
     new_uid = jwt.decode(new["access_token"], options={"verify_signature": False})["sub"]
-    r = httpx.get(f"{pair.user.url}/users/{new_uid}", headers={"Authorization": f"Bearer {new['access_token']}"})
+    r = httpx.get(
+        f"{pair.user.url}/users/{new_uid}",
+        headers={"Authorization": f"Bearer {new['access_token']}"},
+    )
     assert r.status_code == 200
     # Old tokens stay valid until they expire.
     assert httpx.get(f"{pair.user.url}/users/{uid}", headers=old_bearer).status_code == 200
