@@ -17,8 +17,8 @@ router = APIRouter(tags=["sessions"])
 Sid = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
-def _ts(epoch: int) -> datetime:
-    return datetime.fromtimestamp(epoch, UTC)
+def _ts(epoch_ms: int) -> datetime:
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC)
 
 
 @router.get("/sessions", response_model=list[SessionOut], responses=problem_responses(401, 503))
@@ -31,8 +31,8 @@ async def list_sessions(claims: CurrentUser, ctx: Ctx) -> list[SessionOut]:
         SessionOut(
             sid=s.sid,
             current=s.sid == claims.sid,
-            created_at=_ts(s.created_at),
-            last_used_at=_ts(s.last_used_at),
+            created_at=_ts(s.created_at_ms),
+            last_used_at=_ts(s.last_used_at_ms),
             ip=s.ip,
             user_agent=s.user_agent,
             amr=list(s.amr),

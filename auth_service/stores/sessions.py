@@ -69,8 +69,8 @@ def new_refresh_token() -> str:
 class SessionInfo:
     sid: str
     user_id: str
-    created_at: int
-    last_used_at: int
+    created_at_ms: int
+    last_used_at_ms: int
     ip: str
     user_agent: str
     amr: tuple[str, ...]
@@ -113,7 +113,7 @@ class SessionStore:
         """Start a session; returns (sid, refresh token)."""
         sid = secrets.token_urlsafe(16)
         token = new_refresh_token()
-        now = int(time.time())
+        now = _now_ms()
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.hset(
                 self._sess(sid),
@@ -139,7 +139,7 @@ class SessionStore:
         new_token = new_refresh_token()
         res: list[Any] = await self._rotate(
             keys=[self._rt(token), self._rt(new_token)],
-            args=[self._p, int(time.time()), ip, user_agent[:256], self._marker_ttl],
+            args=[self._p, _now_ms(), ip, user_agent[:256], self._marker_ttl],
         )
         outcome = _s(res[0])
         if outcome == "unknown":
@@ -190,8 +190,8 @@ class SessionStore:
                 SessionInfo(
                     sid=sid,
                     user_id=d["user_id"],
-                    created_at=int(d.get("created_at", 0)),
-                    last_used_at=int(d.get("last_used_at", 0)),
+                    created_at_ms=int(d.get("created_at", 0)),
+                    last_used_at_ms=int(d.get("last_used_at", 0)),
                     ip=d.get("ip", ""),
                     user_agent=d.get("user_agent", ""),
                     amr=tuple(d.get("amr", "").split()),
@@ -200,11 +200,16 @@ class SessionStore:
             )
         if gone:
             await self._r.srem(self._usess(user_id), *gone)
-        return sorted(out, key=lambda s: s.created_at, reverse=True)
+        return sorted(out, key=lambda s: s.created_at_ms, reverse=True)
 
     @property
     def channel(self) -> str:
         return revocation_channel(self._p)
+
+
+def _now_ms() -> int:
+    # Milliseconds: two logins in one second still list in the order they happened.
+    return int(time.time() * 1000)
 
 
 def _s(v: Any) -> str:
