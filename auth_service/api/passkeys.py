@@ -1,0 +1,247 @@
+"""/webauthn/*: passkey enrolment, listing, removal, passwordless login, recovery codes."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query, Request, Response
+
+from auth_service.api.deps import Ctx, CurrentUser, ip_of, user_agent_of
+from auth_service.api.second_factor import NO_STORE, RecentMfaUser, token_response
+from auth_service.api.second_factor import second_factor_problem as _problem
+from auth_service.errors import CeremonyFailed, StepUpRequired
+from auth_service.schemas import TokenResponse
+from auth_service.schemas_webauthn import (
+    CredentialOut,
+    EnrolmentOut,
+    LoginVerifyRequest,
+    RecoveryCodesOut,
+    RegisterVerifyRequest,
+)
+from auth_service.services.mfa import recent_second_factor
+from shared.audit import audit_event
+from shared.openapi import problem_responses
+
+router = APIRouter(prefix="/webauthn", tags=["passkeys"])
+
+_OPTIONS_DOC: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Options JSON exactly as py_webauthn's options_to_json writes it",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    }
+}
+
+
+def _snake(name: str) -> str:
+    """`LastCredential` -> `last_credential`, for audit reasons."""
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+
+
+def _options(options_json: str) -> Response:
+    # Passed through verbatim: the body *is* options_to_json's output.
+    return Response(options_json, media_type="application/json")
+
+
+@router.post(
+    "/register/options",
+    responses={**_OPTIONS_DOC, **problem_responses(401, 403, 409, 503)},
+    summary="Start enrolling a passkey (PublicKeyCredentialCreationOptions)",
+)
+async def register_options(request: Request, claims: CurrentUser, ctx: Ctx) -> Response:
+    max_age = ctx.settings.step_up_max_age_seconds
+    try:
+        options = await ctx.passkeys.registration_options(
+            user_id=claims.sub, recent_mfa=recent_second_factor(claims, max_age=max_age)
+        )
+    except Exception as exc:
+        if isinstance(exc, StepUpRequired):
+            audit_event(
+                "step_up",
+                outcome="denied",
+                request=request,
+                user_id=claims.sub,
+                session_id=claims.sid,
+                reason="no_recent_second_factor",
+                path=request.url.path,
+            )
+        raise _problem(exc, ceremony_status=400, max_age=max_age) from None
+    return _options(options)
+
+
+@router.post(
+    "/register/verify",
+    status_code=201,
+    response_model=EnrolmentOut,
+    responses=problem_responses(400, 401, 409, 422, 503),
+    summary="Finish enrolling a passkey",
+)
+async def register_verify(
+    body: RegisterVerifyRequest, request: Request, claims: CurrentUser, ctx: Ctx
+) -> EnrolmentOut:
+    max_age = ctx.settings.step_up_max_age_seconds
+    try:
+        enrolment = await ctx.passkeys.register(
+            user_id=claims.sub, credential=body.credential, label=body.label
+        )
+        # The first passkey turns MFA on: its recovery codes come with it,
+        # shown once, so that losing the device never locks the user out.
+        codes = await ctx.mfa.new_recovery_codes(claims.sub) if enrolment.first else None
+    except Exception as exc:
+        reason = exc.reason if isinstance(exc, CeremonyFailed) else _snake(type(exc).__name__)
+        audit_event(
+            "passkey.added",
+            outcome="failure",
+            request=request,
+            user_id=claims.sub,
+            session_id=claims.sid,
+            reason=reason,
+        )
+        raise _problem(exc, ceremony_status=400, max_age=max_age) from None
+    row = enrolment.credential
+    audit_event(
+        "passkey.added",
+        outcome="success",
+        request=request,
+        user_id=claims.sub,
+        session_id=claims.sid,
+        webauthn_id=str(row.id),
+        aaguid=row.aaguid,
+        first=enrolment.first,
+    )
+    if codes is not None:
+        audit_event(
+            "recovery_codes.generated",
+            outcome="success",
+            request=request,
+            user_id=claims.sub,
+            session_id=claims.sid,
+            count=len(codes),
+        )
+    return EnrolmentOut(credential=CredentialOut.of(row), recovery_codes=codes)
+
+
+@router.get(
+    "/credentials",
+    response_model=list[CredentialOut],
+    responses=problem_responses(401, 503),
+    summary="List my passkeys",
+)
+async def list_credentials(claims: CurrentUser, ctx: Ctx) -> list[CredentialOut]:
+    try:
+        rows = await ctx.passkeys.list(claims.sub)
+    except Exception as exc:
+        raise _problem(exc, ceremony_status=400, max_age=0) from None
+    return [CredentialOut.of(r) for r in rows]
+
+
+@router.delete(
+    "/credentials/{credential_id}",
+    status_code=204,
+    responses=problem_responses(401, 403, 404, 409, 503),
+    summary="Remove one of my passkeys (needs a recent second factor)",
+)
+async def delete_credential(
+    credential_id: Annotated[uuid.UUID, Path()],
+    request: Request,
+    claims: RecentMfaUser,
+    ctx: Ctx,
+    confirm_last: Annotated[bool, Query(description="required to remove the last passkey")] = False,
+) -> Response:
+    try:
+        was_last = await ctx.passkeys.remove(
+            user_id=claims.sub, row_id=credential_id, confirm_last=confirm_last
+        )
+    except Exception as exc:
+        audit_event(
+            "passkey.removed",
+            outcome="denied",
+            request=request,
+            user_id=claims.sub,
+            session_id=claims.sid,
+            reason=_snake(type(exc).__name__),
+            webauthn_id=str(credential_id),
+        )
+        raise _problem(exc, ceremony_status=400, max_age=0) from None
+    audit_event(
+        "passkey.removed",
+        outcome="success",
+        request=request,
+        user_id=claims.sub,
+        session_id=claims.sid,
+        webauthn_id=str(credential_id),
+        mfa_disabled=was_last,
+    )
+    return Response(status_code=204)
+
+
+@router.post(
+    "/recovery-codes",
+    status_code=201,
+    response_model=RecoveryCodesOut,
+    responses=problem_responses(401, 403, 409, 503),
+    summary="Replace my recovery codes (shown once; needs a recent second factor)",
+)
+async def new_recovery_codes(request: Request, claims: RecentMfaUser, ctx: Ctx) -> RecoveryCodesOut:
+    try:
+        codes = await ctx.mfa.new_recovery_codes(claims.sub)
+    except Exception as exc:
+        raise _problem(exc, ceremony_status=400, max_age=0) from None
+    audit_event(
+        "recovery_codes.generated",
+        outcome="success",
+        request=request,
+        user_id=claims.sub,
+        session_id=claims.sid,
+        count=len(codes),
+    )
+    return RecoveryCodesOut(recovery_codes=codes)
+
+
+@router.post(
+    "/login/options",
+    responses={**_OPTIONS_DOC, **problem_responses(429, 503)},
+    summary="Start a passwordless login (PublicKeyCredentialRequestOptions)",
+)
+async def login_options(request: Request, ctx: Ctx) -> Response:
+    try:
+        options = await ctx.passkeys.login_options(ip=ip_of(request))
+    except Exception as exc:
+        raise _problem(exc, ceremony_status=401, max_age=0) from None
+    return _options(options)
+
+
+@router.post(
+    "/login/verify",
+    response_model=TokenResponse,
+    responses=problem_responses(401, 422, 503),
+    summary="Finish a passwordless login with a discoverable passkey",
+)
+async def login_verify(
+    body: LoginVerifyRequest, request: Request, response: Response, ctx: Ctx
+) -> TokenResponse:
+    response.headers.update(NO_STORE)
+    try:
+        grant = await ctx.passkeys.login(
+            credential=body.credential, ip=ip_of(request), user_agent=user_agent_of(request)
+        )
+    except Exception as exc:
+        if isinstance(exc, CeremonyFailed):
+            audit_event(
+                "passkey.login",
+                outcome="failure",
+                request=request,
+                user_id=exc.user_id,
+                reason=exc.reason,
+            )
+        raise _problem(exc, ceremony_status=401, max_age=0) from None
+    audit_event(
+        "passkey.login",
+        outcome="success",
+        request=request,
+        user_id=grant.user_id,
+        session_id=grant.sid,
+        method="passkey",
+    )
+    return token_response(grant)

@@ -1,0 +1,445 @@
+// The passkey page: registration, password (+ passkey) login, passwordless
+// login, passkey management and recovery codes. No framework, no build step.
+//
+// Tokens live in this closure only (never localStorage): an XSS that the CSP
+// did not stop could still read storage, and a reload simply logs out.
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+  const state = { access: null, refresh: null, userId: null, mfaToken: null, mfaOptions: null };
+  let pendingRetry = null; // the action to repeat after a step-up or a confirmation
+
+  // --- base64url (WebAuthn L3 §5.10: binary members travel as base64url) ---
+
+  function toB64url(buffer) {
+    const bytes = new Uint8Array(buffer);
+    let bin = "";
+    for (const b of bytes) bin += String.fromCharCode(b);
+    return btoa(bin).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+  }
+
+  function fromB64url(text) {
+    const b64 = text.replace(/-/g, "+").replace(/_/g, "/");
+    const bin = atob(b64 + "===".slice((b64.length + 3) % 4));
+    const out = new Uint8Array(bin.length);
+    for (let i = 0; i < bin.length; i += 1) out[i] = bin.charCodeAt(i);
+    return out.buffer;
+  }
+
+  // --- options JSON -> WebAuthn dictionaries (L3 §5.1.9, parse*FromJSON) ---
+
+  const withIds = (list) => (list || []).map((d) => ({ ...d, id: fromB64url(d.id) }));
+
+  function creationOptions(json) {
+    if (typeof PublicKeyCredential.parseCreationOptionsFromJSON === "function") {
+      return PublicKeyCredential.parseCreationOptionsFromJSON(json);
+    }
+    return {
+      ...json,
+      challenge: fromB64url(json.challenge),
+      user: { ...json.user, id: fromB64url(json.user.id) },
+      excludeCredentials: withIds(json.excludeCredentials),
+    };
+  }
+
+  function requestOptions(json) {
+    if (typeof PublicKeyCredential.parseRequestOptionsFromJSON === "function") {
+      return PublicKeyCredential.parseRequestOptionsFromJSON(json);
+    }
+    return { ...json, challenge: fromB64url(json.challenge), allowCredentials: withIds(json.allowCredentials) };
+  }
+
+  // --- PublicKeyCredential -> JSON (L3 §5.1.8, toJSON) ---
+
+  function credentialJSON(cred) {
+    if (typeof cred.toJSON === "function") return cred.toJSON();
+    const r = cred.response;
+    const response = { clientDataJSON: toB64url(r.clientDataJSON) };
+    if (r.attestationObject) {
+      response.attestationObject = toB64url(r.attestationObject);
+      response.transports = typeof r.getTransports === "function" ? r.getTransports() : [];
+    } else {
+      response.authenticatorData = toB64url(r.authenticatorData);
+      response.signature = toB64url(r.signature);
+      if (r.userHandle) response.userHandle = toB64url(r.userHandle);
+    }
+    return {
+      id: cred.id,
+      rawId: toB64url(cred.rawId),
+      type: cred.type,
+      authenticatorAttachment: cred.authenticatorAttachment || undefined,
+      clientExtensionResults: cred.getClientExtensionResults(),
+      response,
+    };
+  }
+
+  // --- messages ---
+
+  function say(text) { $("error").textContent = ""; $("status").textContent = text; }
+  function fail(text) { $("status").textContent = ""; $("error").textContent = text; }
+
+  function describeWebAuthnError(err) {
+    if (err && err.name === "AbortError") return "The passkey request was cancelled.";
+    // Browsers collapse cancel, timeout and "no matching passkey" into
+    // NotAllowedError on purpose (L3 §14.5.2, privacy of credential ids).
+    if (err && err.name === "NotAllowedError") return "The passkey request was cancelled or timed out.";
+    if (err && err.name === "InvalidStateError") return "This authenticator already holds a passkey for your account.";
+    if (err && err.name === "NotSupportedError") return "This browser or authenticator cannot create this kind of passkey.";
+    if (err && err.name === "SecurityError") return "Passkeys are not allowed on this address.";
+    return "The passkey request failed.";
+  }
+
+  function problemText(res) {
+    const body = res.body || {};
+    if (body.detail) return body.detail;
+    if (body.errors) return body.errors.map((e) => `${e.field}: ${e.message}`).join("; ");
+    return `Request failed (${res.status}).`;
+  }
+
+  // --- HTTP ---
+
+  async function call(method, path, body, { auth = false, retried = false } = {}) {
+    const headers = { Accept: "application/json" };
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    if (auth && state.access) headers.Authorization = `Bearer ${state.access}`;
+    const resp = await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "omit",
+      cache: "no-store",
+    });
+    const text = await resp.text();
+    let parsed = null;
+    try { parsed = text ? JSON.parse(text) : null; } catch { parsed = null; }
+    const res = { status: resp.status, body: parsed };
+    // An expired access token: rotate the refresh token once and retry.
+    if (auth && resp.status === 401 && !retried && state.refresh) {
+      const r = await call("POST", "/token/refresh", { refresh_token: state.refresh });
+      if (r.status === 200) {
+        state.access = r.body.access_token;
+        state.refresh = r.body.refresh_token;
+        return call(method, path, body, { auth, retried: true });
+      }
+    }
+    return res;
+  }
+
+  const isProblem = (res, slug) => Boolean(res.body && res.body.type === `urn:idp:problem:${slug}`);
+
+  // --- views ---
+
+  function claimsOf(token) {
+    try { return JSON.parse(new TextDecoder().decode(fromB64url(token.split(".")[1]))); } catch { return {}; }
+  }
+
+  function show(view) {
+    $("signed-out").hidden = view !== "signed-out";
+    $("signed-in").hidden = view !== "signed-in";
+  }
+
+  async function signedIn(tokens, message) {
+    state.access = tokens.access_token;
+    state.refresh = tokens.refresh_token;
+    state.userId = tokens.user_id;
+    state.mfaToken = null;
+    state.mfaOptions = null;
+    $("mfa").hidden = true;
+    $("login-form").reset();
+    $("recovery-form").reset();
+    const claims = claimsOf(state.access);
+    $("user-id").textContent = tokens.user_id;
+    $("user-amr").textContent = (claims.amr || []).join(", ");
+    show("signed-in");
+    $("account-heading").focus();
+    await loadPasskeys();
+    say(message);
+  }
+
+  function signedOut(message) {
+    Object.assign(state, { access: null, refresh: null, userId: null, mfaToken: null, mfaOptions: null });
+    $("codes-panel").hidden = true;
+    $("codes-list").replaceChildren();
+    $("step-up").hidden = true;
+    $("confirm-last").hidden = true;
+    $("mfa").hidden = true;
+    show("signed-out");
+    $("login-heading").focus();
+    say(message);
+  }
+
+  function showCodes(codes) {
+    const items = codes.map((c) => {
+      const li = document.createElement("li");
+      li.textContent = c;
+      return li;
+    });
+    $("codes-list").replaceChildren(...items);
+    $("codes-panel").hidden = false;
+  }
+
+  function when(iso) { return iso ? new Date(iso).toLocaleString() : "never"; }
+
+  async function loadPasskeys() {
+    const res = await call("GET", "/webauthn/credentials", undefined, { auth: true });
+    if (res.status !== 200) { fail(problemText(res)); return; }
+    const items = res.body.map((p) => {
+      const li = document.createElement("li");
+      const name = document.createElement("strong");
+      name.textContent = p.label;
+      const meta = document.createElement("span");
+      meta.className = "meta";
+      meta.textContent = `Added ${when(p.created_at)} · last used ${when(p.last_used_at)}`
+        + (p.backed_up ? " · synced" : "");
+      const remove = document.createElement("button");
+      remove.type = "button";
+      remove.className = "secondary";
+      remove.textContent = `Remove ${p.label}`;
+      remove.addEventListener("click", () => removePasskey(p.id, p.label, false));
+      li.append(name, meta, remove);
+      return li;
+    });
+    $("passkey-list").replaceChildren(...items);
+    $("passkey-empty").hidden = items.length > 0;
+  }
+
+  // --- ceremonies ---
+
+  async function register(event) {
+    event.preventDefault();
+    const form = new FormData(event.target);
+    const body = Object.fromEntries(form.entries());
+    say("Creating your account…");
+    const res = await call("POST", "/users", body);
+    if (res.status !== 201) { fail(problemText(res)); return; }
+    event.target.reset();
+    $("login-email").value = body.email;
+    $("login-password").focus();
+    say("Account created. Log in with your new password.");
+  }
+
+  async function login(event) {
+    event.preventDefault();
+    const form = new FormData(event.target);
+    say("Checking your password…");
+    const res = await call("POST", "/login", { email: form.get("email"), password: form.get("password") });
+    if (res.status !== 200) { fail(problemText(res)); return; }
+    if (res.body.mfa_required) {
+      state.mfaToken = res.body.mfa_token;
+      state.mfaOptions = res.body.webauthn;
+      $("mfa").hidden = false;
+      $("mfa-heading").focus();
+      say("Password accepted. Confirm with your passkey or a recovery code.");
+      return;
+    }
+    await signedIn(res.body, "Logged in with your password.");
+  }
+
+  // One ceremony at a time; the page's Cancel button aborts it (L3 §5.6,
+  // AbortSignal), as the browser's own dialog would.
+  let ceremony = null;
+
+  async function runCeremony(kind, publicKey) {
+    if (ceremony) ceremony.abort();
+    const mine = new AbortController();
+    ceremony = mine;
+    $("cancel-ceremony").hidden = false;
+    try {
+      const options = { publicKey, signal: mine.signal };
+      const cred = kind === "create"
+        ? await navigator.credentials.create(options)
+        : await navigator.credentials.get(options);
+      return credentialJSON(cred);
+    } finally {
+      if (ceremony === mine) {
+        ceremony = null;
+        $("cancel-ceremony").hidden = true;
+      }
+    }
+  }
+
+  function cancelCeremony() {
+    if (ceremony) ceremony.abort();
+  }
+
+  function getAssertion(optionsJSON) {
+    return runCeremony("get", requestOptions(optionsJSON));
+  }
+
+  async function mfaPasskey() {
+    if (!state.mfaToken) { fail("Log in with your password first."); return; }
+    say("Waiting for your passkey…");
+    let credential;
+    try {
+      credential = await getAssertion(state.mfaOptions);
+    } catch (err) {
+      // Nothing was sent: the mfa_token is still good, the user may retry.
+      fail(describeWebAuthnError(err));
+      return;
+    }
+    const res = await call("POST", "/login/mfa", { mfa_token: state.mfaToken, credential });
+    await finishMfa(res, "Logged in with your password and passkey.");
+  }
+
+  async function mfaRecovery(event) {
+    event.preventDefault();
+    if (!state.mfaToken) { fail("Log in with your password first."); return; }
+    const code = new FormData(event.target).get("recovery_code");
+    const res = await call("POST", "/login/mfa", { mfa_token: state.mfaToken, recovery_code: code });
+    await finishMfa(res, "Logged in with a recovery code. That code is now used up.");
+  }
+
+  async function finishMfa(res, message) {
+    if (res.status === 200) { await signedIn(res.body, message); return; }
+    // The mfa_token is single-use: any failed attempt means starting over.
+    state.mfaToken = null;
+    $("mfa").hidden = true;
+    $("login-password").value = "";
+    $("login-password").focus();
+    fail(`${problemText(res)} Please log in again.`);
+  }
+
+  async function passkeyLogin() {
+    say("Waiting for your passkey…");
+    const opts = await call("POST", "/webauthn/login/options", {});
+    if (opts.status !== 200) { fail(problemText(opts)); return null; }
+    let credential;
+    try {
+      credential = await getAssertion(opts.body);
+    } catch (err) {
+      fail(describeWebAuthnError(err));
+      return null;
+    }
+    const res = await call("POST", "/webauthn/login/verify", { credential });
+    if (res.status !== 200) { fail(problemText(res)); return null; }
+    return res.body;
+  }
+
+  async function passwordless() {
+    const tokens = await passkeyLogin();
+    if (tokens) await signedIn(tokens, "Logged in with your passkey.");
+  }
+
+  async function addPasskey(event) {
+    event.preventDefault();
+    const label = new FormData(event.target).get("label") || undefined;
+    const opts = await call("POST", "/webauthn/register/options", {}, { auth: true });
+    if (needsStepUp(opts, () => addPasskey(event))) return;
+    if (opts.status !== 200) { fail(problemText(opts)); return; }
+    say("Follow your browser's prompt to create the passkey…");
+    let credential;
+    try {
+      credential = await runCeremony("create", creationOptions(opts.body));
+    } catch (err) {
+      fail(describeWebAuthnError(err));
+      return;
+    }
+    const res = await call("POST", "/webauthn/register/verify", { credential, label }, { auth: true });
+    if (res.status !== 201) { fail(problemText(res)); return; }
+    event.target.reset();
+    await loadPasskeys();
+    if (res.body.recovery_codes) showCodes(res.body.recovery_codes);
+    say(`Passkey "${res.body.credential.label}" added.`
+      + (res.body.recovery_codes ? " Two-step login is on; save your recovery codes." : ""));
+  }
+
+  async function removePasskey(id, label, confirmLast) {
+    const query = confirmLast ? "?confirm_last=true" : "";
+    const res = await call("DELETE", `/webauthn/credentials/${encodeURIComponent(id)}${query}`, undefined, { auth: true });
+    if (needsStepUp(res, () => removePasskey(id, label, confirmLast))) return;
+    if (res.status === 409 && isProblem(res, "last-passkey")) {
+      pendingRetry = () => removePasskey(id, label, true);
+      $("confirm-last").hidden = false;
+      $("confirm-last-yes").focus();
+      say("Confirm removing your last passkey.");
+      return;
+    }
+    if (res.status !== 204) { fail(problemText(res)); return; }
+    $("confirm-last").hidden = true;
+    await loadPasskeys();
+    if (confirmLast) { $("codes-panel").hidden = true; $("codes-list").replaceChildren(); }
+    say(`Passkey "${label}" removed.` + (confirmLast ? " Two-step login is off." : ""));
+  }
+
+  async function newCodes() {
+    const res = await call("POST", "/webauthn/recovery-codes", {}, { auth: true });
+    if (needsStepUp(res, newCodes)) return;
+    if (res.status !== 201) { fail(problemText(res)); return; }
+    showCodes(res.body.recovery_codes);
+    say("New recovery codes generated; the old ones no longer work.");
+  }
+
+  // --- step-up: a recent second factor for sensitive actions (RFC 9470 idea) ---
+
+  function needsStepUp(res, retry) {
+    if (res.status !== 403 || !isProblem(res, "step-up-required")) return false;
+    pendingRetry = retry;
+    $("step-up").hidden = false;
+    $("step-up-go").focus();
+    say("Confirm it is you with a passkey to continue.");
+    return true;
+  }
+
+  async function stepUp() {
+    const tokens = await passkeyLogin();
+    if (!tokens) return;
+    if (tokens.user_id !== state.userId) {
+      await endSession(tokens.access_token);
+      fail("That passkey belongs to another account.");
+      return;
+    }
+    // The fresh session replaces the old one, which is ended everywhere.
+    await endSession(state.access);
+    state.access = tokens.access_token;
+    state.refresh = tokens.refresh_token;
+    $("user-amr").textContent = (claimsOf(state.access).amr || []).join(", ");
+    $("step-up").hidden = true;
+    const retry = pendingRetry;
+    pendingRetry = null;
+    if (retry) await retry();
+  }
+
+  async function endSession(accessToken) {
+    await fetch("/logout", {
+      method: "POST", headers: { Authorization: `Bearer ${accessToken}` }, credentials: "omit", cache: "no-store",
+    });
+  }
+
+  async function logout() {
+    await call("POST", "/logout", undefined, { auth: true });
+    signedOut("Logged out.");
+  }
+
+  // --- wiring ---
+
+  function guard(fn) {
+    return async (...args) => {
+      try { await fn(...args); } catch (err) { fail("Something went wrong; please try again."); console.error(err); }
+    };
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    if (!window.PublicKeyCredential) {
+      fail("This browser does not support passkeys; password login still works.");
+    }
+    $("cancel-ceremony").addEventListener("click", cancelCeremony);
+    $("register-form").addEventListener("submit", guard(register));
+    $("login-form").addEventListener("submit", guard(login));
+    $("passkey-login").addEventListener("click", guard(passwordless));
+    $("mfa-passkey").addEventListener("click", guard(mfaPasskey));
+    $("recovery-form").addEventListener("submit", guard(mfaRecovery));
+    $("mfa-cancel").addEventListener("click", () => signedOut("Start again when you are ready."));
+    $("add-passkey-form").addEventListener("submit", guard(addPasskey));
+    $("new-codes").addEventListener("click", guard(newCodes));
+    $("logout").addEventListener("click", guard(logout));
+    $("step-up-go").addEventListener("click", guard(stepUp));
+    $("step-up-cancel").addEventListener("click", () => { pendingRetry = null; $("step-up").hidden = true; say("Cancelled."); });
+    $("confirm-last-yes").addEventListener("click", guard(async () => {
+      const retry = pendingRetry;
+      pendingRetry = null;
+      if (retry) await retry();
+    }));
+    $("confirm-last-no").addEventListener("click", () => { pendingRetry = null; $("confirm-last").hidden = true; say("Kept your passkey."); });
+  });
+})();
