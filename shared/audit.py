@@ -9,17 +9,34 @@ record holds identifiers and outcomes only.
 from __future__ import annotations
 
 import logging
+import re
 from datetime import UTC, datetime
 from typing import Any
 
+from opentelemetry import trace
 from starlette.requests import Request
 
-__all__ = ["AUDIT_LOGGER", "audit_event"]
+__all__ = ["AUDIT_LOGGER", "audit_event", "current_trace_id"]
 
 AUDIT_LOGGER = "audit"
 _log = logging.getLogger(AUDIT_LOGGER)
+_warn = logging.getLogger(__name__)
 
 Detail = str | int | float | bool | None
+
+# Detail names that smell of a secret. A caller passing one is a bug; the
+# value is replaced rather than the request failed, and the bug is logged.
+_SECRET_NAME = re.compile(
+    r"pass(word|phrase)?|secret|token|credential|recovery|otp|assertion|attestation|private",
+    re.IGNORECASE,
+)
+_REDACTED = "[redacted]"
+
+
+def current_trace_id() -> str | None:
+    """The W3C trace id (32 hex) of the current span, or None outside a trace."""
+    ctx = trace.get_current_span().get_span_context()
+    return format(ctx.trace_id, "032x") if ctx.is_valid else None
 
 
 def audit_event(
@@ -56,7 +73,7 @@ def audit_event(
         "client_ip": None,
         "user_agent": None,
         "request_id": None,
-        "trace_id": None,
+        "trace_id": current_trace_id(),
     }
     if request is not None:
         state = request.scope.get("state", {})
@@ -65,6 +82,10 @@ def audit_event(
         record["user_agent"] = request.headers.get("user-agent", "")[:256] or None
         if service is None:
             record["service"] = getattr(request.app.state, "service_name", None)
-    record.update(details)
+    for name, value in details.items():
+        if _SECRET_NAME.search(name) and name not in record:
+            _warn.error("audit detail %r looks like a secret; value dropped", name)
+            value = _REDACTED
+        record[name] = value
     _log.info(event, extra={"audit": record})
     return record

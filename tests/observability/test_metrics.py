@@ -1,0 +1,186 @@
+"""Prometheus metrics of both services, in process: labels, counters, switches."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from starlette.middleware.base import BaseHTTPMiddleware
+
+from tests.conftest import Services, start_services
+from tests.observability.conftest import AuditCapture, account, bearer
+
+pytestmark = pytest.mark.anyio
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+async def _scrape(client: object) -> tuple[str, Samples]:
+    r = await client.get("/metrics")  # type: ignore[attr-defined]
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    samples: Samples = {}
+    for family in text_string_to_metric_families(r.text):
+        for s in family.samples:
+            samples[(s.name, frozenset(s.labels.items()))] = s.value
+    return r.text, samples
+
+
+def _value(samples: Samples, name: str, **labels: str) -> float:
+    """Sum of the samples of `name` whose labels include `labels`."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= ls)
+
+
+async def test_requests_are_labelled_by_route_template_never_by_path(services: Services) -> None:
+    uid, _, tokens = await account(services)
+    others = [(await account(services))[0] for _ in range(2)]
+    for target in [uid, *others]:
+        await services.user.get(f"/users/{target}", headers=bearer(tokens))
+    await services.user.get("/no/such/path/8f14e45f")
+    await services.user.request("BREW", "/users/me")
+    text, samples = await _scrape(services.user)
+
+    assert _value(samples, "idp_http_requests_total", route="/users/{user_id}", status="200") == 1
+    assert _value(samples, "idp_http_requests_total", route="/users/{user_id}", status="403") == 2
+    assert _value(samples, "idp_http_requests_total", route="<unmatched>", status="404") == 1
+    assert _value(samples, "idp_http_requests_total", method="OTHER") == 1
+    hist = _value(
+        samples, "idp_http_request_duration_seconds_count", route="/users/{user_id}", method="GET"
+    )
+    assert hist == 3
+    for raw in (uid, *others, "8f14e45f", "BREW", "127.0.0.1"):
+        assert raw not in text  # no id, path, method or IP ever becomes a label
+
+
+async def test_security_counters_follow_the_flows(services: Services) -> None:
+    uid, body, tokens = await account(services)
+    await services.auth.post("/login", json={"email": body["email"], "password": "bad" * 5})
+    rotated = await services.auth.post(
+        "/token/refresh", json={"refresh_token": tokens["refresh_token"]}
+    )
+    assert rotated.status_code == 200
+    # Reuse revokes the whole session: its tokens are refused from now on.
+    await services.auth.post("/token/refresh", json={"refresh_token": tokens["refresh_token"]})
+    await services.user.get(f"/users/{uid}", headers=bearer(rotated.json()))
+    await services.user.get("/users", headers=bearer(rotated.json()))
+    other, _, fresh = await account(services)
+    await services.user.get(f"/users/{other}", headers=bearer(fresh))
+    await services.user.get("/users", headers=bearer(fresh))
+    await services.user.get("/users/me", headers={"Authorization": "Bearer x.y.z"})
+    await services.user.get("/users/me")
+    _, auth = await _scrape(services.auth)
+    _, user = await _scrape(services.user)
+
+    assert _value(auth, "idp_logins_total", result="success") == 2
+    assert _value(auth, "idp_logins_total", result="invalid_credentials") == 1
+    assert _value(auth, "idp_tokens_issued_total", kind="access") == 3  # 2 logins + refresh
+    assert _value(auth, "idp_tokens_issued_total", kind="refresh") == 3
+    assert _value(auth, "idp_tokens_issued_total", kind="service") == 1  # cached for 2 upserts
+    assert _value(auth, "idp_refresh_reuse_total") == 1
+    assert _value(auth, "idp_audit_events_total", event="user.register", outcome="success") == 2
+    assert _value(auth, "idp_mfa_total", result="failure") == 0  # present before any MFA
+    assert 0 <= _value(auth, "idp_signing_key_age_seconds") < 600
+
+    assert _value(user, "idp_token_rejections_total", reason="missing") == 1
+    assert _value(user, "idp_token_rejections_total", reason="revoked") == 2
+    assert _value(user, "idp_token_rejections_total", reason="malformed") == 1
+    assert _value(user, "idp_access_denied_total", reason="not_admin") == 1
+    assert _value(user, "idp_jwks_refresh_total", outcome="ok") == 1
+    assert _value(user, "idp_jwks_refresh_total", outcome="error") == 0
+    assert _value(user, "idp_audit_events_dropped_total") == 0
+    assert all(ls >= {("service", "user-service")} for (n, ls) in user if n.startswith("idp_"))
+
+
+async def test_rate_limited_requests_are_counted(
+    tmp_path: Path, redis_prefix: str, sqlite_urls: dict[str, str]
+) -> None:
+    async for s in start_services(
+        tmp_path=tmp_path,
+        redis_prefix=redis_prefix,
+        urls=sqlite_urls,
+        auth={"rate_limit_enabled": True, "login_account_limit": 1},
+    ):
+        for _ in range(3):
+            await s.auth.post("/login", json={"email": "x@example.com", "password": "y" * 12})
+        _, samples = await _scrape(s.auth)
+    assert _value(samples, "idp_rate_limited_total", limit="login-account") == 2
+    assert _value(samples, "idp_logins_total", result="rate_limited") == 2
+
+
+async def test_instrumentation_is_pure_asgi(services: Services) -> None:
+    for app in (services.auth_app, services.user_app):
+        for middleware in app.user_middleware:
+            assert not issubclass(middleware.cls, BaseHTTPMiddleware), middleware  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def uninstrumented(
+    tmp_path: Path, redis_prefix: str, sqlite_urls: dict[str, str]
+) -> AsyncIterator[Services]:
+    off = {"metrics_enabled": False, "tracing_enabled": False}
+    async for s in start_services(
+        tmp_path=tmp_path, redis_prefix=redis_prefix, urls=sqlite_urls, auth=off, user=off
+    ):
+        yield s
+
+
+async def test_metrics_and_tracing_switch_off(
+    uninstrumented: Services, audit: AuditCapture
+) -> None:
+    s = uninstrumented
+    assert (await s.auth.get("/metrics")).status_code == 404
+    assert (await s.user.get("/metrics")).status_code == 404
+    uid, _, tokens = await account(s)
+    assert (await s.user.get(f"/users/{uid}", headers=bearer(tokens))).status_code == 200
+    # Audit events are never switched off; without tracing they carry no trace id.
+    assert [e["event"] for e in audit.events] == ["user.register", "login"]
+    assert all(e["trace_id"] is None for e in audit.events)
+    assert s.auth_app.state.obs.tracing is None
+    assert s.auth_app.state.obs.metrics is None
+
+
+def test_audit_events_map_to_security_counters() -> None:
+    """The mapping itself, including the passkey flows' events (WebAuthn)."""
+    from shared.metrics import ServiceMetrics
+
+    m = ServiceMetrics("auth-service")
+    m.initialise(issuer=True)
+    for event, outcome, reason, extra in [
+        ("login", "success", None, {}),
+        ("login", "failure", "invalid_credentials", {}),
+        ("mfa.challenge", "success", None, {}),
+        ("mfa.verify", "success", None, {}),
+        ("mfa.verify", "failure", "bad_signature", {}),
+        ("passkey.login", "success", None, {}),
+        ("passkey.login", "failure", "unknown_credential", {}),
+        ("rate_limited", "denied", "login-ip", {"action": "login"}),
+        ("rate_limited", "denied", "register-ip", {"action": "register"}),
+        ("token.rejected", "failure", "Weird Reason; DROP", {}),  # unsafe -> "other"
+        ("passkey.added", "success", None, {}),
+    ]:
+        m.observe_audit({"event": event, "outcome": outcome, "reason": reason, **extra})
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in m.registry.collect()
+        for s in family.samples
+    }
+
+    def value(name: str, **labels: str) -> float:
+        key = (name, tuple(sorted({"service": "auth-service", **labels}.items())))
+        return samples.get(key, 0.0)
+
+    assert value("idp_logins_total", result="success") == 2
+    assert value("idp_logins_total", result="invalid_credentials") == 1
+    assert value("idp_logins_total", result="mfa_required") == 1
+    assert value("idp_logins_total", result="passkey_failure") == 1
+    assert value("idp_logins_total", result="rate_limited") == 1
+    assert value("idp_mfa_total", result="success") == 1
+    assert value("idp_mfa_total", result="failure") == 1
+    assert value("idp_tokens_issued_total", kind="refresh") == 3  # login, mfa, passkey
+    assert value("idp_rate_limited_total", limit="login-ip") == 1
+    assert value("idp_rate_limited_total", limit="register-ip") == 1
+    assert value("idp_token_rejections_total", reason="other") == 1
+    assert value("idp_audit_events_total", event="passkey.added", outcome="success") == 1

@@ -1,0 +1,86 @@
+"""OpenTelemetry spans in process: one trace across both services, and what it holds."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.trace import SpanKind
+
+from shared.tracing import Tracing
+from tests.conftest import Services, new_user
+from tests.observability.conftest import AuditCapture, capture_spans, service_of
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_registration_is_one_trace_across_both_services(
+    services: Services, audit: AuditCapture
+) -> None:
+    spans = capture_spans(services.auth_app, services.user_app)
+    r = await services.auth.post("/users", json=new_user())
+    assert r.status_code == 201
+    await services.auth_app.state.obs.flush_audit()
+
+    finished = spans.get_finished_spans()
+    auth_server = next(
+        s for s in finished if s.kind == SpanKind.SERVER and service_of(s) == "auth-service"
+    )
+    trace_id = auth_server.context.trace_id
+    in_trace = [s for s in finished if s.context.trace_id == trace_id]
+    assert {service_of(s) for s in in_trace} == {"auth-service", "user-service"}
+    assert auth_server.name == "POST /users"  # the route template, never the raw path
+
+    # The user service's span is a child of the auth service's httpx client
+    # span. (In process the context rides along in contextvars, so the span is
+    # INTERNAL; across real processes it is the W3C header: test_otlp_e2e.)
+    user_server = next(
+        s
+        for s in in_trace
+        if s.name == "POST /internal/profiles" and service_of(s) == "user-service"
+    )
+    client = next(
+        s
+        for s in in_trace
+        if s.kind == SpanKind.CLIENT
+        and str((s.attributes or {}).get("http.url", "")).endswith("/internal/profiles")
+    )
+    assert user_server.parent is not None
+    assert user_server.parent.span_id == client.context.span_id
+    # SQL on both sides, inside the trace.
+    sql = [s for s in in_trace if s.attributes and "db.system" in str(s.attributes)]
+    assert {service_of(s) for s in sql} == {"auth-service", "user-service"}
+
+    # The audit event of the registration names the same trace.
+    (event,) = audit.named("user.register")
+    assert event["trace_id"] == format(trace_id, "032x")
+    # The audit writer's own INSERTs are not traced.
+    assert not [s for s in finished if "audit_events" in str(s.attributes)]
+
+
+async def test_redis_calls_are_traced_without_arguments(services: Services) -> None:
+    body = new_user()
+    await services.auth.post("/users", json=body)
+    spans = capture_spans(services.auth_app)
+    login = await services.auth.post(
+        "/login", json={"email": body["email"], "password": body["password"]}
+    )
+    assert login.status_code == 200
+    redis = [
+        s
+        for s in spans.get_finished_spans()
+        if s.attributes and s.attributes.get("db.system") == "redis"
+    ]
+    assert redis, [s.name for s in spans.get_finished_spans()]
+    for span in redis:
+        statement = str(span.attributes.get("db.statement", "")) if span.attributes else ""
+        # "EVALSHA ? ? ..." : key names and values never reach the span.
+        assert body["email"] not in statement
+        assert services.auth_settings.redis_prefix not in statement
+
+
+def test_nothing_is_exported_without_an_endpoint() -> None:
+    quiet = Tracing(service_name="t", version="0")
+    assert not quiet.exporting
+    loud = Tracing(service_name="t", version="0", otlp_endpoint="http://127.0.0.1:9")
+    assert loud.exporting
+    loud.shutdown()
+    quiet.shutdown()
