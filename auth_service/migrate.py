@@ -1,0 +1,48 @@
+"""Schema migrations of the auth service (Alembic, version table `alembic_version_auth`).
+
+    python -m auth_service.migrate upgrade          # to head; what deployments run
+    python -m auth_service.migrate check            # exit 1 unless at head
+    python -m auth_service.migrate current | history
+    python -m auth_service.migrate upgrade --sql    # the SQL, for review
+    python -m auth_service.migrate revision -m "add x" --autogenerate   # developers
+
+Reads the service's own environment (DATABASE_URL, ...), like the service.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy import Table
+
+from shared.migrations import ServiceMigrations, main
+
+
+def _tables() -> Sequence[Table]:
+    # Imported late: main.py imports this module for MIGRATIONS. AUTH_TABLES
+    # is the one list of the tables this service owns.
+    from auth_service.main import AUTH_TABLES
+
+    return AUTH_TABLES
+
+
+MIGRATIONS = ServiceMigrations(
+    service="auth",
+    script_location=Path(__file__).resolve().parent / "migrations",
+    version_table="alembic_version_auth",
+    tables=_tables,
+    baseline_revision="0001",
+    baseline_tables=("identities",),
+)
+
+
+def _database_url() -> str:
+    from auth_service.config import AuthSettings
+
+    return AuthSettings().database_url
+
+
+if __name__ == "__main__":
+    sys.exit(main(MIGRATIONS, _database_url, sys.argv[1:]))

@@ -1,0 +1,120 @@
+"""Create the secrets docker-compose.yml reads: passwords, env files, signing keys.
+
+    uv run python deploy/compose/init_secrets.py [--dir deploy/compose/secrets]
+
+Writes, into a 0700 directory that git ignores (`secrets/` in .gitignore):
+
+    postgres_password  auth_db_password  user_db_password  redis_password
+    auth.env  user.env     DATABASE_URL and REDIS_URL of each service
+    grafana.env            GF_SECURITY_ADMIN_PASSWORD
+    signing_keys/          the auth service's key directory (manifest + PEM),
+                           made by `python -m auth_service.keys rotate`
+
+Existing files are kept, never overwritten: PostgreSQL reads its passwords
+only when its volume is first initialised, so a second run must not change
+them. Delete a file (and the volume it belongs to) to make a new one.
+Nothing secret is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import secrets
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_DIR = Path(__file__).resolve().parent / "secrets"
+
+# Host names and ports as docker-compose.yml names them.
+POSTGRES = "postgres:5432"
+REDIS = "redis:6379"
+
+
+def _password() -> str:
+    # URL-safe alphabet: the password goes into URLs and a Redis config
+    # unescaped. 32 bytes of entropy.
+    return secrets.token_urlsafe(32)
+
+
+def _write(path: Path, make: Callable[[], str], created: list[str], *, mode: int = 0o600) -> str:
+    """The file's content, creating it only when it does not exist."""
+    if path.exists():
+        return path.read_text().strip()
+    content = make()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write(content + "\n")
+    os.chmod(path, mode)  # whatever the umask
+    created.append(path.name)
+    return content
+
+
+# Compose mounts file secrets into containers with their host owner and mode,
+# and PostgreSQL's init script reads them as the postgres user: they must be
+# world-readable *files*. The 0700 directory is what keeps them private on
+# this host. Env files are read by compose on the host only: 0600.
+_SECRET_FILE = 0o644
+
+
+def init_secrets(directory: Path) -> list[str]:
+    """Create whatever is missing in `directory`; returns the names created."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    created: list[str] = []
+    _write(directory / "postgres_password", _password, created, mode=_SECRET_FILE)
+    redis_pw = _write(directory / "redis_password", _password, created, mode=_SECRET_FILE)
+    for service, db in (("auth", "idp_auth"), ("user", "idp_user")):
+        db_pw = _write(directory / f"{service}_db_password", _password, created, mode=_SECRET_FILE)
+        _write(
+            directory / f"{service}.env",
+            lambda db=db, db_pw=db_pw: (
+                f"DATABASE_URL=postgresql+asyncpg://{db}:{db_pw}@{POSTGRES}/{db}\n"
+                f"REDIS_URL=redis://:{redis_pw}@{REDIS}/0"
+            ),
+            created,
+        )
+    _write(directory / "grafana.env", lambda: f"GF_SECURITY_ADMIN_PASSWORD={_password()}", created)
+
+    keys = directory / "signing_keys"
+    if not (keys / "manifest.json").exists():
+        sys.path.insert(0, str(REPO))
+        from auth_service.keys import rotate
+
+        # Active at once: no replica is running yet that could miss it.
+        # Later rotations publish first and sign later (docs/OPERATIONS.md).
+        key = rotate(keys, activate_after_seconds=0)
+        created.append(f"signing_keys/ (kid {key.kid})")
+    return created
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"default {DEFAULT_DIR}")
+    args = parser.parse_args(argv)
+    created = init_secrets(args.dir)
+    for name in created:
+        print(f"created {args.dir / name}")
+    if not created:
+        print(f"{args.dir}: everything exists already; nothing changed")
+    uid = os.getuid()
+    keys = args.dir / "signing_keys"
+    if uid == 0:
+        # Never run the services as root to read them: hand them to the
+        # images' service user instead.
+        for path in (keys, *keys.iterdir()):
+            os.chown(path, 10001, 10001)
+        print(f"\n{keys} now belongs to uid 10001, the images' service user")
+    elif uid != 10001:
+        print(
+            f"\nThe signing keys are owned by uid {uid} (mode 0600). Either set "
+            f"IDP_UID={uid} and IDP_GID={os.getgid()} in .env, or run\n"
+            f"  sudo chown -R 10001:10001 {args.dir / 'signing_keys'}"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,322 @@
+"""deploy/k8s: kustomize renders every overlay, every resource validates against
+the Kubernetes schemas (kubernetes-validate, from PyPI), and the rendered
+manifests say what docs/OPERATIONS.md promises: probes, resources, HPA and
+PDB per Deployment, the NetworkPolicy graph, secrets only from ignored files.
+
+Rendering uses `kubectl kustomize` or `kustomize build` when either is
+installed. Without them each resource file is validated on its own and every
+path a kustomization.yaml names must exist.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from auth_service.config import AuthSettings
+from auth_service.keys import rotate
+from user_service.config import UserSettings
+
+REPO = Path(__file__).resolve().parents[2]
+K8S = REPO / "deploy" / "k8s"
+OVERLAYS = sorted(p.name for p in (K8S / "overlays").iterdir() if p.is_dir())
+K8S_VERSION = kubernetes_validate.latest_version()
+APPS = {"idp-gateway", "idp-auth", "idp-user"}
+
+
+def _kustomize() -> list[str] | None:
+    if kubectl := shutil.which("kubectl"):
+        return [kubectl, "kustomize"]
+    if kustomize := shutil.which("kustomize"):
+        return [kustomize, "build"]
+    return None
+
+
+def _docs(text: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+@pytest.fixture(scope="module")
+def k8s_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """deploy/k8s copied, with each overlay's git-ignored secrets/ filled the way
+    docs/OPERATIONS.md says: env files from secrets.example, a key Secret made
+    from a key directory by `kubectl create secret ... --dry-run=client`."""
+    tree = tmp_path_factory.mktemp("k8s") / "k8s"
+    shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("secrets"))
+    keys = tmp_path_factory.mktemp("keys") / "signing-keys"
+    rotate(keys, activate_after_seconds=0)
+    for overlay in OVERLAYS:
+        secrets = tree / "overlays" / overlay / "secrets"
+        secrets.mkdir()
+        for env in (K8S / "secrets.example").glob("*.env"):
+            shutil.copy(env, secrets / env.name)
+        kubectl = shutil.which("kubectl")
+        if kubectl:
+            secret = subprocess.run(
+                [
+                    *(kubectl, "create", "secret", "generic", "idp-signing-keys"),
+                    *(f"--from-file={keys}", "--dry-run=client", "-o", "yaml"),
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        else:
+            secret = yaml.safe_dump(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Secret",
+                    "metadata": {"name": "idp-signing-keys"},
+                    "stringData": {p.name: p.read_text() for p in keys.iterdir()},
+                }
+            )
+        (secrets / "signing-keys.yaml").write_text(secret)
+    return tree
+
+
+@pytest.fixture(scope="module", params=OVERLAYS)
+def rendered(request: pytest.FixtureRequest, k8s_tree: Path) -> list[dict[str, Any]]:
+    command = _kustomize()
+    if command is None:
+        pytest.skip("no kubectl/kustomize: covered by the per-file tests below")
+    result = subprocess.run(
+        [*command, str(k8s_tree / "overlays" / request.param)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return _docs(result.stdout)
+
+
+def _by_kind(resources: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {r["metadata"]["name"]: r for r in resources if r["kind"] == kind}
+
+
+# --- schema validation -------------------------------------------------------------
+
+
+def test_every_rendered_resource_validates(rendered: list[dict[str, Any]]) -> None:
+    for resource in rendered:
+        kubernetes_validate.validate(resource, K8S_VERSION, strict=True)
+
+
+def _resource_files() -> Iterator[Path]:
+    for path in sorted(K8S.rglob("*.yaml")):
+        if path.name != "kustomization.yaml" and "secrets" not in path.parts:
+            yield path
+
+
+@pytest.mark.parametrize("path", list(_resource_files()), ids=lambda p: str(p.relative_to(K8S)))
+def test_every_resource_file_validates_on_its_own(path: Path) -> None:
+    """What runs without kustomize; patches are partial, so only full resources."""
+    for doc in _docs(path.read_text()):
+        if "spec" in doc and "selector" not in doc["spec"] and doc["kind"] == "Deployment":
+            continue
+        if doc.get("kind") == "Service" and "ports" not in doc.get("spec", {}):
+            continue  # an overlay's partial patch of a Service
+        kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
+
+
+def _kustomizations() -> list[Path]:
+    return sorted(K8S.rglob("kustomization.yaml"))
+
+
+@pytest.mark.parametrize("path", _kustomizations(), ids=lambda p: str(p.relative_to(K8S)))
+def test_kustomization_references_exist(path: Path) -> None:
+    spec = yaml.safe_load(path.read_text())
+    names = list(spec.get("resources", []))
+    names += [p["path"] for p in spec.get("patches", []) if "path" in p]
+    for gen in spec.get("configMapGenerator", []) + spec.get("secretGenerator", []):
+        names += gen.get("envs", []) + gen.get("files", [])
+    for name in names:
+        target = path.parent / name
+        if "secrets" in Path(name).parts:
+            # Made by the operator, never committed: it must be ignored by git.
+            ignored = subprocess.run(
+                ["git", "check-ignore", "-q", str(target)], cwd=REPO, check=False
+            )
+            assert ignored.returncode == 0, f"{name} must be git-ignored"
+            continue
+        assert target.exists(), f"{path.relative_to(K8S)} names missing {name}"
+
+
+# --- what the manifests promise ----------------------------------------------------
+
+
+def test_deployments_have_probes_resources_and_a_locked_down_container(
+    rendered: list[dict[str, Any]],
+) -> None:
+    deployments = _by_kind(rendered, "Deployment")
+    assert set(deployments) == APPS
+    for name, deployment in deployments.items():
+        pod = deployment["spec"]["template"]["spec"]
+        assert "replicas" not in deployment["spec"], f"{name}: the HPA owns replicas"
+        assert pod["automountServiceAccountToken"] is False
+        assert pod["securityContext"]["runAsNonRoot"] is True
+        for container in pod["containers"] + pod.get("initContainers", []):
+            where = f"{name}/{container['name']}"
+            limits = container["resources"]["limits"]
+            assert container["resources"]["requests"], where
+            assert "memory" in limits, where
+            sc = container["securityContext"]
+            assert sc["readOnlyRootFilesystem"] is True, where
+            assert sc["allowPrivilegeEscalation"] is False, where
+            assert sc["capabilities"]["drop"] == ["ALL"], where
+        (main,) = pod["containers"]
+        assert main["readinessProbe"]["httpGet"]["path"] in {"/readyz", "/healthz"}
+        assert main["livenessProbe"]["httpGet"]["path"] == "/healthz"
+
+
+def test_services_migrate_in_an_init_container_never_at_start(
+    rendered: list[dict[str, Any]],
+) -> None:
+    deployments = _by_kind(rendered, "Deployment")
+    for svc in ("auth", "user"):
+        pod = deployments[f"idp-{svc}"]["spec"]["template"]["spec"]
+        (init,) = pod["initContainers"]
+        assert init["command"] == ["python", "-m", f"{svc}_service.migrate", "upgrade"]
+        assert init["image"] == pod["containers"][0]["image"]
+        assert init["envFrom"] == pod["containers"][0]["envFrom"]
+
+
+def test_every_deployment_has_an_hpa_and_a_pdb(rendered: list[dict[str, Any]]) -> None:
+    hpas = _by_kind(rendered, "HorizontalPodAutoscaler")
+    pdbs = _by_kind(rendered, "PodDisruptionBudget")
+    deployments = _by_kind(rendered, "Deployment")
+    for name, deployment in deployments.items():
+        assert hpas[name]["spec"]["scaleTargetRef"] == {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": name,
+        }
+        labels = deployment["spec"]["template"]["metadata"]["labels"]
+        selector = pdbs[name]["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= labels.items()
+
+
+def _app(selector: dict[str, Any]) -> str | None:
+    return selector.get("matchLabels", {}).get("app.kubernetes.io/name")
+
+
+def _edges(policies: dict[str, dict[str, Any]], direction: str) -> set[tuple[str, str, int]]:
+    """(from app, to app, port) pairs that the policies open between app pods."""
+    edges = set()
+    peer_key = "from" if direction == "ingress" else "to"
+    for policy in policies.values():
+        owner = _app(policy["spec"]["podSelector"])
+        for rule in policy["spec"].get(direction, []):
+            for peer in rule.get(peer_key, []):
+                other = (
+                    _app(peer.get("podSelector", {})) if "namespaceSelector" not in peer else None
+                )
+                if owner is None or other is None:
+                    continue
+                for port in rule.get("ports", []):
+                    pair = (other, owner) if direction == "ingress" else (owner, other)
+                    edges.add((*pair, int(port["port"])))
+    return edges
+
+
+def test_network_policies_allow_exactly_the_designed_paths(
+    rendered: list[dict[str, Any]],
+) -> None:
+    policies = _by_kind(rendered, "NetworkPolicy")
+    deny = policies["default-deny"]["spec"]
+    assert deny["podSelector"] == {}
+    assert set(deny["policyTypes"]) == {"Ingress", "Egress"}
+    designed = {
+        ("idp-gateway", "idp-auth", 8001),
+        ("idp-gateway", "idp-user", 8002),
+        ("idp-auth", "idp-user", 8002),  # POST /internal/profiles
+        ("idp-user", "idp-auth", 8001),  # the JWKS
+    }
+    assert _edges(policies, "ingress") == designed
+    assert _edges(policies, "egress") == designed
+    # Both services (and only they) reach PostgreSQL and Redis.
+    for name in ("idp-auth", "idp-user"):
+        ports = {
+            p["port"]
+            for rule in policies[name]["spec"]["egress"]
+            if any("ipBlock" in peer for peer in rule["to"])
+            for p in rule["ports"]
+        }
+        assert ports == {5432, 6379}
+    assert not any(
+        "ipBlock" in peer
+        for rule in policies["idp-gateway"]["spec"]["egress"]
+        for peer in rule["to"]
+    )
+    # The gateway accepts traffic from the Ingress controller only.
+    (gateway_in,) = policies["idp-gateway"]["spec"]["ingress"]
+    assert [p["port"] for p in gateway_in["ports"]] == [8000]
+
+
+def test_ingress_sends_everything_to_the_gateway_over_tls(rendered: list[dict[str, Any]]) -> None:
+    (ingress,) = _by_kind(rendered, "Ingress").values()
+    assert ingress["spec"]["tls"]
+    backends = {
+        path["backend"]["service"]["name"]
+        for rule in ingress["spec"]["rules"]
+        for path in rule["http"]["paths"]
+    }
+    assert backends == {"idp-gateway"}
+
+
+def test_redis_and_postgres_are_external(rendered: list[dict[str, Any]]) -> None:
+    services = _by_kind(rendered, "Service")
+    for name in ("redis", "postgres"):
+        assert services[name]["spec"]["type"] == "ExternalName"
+    kinds = {r["kind"] for r in rendered}
+    assert "StatefulSet" not in kinds
+
+
+def test_signing_keys_come_from_a_secret_mounted_as_a_directory(
+    rendered: list[dict[str, Any]],
+) -> None:
+    auth = _by_kind(rendered, "Deployment")["idp-auth"]["spec"]["template"]["spec"]
+    (volume,) = [v for v in auth["volumes"] if "secret" in v]
+    assert volume["secret"]["secretName"] == "idp-signing-keys"
+    (mount,) = [m for m in auth["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
+    assert "subPath" not in mount, "subPath mounts never see a rotated Secret"
+    config = {k: v for r in _by_kind(rendered, "ConfigMap").values() for k, v in r["data"].items()}
+    assert config["KEY_DIR"] == mount["mountPath"]
+    assert config["ENV"] == "production"
+    assert config["DOCS_ENABLED"] == "false"
+    assert "idp-signing-keys" in _by_kind(rendered, "Secret")
+
+
+def test_config_maps_set_only_real_settings(rendered: list[dict[str, Any]]) -> None:
+    """A typo in a variable name would silently leave the default in force."""
+    known = {name.upper() for cls in (AuthSettings, UserSettings) for name in cls.model_fields}
+    gateway = {"AUTH_UPSTREAM", "USER_UPSTREAM", "LISTEN_PORT", "GATEWAY_REAL_IP_FROM"}
+    for name, config in _by_kind(rendered, "ConfigMap").items():
+        unknown = set(config["data"]) - known - gateway
+        assert unknown == set(), f"{name}: {sorted(unknown)}"
+
+
+def test_no_secret_or_key_is_committed() -> None:
+    tracked = subprocess.run(
+        ["git", "ls-files", "--others", "--cached", "--exclude-standard", "deploy"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    for path in tracked:
+        text = (REPO / path).read_text(errors="replace") if (REPO / path).is_file() else ""
+        assert "PRIVATE KEY-----" not in text, path
+        if path.endswith(".yaml"):
+            for doc in _docs(text):
+                assert doc.get("kind") != "Secret", f"{path}: a Secret in git"
+    for example in (K8S / "secrets.example").glob("*.env"):
+        for line in example.read_text().splitlines():
+            if "://" in line and not line.startswith("#"):
+                assert ":CHANGE-ME@" in line, f"{example.name}: placeholders only"

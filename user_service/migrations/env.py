@@ -1,0 +1,6 @@
+"""Alembic environment of the user service; the logic is shared (shared/migrations.py)."""
+
+from shared.migrations import run_env
+from user_service.migrate import MIGRATIONS
+
+run_env(MIGRATIONS)
