@@ -7,7 +7,7 @@
 UV ?= uv
 
 .DEFAULT_GOAL := help
-.PHONY: help run test lint fmt clean check-uv
+.PHONY: help run up test lint fmt bench clean check-uv
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
@@ -22,6 +22,10 @@ check-uv:
 run: check-uv ## local cluster: gateway :8000, auth :8001, user :8002 (Ctrl-C stops)
 	$(UV) run python deploy/local/cluster.py
 
+up: check-uv ## production-like stack with Docker (docs/OPERATIONS.md; needs .env)
+	$(UV) run python deploy/compose/init_secrets.py
+	docker compose up --build
+
 test: check-uv ## the whole suite; tests start the processes they need
 	@$(UV) sync --frozen --quiet
 	$(UV) run pytest
@@ -32,6 +36,10 @@ lint: check-uv ## ruff lint, ruff format check, mypy
 fmt: check-uv ## format and autofix
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
+
+bench: check-uv ## benchmark suite, ~13 min (BENCH_ARGS=--quick: ~2 min); bench/README.md
+	@$(UV) sync --frozen --quiet
+	$(UV) run --with-requirements bench/requirements.txt python -m bench $(BENCH_ARGS)
 
 clean: ## remove the local cluster's data (.data: SQLite files, keys, nginx runtime)
 	rm -rf .data

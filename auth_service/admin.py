@@ -14,26 +14,34 @@ import asyncio
 import sys
 
 from redis.asyncio import Redis
-from sqlmodel import SQLModel
 
+from auth_service.cli_audit import CliAudit
 from auth_service.config import AuthSettings
-from auth_service.models import Identity
+from auth_service.migrate import MIGRATIONS
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import login_key
 from auth_service.stores.sessions import SessionStore
 from shared.database import make_engine, make_sessionmaker
+from shared.migrations import prepare_schema
 
 _MARKER_LEEWAY = 60
+_AUDIT_EVENTS = {
+    "promote": "admin.role_granted",
+    "demote": "admin.role_revoked",
+    "revoke-sessions": "admin.sessions_revoked",
+}
 
 
 async def _run(command: str, email: str, settings: AuthSettings) -> int:
     engine = make_engine(settings.database_url)
     redis = Redis.from_url(settings.redis_url, socket_timeout=5)
+    audit: CliAudit | None = None
     try:
-        async with engine.begin() as conn:
-            await conn.run_sync(
-                lambda c: SQLModel.metadata.create_all(c, tables=[Identity.__table__])  # type: ignore[attr-defined]
-            )
+        # Same rule as the service: upgrade in development, only check in production.
+        await prepare_schema(engine, MIGRATIONS, production=settings.is_production)
+        # Every admin action is on the audit trail (stderr + audit table).
+        audit = CliAudit(engine)
+        await audit.start()
         identities = IdentityRepository(make_sessionmaker(engine))
         sessions = SessionStore(
             redis,
@@ -44,22 +52,31 @@ async def _run(command: str, email: str, settings: AuthSettings) -> int:
         key = login_key(email)
         identity = await identities.active_by_email(key)
         if identity is None:
+            audit.event(_AUDIT_EVENTS[command], outcome="failure", reason="no_account")
             print(f"no active account for {email}", file=sys.stderr)
             return 1
+        uid = str(identity.id)
         if command == "promote":
             await identities.set_roles(key, (*identity.role_list, "admin"))
+            audit.event("admin.role_granted", outcome="success", user_id=uid, role="admin")
             print(f"{email} is now an admin; the role is in tokens issued from now on")
         elif command == "demote":
             await identities.set_roles(key, tuple(r for r in identity.role_list if r != "admin"))
             # Existing access tokens still say "admin": end those sessions so
             # the role is gone now, not when the tokens expire.
             n = await sessions.revoke_all(str(identity.id))
+            audit.event(
+                "admin.role_revoked", outcome="success", user_id=uid, role="admin", sessions=n
+            )
             print(f"{email} is no longer an admin; {n} session(s) revoked")
         else:
             n = await sessions.revoke_all(str(identity.id))
+            audit.event("admin.sessions_revoked", outcome="success", user_id=uid, sessions=n)
             print(f"{n} session(s) of {email} revoked")
         return 0
     finally:
+        if audit is not None:
+            await audit.aclose()  # writes the row(s) before the engine goes
         await redis.aclose()
         await engine.dispose()
 

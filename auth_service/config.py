@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
+from auth_service.services.relying_party import RelyingParty, check_relying_party, parse_origins
 from shared.settings import CommonSettings, ProductionConfigError
 
 
@@ -27,15 +28,59 @@ class AuthSettings(CommonSettings):
     hash_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     # Rate limits (count per window seconds). Disable only explicitly, for tests.
     rate_limit_enabled: bool = True
+    # Numbers and reasoning: docs/RATE_LIMITS.md. Login counts attempts per
+    # IP, per (account, client network) -- the brake one attacker trips --
+    # and per account across all networks, a higher ceiling (NIST 800-63B's
+    # 100) that a single network cannot reach on its own.
     login_ip_limit: int = 30
     login_ip_window_seconds: int = 60
-    login_account_limit: int = 10
-    login_account_window_seconds: int = 900
+    login_account_network_limit: int = 10
+    login_account_network_window_seconds: int = 900
+    login_account_limit: int = 100
+    login_account_window_seconds: int = 3600
+    # Client networks for the limit above: IPv4 per address, IPv6 per /64.
+    login_network_ipv4_prefix: int = Field(default=32, ge=8, le=32)
+    login_network_ipv6_prefix: int = Field(default=64, ge=16, le=128)
     register_ip_limit: int = 10
     register_ip_window_seconds: int = 3600
+    register_email_limit: int = 5
+    register_email_window_seconds: int = 3600
     refresh_ip_limit: int = 120
     refresh_ip_window_seconds: int = 60
     key_reload_seconds: float = Field(default=5.0, gt=0)
+    # WebAuthn (docs/PASSKEYS.md). Origins are exact scheme://host[:port]
+    # values, comma-separated: the gateway and the auth service's own port.
+    webauthn_rp_id: str = "localhost"
+    webauthn_rp_name: str = "Identity Platform"
+    webauthn_origins: str = "http://localhost:8000,http://localhost:8001"
+    # L3 §15.1 recommends 300 s when user verification is required.
+    webauthn_timeout_seconds: int = Field(default=300, ge=30, le=600)
+    mfa_token_ttl_seconds: int = Field(default=300, ge=60, le=900)
+    # Removing a passkey or minting recovery codes needs a second factor
+    # (amr hwk/otp) at most this old.
+    step_up_max_age_seconds: int = Field(default=600, ge=60, le=3600)
+    recovery_code_count: int = Field(default=10, ge=4, le=20)
+    passkey_options_ip_limit: int = 60
+    passkey_options_ip_window_seconds: int = 60
+
+    @property
+    def relying_party(self) -> RelyingParty:
+        return RelyingParty(
+            rp_id=self.webauthn_rp_id,
+            rp_name=self.webauthn_rp_name,
+            origins=parse_origins(self.webauthn_origins),
+            timeout_ms=self.webauthn_timeout_seconds * 1000,
+        )
+
+    @model_validator(mode="after")
+    def _webauthn_guard(self) -> AuthSettings:
+        rp = self.relying_party
+        problems = check_relying_party(rp.rp_id, rp.origins, production=self.is_production)
+        if problems:
+            # Fail at start: a wrong RP ID or origin would otherwise surface
+            # only as every passkey ceremony failing in the browser.
+            raise ValueError("; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _auth_production_guard(self) -> AuthSettings:

@@ -12,6 +12,8 @@ from auth_service.config import AuthSettings
 from auth_service.keys import KeyRing
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator
+from auth_service.services.mfa import MfaService
+from auth_service.services.passkeys import PasskeyService
 from auth_service.services.registration import RegistrationService
 from auth_service.services.tokens import TokenIssuer
 from auth_service.stores.sessions import SessionStore
@@ -31,3 +33,5 @@ class AuthContext:
     registration: RegistrationService
     authenticator: Authenticator
     bearer: BearerAuthenticator
+    passkeys: PasskeyService
+    mfa: MfaService

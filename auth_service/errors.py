@@ -51,3 +51,51 @@ class UpstreamUnavailable(AuthError):
     def __init__(self, dependency: str) -> None:
         super().__init__(f"{dependency} unavailable")
         self.dependency = dependency
+
+
+# --- second factor (WebAuthn passkeys, recovery codes) ---------------------
+
+
+class SecondFactorRequired(AuthError):
+    """The password was right, but the account has a passkey: no tokens yet.
+
+    An exception, not a return value, so that a caller which forgets the
+    second factor fails closed instead of issuing password-only tokens.
+    """
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__("second factor required")
+        self.user_id = user_id
+
+
+class CeremonyFailed(AuthError):
+    """A WebAuthn ceremony, an MFA step or a recovery code did not verify.
+
+    `reason` names the failed check for the audit trail only; clients get one
+    generic answer so the API is no oracle for forging assertions.
+    """
+
+    def __init__(self, reason: str, *, user_id: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.user_id = user_id
+
+
+class StepUpRequired(AuthError):
+    """The action needs a second factor more recent than the token's."""
+
+
+class CredentialNotFound(AuthError):
+    """No such passkey, or not the caller's (indistinguishable on purpose)."""
+
+
+class CredentialExists(AuthError):
+    """The authenticator's credential id is registered already (L3 §7.1 step 26)."""
+
+
+class LastCredential(AuthError):
+    """Removing the account's last passkey needs an explicit confirmation."""
+
+
+class PasskeyRequired(AuthError):
+    """Recovery codes back up a passkey; without one there is nothing to recover."""

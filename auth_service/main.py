@@ -12,25 +12,34 @@ import httpx
 from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy import text
-from sqlmodel import SQLModel
 
-from auth_service.api import registration, sessions, tokens, wellknown
+from auth_service.api import audit as audit_api
+from auth_service.api import mfa as mfa_api
+from auth_service.api import page, passkeys, registration, sessions, tokens, wellknown
 from auth_service.config import AuthSettings
 from auth_service.context import AuthContext
 from auth_service.keys import KeyRing
+from auth_service.migrate import MIGRATIONS
 from auth_service.models import Identity
+from auth_service.models_webauthn import RecoveryCode, WebAuthnCredential
+from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator, LoginLimits
 from auth_service.services.password_policy import PasswordPolicy
 from auth_service.services.passwords import Argon2Params, PasswordHasher
 from auth_service.services.registration import RegistrationService
+from auth_service.services.second_factor import build_second_factor
 from auth_service.services.tokens import TokenIssuer
 from auth_service.stores.rate_limit import Limit, RateLimiter
 from auth_service.stores.sessions import SessionStore
 from shared.asgi import RequestContextMiddleware
+from shared.audit_store import AUDIT_TABLE
 from shared.bearer import BearerAuthenticator
+from shared.cors import install_cors
 from shared.database import make_engine, make_sessionmaker
 from shared.health import Check, health_router
+from shared.observability import Observability
+from shared.preflight import prepare_backends
 from shared.problems import install_problem_handlers
 from shared.revocation import RedisRevocationChecker
 from shared.unavailable import DEPENDENCY_ERRORS
@@ -40,25 +49,32 @@ _log = logging.getLogger("auth_service")
 
 # Revocation markers must outlive every access token of the revoked session.
 _MARKER_LEEWAY = 60
-AUTH_TABLES = [Identity.__table__]  # type: ignore[attr-defined]
-
-
-async def _init_schema(engine: object) -> None:
-    from sqlalchemy.ext.asyncio import AsyncEngine
-
-    assert isinstance(engine, AsyncEngine)
-    async with engine.begin() as conn:
-        await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=AUTH_TABLES))
+# The tables this service owns: its migrations (auth_service/migrations/)
+# create them, and tests/deploy/test_migrations.py checks that the migrated
+# schema matches these models. Add a table here *and* a migration for it.
+AUTH_TABLES = [
+    Identity.__table__,  # type: ignore[attr-defined]
+    WebAuthnCredential.__table__,  # type: ignore[attr-defined]
+    RecoveryCode.__table__,  # type: ignore[attr-defined]
+    AUDIT_TABLE,  # shared.audit_store: this service's audit trail
+]
 
 
 def _build_context(
-    settings: AuthSettings, transport: httpx.AsyncBaseTransport | None
+    settings: AuthSettings,
+    transport: httpx.AsyncBaseTransport | None,
+    obs: Observability | None = None,
 ) -> AuthContext:
     engine = make_engine(settings.database_url)
     redis = Redis.from_url(
         settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
     )
-    keyring = KeyRing.load(settings.key_dir, generate_if_missing=not settings.is_production)
+    # Production: no generated keys, and none that a development start made.
+    keyring = KeyRing.load(
+        settings.key_dir,
+        generate_if_missing=not settings.is_production,
+        allow_dev_keys=not settings.is_production,
+    )
     http = httpx.AsyncClient(
         base_url=settings.user_service_url,
         timeout=settings.user_service_timeout_seconds,
@@ -81,7 +97,8 @@ def _build_context(
     )
     limiter = RateLimiter(redis, prefix=settings.redis_prefix, enabled=settings.rate_limit_enabled)
     issuer = TokenIssuer(
-        signer=keyring,
+        # Counted by kind for idp_tokens_issued_total (access, service).
+        signer=obs.counting_signer(keyring) if obs else keyring,
         issuer=settings.issuer,
         audience=settings.api_audience,
         access_ttl=settings.access_token_ttl_seconds,
@@ -96,7 +113,11 @@ def _build_context(
         users=UserServiceClient(http=http, token=issuer.service_token),
         limiter=limiter,
         ip_limit=Limit("register-ip", settings.register_ip_limit, settings.register_ip_window_seconds),
+        email_limit=Limit(
+            "register-email", settings.register_email_limit, settings.register_email_window_seconds
+        ),
     )
+    credentials = CredentialRepository(make_sessionmaker(engine))
     authenticator = Authenticator(
         identities=identities,
         hasher=hasher,
@@ -108,7 +129,28 @@ def _build_context(
             per_account=Limit(
                 "login-account", settings.login_account_limit, settings.login_account_window_seconds
             ),
+            per_account_network=Limit(
+                "login-account-net",
+                settings.login_account_network_limit,
+                settings.login_account_network_window_seconds,
+            ),
+            ipv4_prefix=settings.login_network_ipv4_prefix,
+            ipv6_prefix=settings.login_network_ipv6_prefix,
+            refresh_per_ip=Limit(
+                "refresh-ip", settings.refresh_ip_limit, settings.refresh_ip_window_seconds
+            ),
         ),
+        # Accounts with a passkey get no tokens from the password alone.
+        second_factors=credentials,
+    )
+    passkeys, mfa = build_second_factor(
+        settings,
+        redis=redis,
+        sessions=make_sessionmaker(engine),
+        credentials=credentials,
+        identities=identities,
+        authenticator=authenticator,
+        limiter=limiter,
     )
     # The auth service verifies its own tokens with its own key ring: no
     # HTTP round trip to itself, same rules as every resource server.
@@ -133,6 +175,8 @@ def _build_context(
         registration=registration_service,
         authenticator=authenticator,
         bearer=bearer,
+        passkeys=passkeys,
+        mfa=mfa,
     )
 
 
@@ -161,12 +205,34 @@ def create_app(
     """
     settings = settings or AuthSettings()
     logging.basicConfig(level=settings.log_level)
+    obs = Observability(service_name=settings.service_name, settings=settings, issuer=True)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx = _build_context(settings, user_service_transport)
-        await _init_schema(ctx.engine)
+        ctx = _build_context(settings, user_service_transport, obs)
+        # Development: `upgrade head`. Production: never touch the schema;
+        # refuse to start unless it is at head and Redis is a real one.
+        try:
+            await prepare_backends(
+                engine=ctx.engine,
+                redis=ctx.redis,
+                migrations=MIGRATIONS,
+                production=settings.is_production,
+            )
+        except BaseException:
+            # Refused or failed: release the pools the checks opened.
+            await ctx.http.aclose()
+            await ctx.redis.aclose()
+            await ctx.engine.dispose()
+            raise
         app.state.ctx = ctx
+        # After the migrations: the audit writer needs its table.
+        await obs.start(engine=ctx.engine, redis=ctx.redis, http=[ctx.http])
+        obs.add_gauge(
+            "idp_signing_key_age_seconds",
+            "Seconds since the current signing key was created.",
+            ctx.keyring.key_age_seconds,
+        )
         reloader = asyncio.create_task(_reload_keys(ctx))
         try:
             yield
@@ -174,6 +240,7 @@ def create_app(
             reloader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reloader
+            await obs.stop()
             await ctx.http.aclose()
             await ctx.redis.aclose()
             await ctx.engine.dispose()
@@ -188,7 +255,7 @@ def create_app(
     )
     app.state.service_name = settings.service_name
     install_problem_handlers(app, unavailable=DEPENDENCY_ERRORS)
-    for module in (registration, tokens, sessions, wellknown):
+    for module in (registration, tokens, mfa_api, passkeys, sessions, wellknown, page):
         app.include_router(module.router)
 
     def checks() -> dict[str, Check]:
@@ -204,9 +271,14 @@ def create_app(
         return {"database": db, "redis": redis}
 
     app.include_router(health_router(checks))
+    # Inside the request-context middleware: preflights get a request id too.
+    install_cors(app, settings.cors_origin_list)
     app.add_middleware(
         RequestContextMiddleware,
         trusted_proxies=settings.proxy_networks,
         max_body_bytes=settings.max_body_bytes,
     )
+    app.include_router(audit_api.router)
+    # Last: the metrics middleware wraps all of the above, /metrics is added.
+    obs.instrument_app(app)
     return app

@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Iterable
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.problems import PROBLEM_JSON
@@ -59,6 +60,33 @@ def resolve_client_ip(peer: str, forwarded_for: str | None, trusted: tuple[IPNet
         if not _in(hop, trusted):
             return hop
     return hops[0] if hops else peer
+
+
+# Set on every response, errors included, unless the route set its own.
+# The gateway sets the same three; it hides the services' copies
+# (proxy_hide_header) so each appears once, and the services still carry
+# them when reached directly (a Kubernetes Service, a port-forward, /docs).
+_SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+)
+# JSON is never rendered as a page: forbid everything (OWASP REST Security
+# Cheat Sheet). HTML routes (the passkey page, Swagger UI) set their own CSP
+# or none, so this is added only to JSON responses.
+_API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+
+
+def _security_headers(
+    raw: list[tuple[bytes, bytes]], names: set[bytes]
+) -> list[tuple[bytes, bytes]]:
+    extra = [(k, v) for k, v in _SECURITY_HEADERS if k not in names]
+    ctype = next((v for k, v in raw if k.lower() == b"content-type"), b"").lower()
+    media = ctype.split(b";", 1)[0].strip()
+    is_json = media == b"application/json" or media.endswith(b"+json")
+    if is_json and b"content-security-policy" not in names:
+        extra.append(_API_CSP)
+    return extra
 
 
 class RequestContextMiddleware:
@@ -118,6 +146,7 @@ class RequestContextMiddleware:
                 # anywhere unless the route said otherwise (JWKS, static page).
                 if b"cache-control" not in names:
                     raw.append((b"cache-control", b"no-store"))
+                raw.extend(_security_headers(raw, names))
                 message = {**message, "headers": raw}
             await send(message)
 
@@ -145,11 +174,22 @@ class RequestContextMiddleware:
                     (b"x-request-id", rid.encode()),
                     (b"cache-control", b"no-store"),
                     (b"connection", b"close"),
+                    *_SECURITY_HEADERS,
+                    _API_CSP,
                 ],
             }
         )
         await send({"type": "http.response.body", "body": payload})
 
 
-class _BodyTooLarge(Exception):
-    pass
+class _BodyTooLarge(HTTPException):
+    """Raised from `receive` when a body without Content-Length outgrows the cap.
+
+    An HTTPException, not a plain Exception: FastAPI's body reader turns any
+    other exception into "400 There was an error parsing the body", so a
+    chunked upload past the limit answered 400 instead of 413. FastAPI
+    re-raises HTTPExceptions untouched and the problem handlers render it.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(413, headers={"Connection": "close"})

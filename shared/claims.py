@@ -12,6 +12,11 @@ __all__ = ["AccessClaims"]
 # would otherwise classify as a service token, and PyJWT's `require` only
 # checks presence, not emptiness.
 _Id = Annotated[str, Field(min_length=1)]
+# A NumericDate (RFC 7519 §2) a calendar can hold: 1970 to 9999-12-31. A
+# signed exp of 10**400 used to verify -- a token that never expires, which
+# datetime.fromtimestamp() or a Redis EXPIRE downstream cannot represent
+# (found by tests/fuzz/test_fuzz_token_parser.py).
+_NumericDate = Annotated[StrictInt, Field(ge=0, le=253402300799)]
 
 
 class AccessClaims(BaseModel, frozen=True, extra="ignore"):
@@ -25,15 +30,15 @@ class AccessClaims(BaseModel, frozen=True, extra="ignore"):
     iss: _Id
     sub: _Id
     aud: str | list[str]
-    exp: StrictInt
-    iat: StrictInt
+    exp: _NumericDate
+    iat: _NumericDate
     jti: _Id
     client_id: _Id
     scope: str = ""
     sid: _Id | None = None
     roles: tuple[str, ...] = ()
     amr: tuple[str, ...] = ()
-    auth_time: StrictInt | None = None
+    auth_time: _NumericDate | None = None
 
     @property
     def scopes(self) -> frozenset[str]:

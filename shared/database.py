@@ -49,6 +49,12 @@ def make_engine(url: str, *, statement_timeout_ms: int = 5000) -> AsyncEngine:
         connect_args={
             "timeout": 5,
             "server_settings": {"statement_timeout": str(statement_timeout_ms)},
+            # The statement timeout is enforced by the server, so it does
+            # nothing when the server (or the network to it) stops answering:
+            # every request then hung until TCP gave up, minutes later
+            # (tests/faults: a proxy that stops forwarding). asyncpg's own
+            # deadline, a second later so a live server's clearer error wins.
+            "command_timeout": statement_timeout_ms / 1000 + 1,
         },
     )
 

@@ -2,24 +2,36 @@
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator, StringConstraints
 
-__all__ = ["DateOfBirth", "PersonName", "JobTitle", "email_key"]
+__all__ = ["DateOfBirth", "JobTitle", "PersonName", "email_key"]
 
 _EARLIEST_BIRTH = date(1900, 1, 1)
+# ASCII digits only (\d would admit other scripts' digits): YYYY-MM-DD first.
+_ISO_DATE_PREFIX = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
 def _coerce_date(value: Any) -> Any:
     """Accept an ISO date or an ISO datetime (the seed client sends
     `1980-04-14T10:00:00Z`). A birth date is a calendar date, so the date part
-    is kept as written, not shifted into UTC."""
+    is kept as written, not shifted into UTC.
+
+    Nothing else: pydantic's lax mode would read `0`, `"630720000"` or
+    `1e9` as Unix timestamps, so a client bug (or a fuzzer) sending a number
+    would silently store 1970-01-01 instead of getting a 422.
+    """
     if isinstance(value, datetime):
         return value.date()
-    if isinstance(value, str) and "T" in value.upper():
+    if isinstance(value, date):
+        return value
+    if not isinstance(value, str) or not _ISO_DATE_PREFIX.match(value):
+        raise ValueError("must be an ISO 8601 date (YYYY-MM-DD) or date-time")
+    if "T" in value.upper():
         try:
             return datetime.fromisoformat(value.strip()).date()
         except ValueError as exc:

@@ -8,7 +8,9 @@ module owns no settings instance.
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +22,31 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 class ProductionConfigError(ValueError):
     """A setting that is fine for a laptop is unsafe in production."""
+
+
+_ORIGIN = re.compile(
+    r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?|https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?"
+)
+# Passwords that example files and tutorials ship: never real secrets.
+_PLACEHOLDER_PASSWORDS = frozenset({"changeme", "change-me", "password", "postgres", "redis"})
+
+
+def _secret_problems(name: str, url: str) -> list[str]:
+    """Why the credentials in a backend URL are not production secrets ([] if they are).
+
+    A server without a password (the Redis default) or with a placeholder one
+    from an example file is one network hop away from anyone. The password
+    itself never appears in the message.
+    """
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return [f"{name} is not a valid URL"]
+    if not password:
+        return [f"{name} must carry a password"]
+    if password.lower() in _PLACEHOLDER_PASSWORDS or password.upper().startswith("CHANGE-ME"):
+        return [f"{name} carries a placeholder password from an example file"]
+    return []
 
 
 class CommonSettings(BaseSettings):
@@ -34,9 +61,22 @@ class CommonSettings(BaseSettings):
     # Peers whose X-Forwarded-For we believe (the gateway). Anyone else could
     # forge the header to dodge per-IP rate limits or poison the audit trail.
     trusted_proxies: str = "127.0.0.1,::1"
+    # Browser origins (scheme://host[:port], comma-separated) allowed to call
+    # the API cross-origin. Empty: none (same-origin pages, like the passkey
+    # page behind the gateway, need no CORS). "*" only outside production.
+    cors_origins: str = ""
     docs_enabled: bool = True
     max_body_bytes: int = Field(default=64 * 1024, ge=1024)
     log_level: str = "INFO"
+    # Observability (docs/SECURITY_TEAM.md). Both switches exist so the
+    # benchmark can measure what instrumentation costs; audit events are
+    # never switched off.
+    metrics_enabled: bool = True
+    tracing_enabled: bool = True
+    # OTLP/HTTP base URL (".../v1/traces" is appended); empty: nothing is exported.
+    otel_exporter_otlp_endpoint: str = ""
+    # Audit events as JSON lines on stdout (the database copy is always written).
+    audit_stdout: bool = True
 
     @field_validator("trusted_proxies")
     @classmethod
@@ -44,6 +84,20 @@ class CommonSettings(BaseSettings):
         for part in filter(None, (p.strip() for p in v.split(","))):
             ipaddress.ip_network(part, strict=False)
         return v
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _valid_origins(cls, v: str) -> str:
+        for origin in filter(None, (o.strip() for o in v.split(","))):
+            # An origin is exactly what a browser sends in `Origin:`; a path
+            # or trailing slash would never match and silently allow nothing.
+            if origin != "*" and not _ORIGIN.fullmatch(origin):
+                raise ValueError(f"CORS_ORIGINS: expected scheme://host[:port], got {origin!r}")
+        return v
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def proxy_networks(self) -> tuple[IPNetwork, ...]:
@@ -64,10 +118,18 @@ class CommonSettings(BaseSettings):
         problems = []
         if self.docs_enabled:
             problems.append("DOCS_ENABLED must be false")
-        if self.database_url.startswith("sqlite"):
+        if not self.database_url.startswith("postgresql"):
             problems.append("DATABASE_URL must point at PostgreSQL")
+        else:
+            problems += _secret_problems("DATABASE_URL", self.database_url)
         if not self.issuer.startswith("https://"):
             problems.append("ISSUER must be an https URL")
+        problems += _secret_problems("REDIS_URL", self.redis_url)
+        origins = self.cors_origin_list
+        if "*" in origins:
+            problems.append("CORS_ORIGINS must list origins, not '*'")
+        if any(not o.startswith("https://") for o in origins if o != "*"):
+            problems.append("CORS_ORIGINS must be https origins")
         if problems:
             raise ProductionConfigError("unsafe production settings: " + "; ".join(problems))
         return self

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.bearer import BearerAuthenticator
 from shared.jwks import JWKSClient
+from shared.revocation_cache import SubscribedRevocationChecker
 from user_service.config import UserSettings
 from user_service.repositories.profiles import ProfileRepository
 
@@ -23,3 +24,5 @@ class UserContext:
     jwks: JWKSClient
     profiles: ProfileRepository
     bearer: BearerAuthenticator
+    # The pub/sub revocation feed behind `bearer` (started and closed by the lifespan).
+    revocations: SubscribedRevocationChecker | None = None

@@ -10,27 +10,35 @@ import httpx
 from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy import text
-from sqlmodel import SQLModel
 
 from shared.asgi import RequestContextMiddleware
 from shared.bearer import BearerAuthenticator
+from shared.cors import install_cors
 from shared.database import make_engine, make_sessionmaker
 from shared.health import Check, health_router
 from shared.jwks import JWKSClient
+from shared.observability import Observability
+from shared.preflight import prepare_backends
 from shared.problems import install_problem_handlers
-from shared.revocation import RedisRevocationChecker
+from shared.revocation import RedisRevocationChecker, revocation_channel
+from shared.revocation_cache import SubscribedRevocationChecker
 from shared.unavailable import DEPENDENCY_ERRORS
 from shared.verify import TokenVerifier
+from user_service.api import audit as audit_api
 from user_service.api import internal, users
 from user_service.config import UserSettings
 from user_service.context import UserContext
-from user_service.models import USER_TABLES
+from user_service.migrate import MIGRATIONS
 from user_service.repositories.profiles import ProfileRepository
 
 _log = logging.getLogger("user_service")
 
 
-def _build_context(settings: UserSettings, transport: httpx.AsyncBaseTransport | None) -> UserContext:
+def _build_context(
+    settings: UserSettings,
+    transport: httpx.AsyncBaseTransport | None,
+    obs: Observability | None = None,
+) -> UserContext:
     engine = make_engine(settings.database_url)
     redis = Redis.from_url(
         settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
@@ -42,6 +50,15 @@ def _build_context(settings: UserSettings, transport: httpx.AsyncBaseTransport |
         cache_ttl_seconds=settings.jwks_cache_ttl_seconds,
         min_refetch_interval_seconds=settings.jwks_min_refetch_seconds,
         timeout_seconds=settings.jwks_timeout_seconds,
+        on_fetch=obs.on_jwks_fetch if obs else None,  # idp_jwks_refresh_total
+    )
+    # Revocations come from the auth service's pub/sub channel, with a Redis
+    # check per request whenever that feed is not provably live
+    # (shared/revocation_cache.py; bench/README.md, target 1).
+    revocations = SubscribedRevocationChecker(
+        RedisRevocationChecker(redis, prefix=settings.redis_prefix),
+        redis_url=settings.redis_url,
+        channel=revocation_channel(settings.redis_prefix),
     )
     bearer = BearerAuthenticator(
         verifier=TokenVerifier(
@@ -50,7 +67,7 @@ def _build_context(settings: UserSettings, transport: httpx.AsyncBaseTransport |
             expected_audience=settings.api_audience,
             leeway_seconds=settings.token_leeway_seconds,
         ),
-        revocation=RedisRevocationChecker(redis, prefix=settings.redis_prefix),
+        revocation=revocations,
         realm="user-service",
     )
     return UserContext(
@@ -61,6 +78,7 @@ def _build_context(settings: UserSettings, transport: httpx.AsyncBaseTransport |
         jwks=jwks,
         profiles=ProfileRepository(make_sessionmaker(engine)),
         bearer=bearer,
+        revocations=revocations,
     )
 
 
@@ -78,16 +96,37 @@ def create_app(
     """
     settings = settings or UserSettings()
     logging.basicConfig(level=settings.log_level)
+    obs = Observability(service_name=settings.service_name, settings=settings, issuer=False)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx = _build_context(settings, jwks_transport)
-        async with ctx.engine.begin() as conn:
-            await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=USER_TABLES))
+        ctx = _build_context(settings, jwks_transport, obs)
+        # Development: `upgrade head`. Production: never touch the schema;
+        # refuse to start unless it is at head and Redis is a real one.
+        try:
+            await prepare_backends(
+                engine=ctx.engine,
+                redis=ctx.redis,
+                migrations=MIGRATIONS,
+                production=settings.is_production,
+            )
+        except BaseException:
+            # Refused or failed: release the pools the checks opened.
+            await ctx.http.aclose()
+            await ctx.redis.aclose()
+            await ctx.engine.dispose()
+            raise
         app.state.ctx = ctx
+        # After the migrations: the audit writer needs its table.
+        await obs.start(engine=ctx.engine, redis=ctx.redis, http=[ctx.http])
+        if ctx.revocations is not None:
+            await ctx.revocations.start()
         try:
             yield
         finally:
+            if ctx.revocations is not None:
+                await ctx.revocations.aclose()
+            await obs.stop()
             await ctx.http.aclose()
             await ctx.redis.aclose()
             await ctx.engine.dispose()
@@ -118,9 +157,14 @@ def create_app(
         return {"database": db, "redis": redis}
 
     app.include_router(health_router(checks))
+    # Inside the request-context middleware: preflights get a request id too.
+    install_cors(app, settings.cors_origin_list)
     app.add_middleware(
         RequestContextMiddleware,
         trusted_proxies=settings.proxy_networks,
         max_body_bytes=settings.max_body_bytes,
     )
+    app.include_router(audit_api.router)
+    # Last: the metrics middleware wraps all of the above, /metrics is added.
+    obs.instrument_app(app)
     return app

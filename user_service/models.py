@@ -7,6 +7,8 @@ from datetime import UTC, date, datetime
 
 from sqlmodel import Field, SQLModel
 
+from shared.audit_store import AUDIT_TABLE
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -25,4 +27,7 @@ class Profile(SQLModel, table=True):
     updated_at: datetime = Field(default_factory=utcnow)
 
 
-USER_TABLES = [Profile.__table__]  # type: ignore[attr-defined]
+USER_TABLES = [
+    Profile.__table__,  # type: ignore[attr-defined]
+    AUDIT_TABLE,  # shared.audit_store: this service's audit trail
+]

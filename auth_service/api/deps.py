@@ -18,6 +18,7 @@ from auth_service.errors import (
     UpstreamUnavailable,
     WeakPassword,
 )
+from shared.access_audit import audit_token_rejected, authenticate
 from shared.asgi import client_ip
 from shared.bearer import unauthorized
 from shared.claims import AccessClaims
@@ -29,15 +30,22 @@ def get_ctx(request: Request) -> AuthContext:
     return ctx
 
 
-Ctx = Annotated[AuthContext, Depends(get_ctx)]
+async def _ctx(request: Request) -> AuthContext:
+    # async on purpose: FastAPI runs a plain `def` dependency in a worker
+    # thread, a thread hop per request for one attribute read (bench/README.md).
+    return get_ctx(request)
+
+
+Ctx = Annotated[AuthContext, Depends(_ctx)]
 
 
 async def current_user(request: Request, ctx: Ctx) -> AccessClaims:
-    claims = await ctx.bearer(request)
+    claims = await authenticate(ctx.bearer, request)  # a 401 is audited there
     if claims.is_service:
         # A service token authorises service-to-service calls only; it is
         # never a user session at the public API.
         request.state.token_rejection = "service_token"
+        audit_token_rejected(request)
         raise unauthorized("service_token", "auth-service")
     return claims
 

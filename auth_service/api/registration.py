@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from auth_service.api.auditing import audited_failure, validation_audited_route
 from auth_service.api.deps import Ctx, ip_of, to_problem
 from auth_service.schemas import Profile, RegistrationRequest
+from shared.audit import audit_event
 from shared.openapi import problem_responses
 
-router = APIRouter(tags=["accounts"])
+# A body that fails validation is audited as a failed registration too.
+router = APIRouter(tags=["accounts"], route_class=validation_audited_route("user.register"))
 
 
 @router.post(
@@ -22,7 +25,8 @@ async def register(body: RegistrationRequest, request: Request, response: Respon
     try:
         profile = await ctx.registration.register(body, ip=ip_of(request))
     except Exception as exc:
-        raise to_problem(exc) from None
+        raise to_problem(audited_failure("user.register", exc, request)) from None
     out = Profile.model_validate(profile)
+    audit_event("user.register", outcome="success", request=request, user_id=str(out.id))
     response.headers["Location"] = f"/users/{out.id}"
     return out

@@ -5,10 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
+from auth_service.api.auditing import audited_failure
 from auth_service.api.deps import Ctx, CurrentUser, to_problem
 from auth_service.schemas import SessionOut
+from shared.audit import audit_event
 from shared.openapi import problem_responses
 from shared.problems import Problem
 
@@ -42,13 +44,19 @@ async def list_sessions(claims: CurrentUser, ctx: Ctx) -> list[SessionOut]:
 
 
 @router.delete("/sessions/{sid}", status_code=204, responses=problem_responses(401, 404, 503))
-async def revoke_session(sid: Sid, claims: CurrentUser, ctx: Ctx) -> Response:
+async def revoke_session(sid: Sid, request: Request, claims: CurrentUser, ctx: Ctx) -> Response:
+    # session_id: the session revoked; by_session: the one that asked.
+    who = {"user_id": claims.sub, "session_id": sid, "by_session": claims.sid}
     try:
         revoked = await ctx.sessions.revoke(sid, owner=claims.sub)
     except Exception as exc:
-        raise to_problem(exc) from None
+        raise to_problem(audited_failure("session.revoked", exc, request, **who)) from None
     if not revoked:
+        audit_event(
+            "session.revoked", outcome="failure", request=request, reason="not_found", **who
+        )
         # Someone else's session and a session that does not exist look alike:
         # session ids of other users are not discoverable here.
         raise Problem(404, detail="No such session.", slug="session-not-found")
+    audit_event("session.revoked", outcome="success", request=request, **who)
     return Response(status_code=204)

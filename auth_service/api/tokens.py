@@ -7,10 +7,15 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from auth_service.api.auditing import audited_failure
 from auth_service.api.deps import Ctx, CurrentUser, ip_of, to_problem, user_agent_of
+from auth_service.api.mfa import begin_mfa
 from auth_service.errors import InvalidCredentials, RateLimited, RefreshTokenInvalid, RefreshTokenReused
+from auth_service.errors import SecondFactorRequired
 from auth_service.schemas import LoginRequest, RefreshRequest, TokenResponse
+from auth_service.schemas_webauthn import MfaRequiredResponse
 from auth_service.services.authentication import TokenGrant
+from shared.audit import audit_event
 from shared.openapi import problem_responses
 
 router = APIRouter(tags=["tokens"])
@@ -35,11 +40,13 @@ def _no_store(response: Response) -> None:
 
 @router.post(
     "/login",
-    response_model=TokenResponse,
+    response_model=TokenResponse | MfaRequiredResponse,
     responses=problem_responses(401, 422, 429, 503),
-    summary="Log in with email and password",
+    summary="Log in with email and password (then POST /login/mfa if the account has a passkey)",
 )
-async def login(body: LoginRequest, request: Request, response: Response, ctx: Ctx) -> TokenResponse:
+async def login(
+    body: LoginRequest, request: Request, response: Response, ctx: Ctx
+) -> TokenResponse | MfaRequiredResponse:
     _no_store(response)
     try:
         grant = await ctx.authenticator.login_password(
@@ -48,15 +55,25 @@ async def login(body: LoginRequest, request: Request, response: Response, ctx: C
             ip=ip_of(request),
             user_agent=user_agent_of(request),
         )
+    except SecondFactorRequired as exc:
+        return await begin_mfa(request, ctx, exc.user_id)  # audited as mfa.challenge
     except Exception as exc:
-        raise to_problem(exc) from None
+        raise to_problem(audited_failure("login", exc, request)) from None
+    audit_event(
+        "login",
+        outcome="success",
+        request=request,
+        user_id=grant.user_id,
+        session_id=grant.sid,
+        method="password",
+    )
     return _token_body(grant)
 
 
 @router.post(
     "/token/refresh",
     response_model=TokenResponse,
-    responses=problem_responses(401, 422, 503),
+    responses=problem_responses(401, 422, 429, 503),
     summary="Rotate a refresh token",
 )
 async def refresh(body: RefreshRequest, request: Request, response: Response, ctx: Ctx) -> TokenResponse:
@@ -66,17 +83,26 @@ async def refresh(body: RefreshRequest, request: Request, response: Response, ct
             body.refresh_token, ip=ip_of(request), user_agent=user_agent_of(request)
         )
     except Exception as exc:
-        raise to_problem(exc) from None
+        raise to_problem(audited_failure("token.refresh", exc, request)) from None
+    audit_event(
+        "token.refresh",
+        outcome="success",
+        request=request,
+        user_id=grant.user_id,
+        session_id=grant.sid,
+    )
     return _token_body(grant)
 
 
 @router.post("/logout", status_code=204, responses=problem_responses(401, 503), summary="End this session")
-async def logout(claims: CurrentUser, ctx: Ctx) -> Response:
+async def logout(request: Request, claims: CurrentUser, ctx: Ctx) -> Response:
     assert claims.sid is not None  # current_user admits user tokens only
+    who = {"user_id": claims.sub, "session_id": claims.sid}
     try:
         await ctx.sessions.revoke(claims.sid)
     except Exception as exc:
-        raise to_problem(exc) from None
+        raise to_problem(audited_failure("logout", exc, request, **who)) from None
+    audit_event("logout", outcome="success", request=request, **who)
     return Response(status_code=204, headers=_NO_STORE)
 
 
@@ -136,6 +162,7 @@ async def token(request: Request, ctx: Ctx) -> Any:
         return _oauth_error(400, "invalid_request", "A parameter is too long.")
     grant_type = fields.get("grant_type", "")
     ip, ua = ip_of(request), user_agent_of(request)
+    event = "token.refresh" if grant_type == "refresh_token" else "login"  # audit event
     try:
         if grant_type == "password":
             username, password = fields.get("username", ""), fields.get("password", "")
@@ -149,12 +176,39 @@ async def token(request: Request, ctx: Ctx) -> Any:
             grant = await ctx.authenticator.refresh(rt, ip=ip, user_agent=ua)
         else:
             return _oauth_error(400, "unsupported_grant_type", "Supported: password, refresh_token.")
-    except (InvalidCredentials, RefreshTokenInvalid, RefreshTokenReused):
+    except (InvalidCredentials, RefreshTokenInvalid, RefreshTokenReused) as exc:
+        audited_failure(event, exc, request, grant=grant_type)
         return _oauth_error(400, "invalid_grant", "The credentials or refresh token are not valid.")
+    except SecondFactorRequired as exc:
+        # The password grant has no second step (RFC 6749 §4.3): an account
+        # with a passkey gets no tokens here, only a pointer to the flow that
+        # can finish the login.
+        audit_event(
+            "login",
+            outcome="failure",
+            request=request,
+            user_id=exc.user_id,
+            reason="second_factor_required",
+            grant=grant_type,
+        )
+        return _oauth_error(
+            400,
+            "invalid_grant",
+            "This account requires a second factor: use POST /login, then POST /login/mfa.",
+        )
     except RateLimited as exc:
+        audited_failure(event, exc, request)
         return _oauth_error(
             429, "rate_limited", "Too many attempts; retry later.", {"Retry-After": str(exc.retry_after)}
         )
     except Exception as exc:
-        raise to_problem(exc) from None
+        raise to_problem(audited_failure(event, exc, request, grant=grant_type)) from None
+    audit_event(
+        event,
+        outcome="success",
+        request=request,
+        user_id=grant.user_id,
+        session_id=grant.sid,
+        grant=grant_type,
+    )
     return JSONResponse(_token_body(grant).model_dump(mode="json"), headers=_NO_STORE)

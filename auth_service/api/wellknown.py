@@ -16,12 +16,15 @@ router = APIRouter(tags=["discovery"])
 JWKS_MAX_AGE = 30
 
 
-@router.get("/.well-known/jwks.json", summary="Public signing keys")
-async def jwks(ctx: Ctx) -> JSONResponse:
-    return JSONResponse(
-        ctx.keyring.jwks(),
-        headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"},
-        media_type="application/jwk-set+json",
+class JWKSetResponse(JSONResponse):
+    # RFC 7517 §8.5.1; as the response class, the OpenAPI document says so too.
+    media_type = "application/jwk-set+json"
+
+
+@router.get("/.well-known/jwks.json", summary="Public signing keys", response_class=JWKSetResponse)
+async def jwks(ctx: Ctx) -> JWKSetResponse:
+    return JWKSetResponse(
+        ctx.keyring.jwks(), headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"}
     )
 
 

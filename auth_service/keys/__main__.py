@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from auth_service.cli_audit import record_cli_event
 from auth_service.keys.keyring import NoSigningKeys, manifest_entries, prune, rotate
 
 _DEFAULT_KEY_DIR = Path(".data/keys")
@@ -82,6 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "rotate":
             key = rotate(key_dir, activate_after_seconds=args.activate_after, bits=args.bits)
             print(f"added {key.kid}: published now, signs from {_when(key.activates_at)}")
+            # Audit trail: stderr, and the audit table when DATABASE_URL is set.
+            record_cli_event(
+                "key.rotated",
+                outcome="success",
+                kid=key.kid,
+                activates_at=_when(key.activates_at),
+                bits=args.bits,
+            )
             return 0
         if args.command == "prune":
             removed = prune(key_dir, older_than_seconds=args.older_than)
@@ -89,10 +98,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"removed {kid}")
             if not removed:
                 print("nothing to prune")
+            record_cli_event(
+                "key.pruned", outcome="success", removed=len(removed), kids=",".join(removed)
+            )
             return 0
         return _list(key_dir, time.time())
     except (NoSigningKeys, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if args.command in ("rotate", "prune"):
+            event = "key.rotated" if args.command == "rotate" else "key.pruned"
+            record_cli_event(event, outcome="failure", reason=type(exc).__name__[:64])
         return 1
 
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth_service.models import Identity, utcnow
+from shared.sqlite_reads import SQLitePrimaryKeyReader
 
 # A pending identity older than this belongs to a registration that died
 # between its two steps (process crash); a new registration may take the email.
@@ -21,6 +23,13 @@ STALE_PENDING = timedelta(minutes=2)
 class IdentityRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        bind = sessions.kw.get("bind")
+        # SQLite files: the per-refresh read skips the async ORM (shared/sqlite_reads.py).
+        self._fast = (
+            SQLitePrimaryKeyReader.for_engine(bind, Identity.__table__)  # type: ignore[attr-defined]
+            if isinstance(bind, AsyncEngine)
+            else None
+        )
 
     async def create_pending(
         self, *, email: str, email_key: str, password_hash: str
@@ -71,6 +80,17 @@ class IdentityRepository:
             return result.first()
 
     async def active_by_id(self, identity_id: uuid.UUID) -> Identity | None:
+        if self._fast is not None:
+            try:
+                row = self._fast.get(identity_id)
+            except sqlite3.Error:
+                pass  # locked, or not migrated yet: the async path answers or raises
+            else:
+                if row is None or row["status"] != "active":
+                    return None
+                # Validated into a transient instance: callers only read it,
+                # as they read the detached one the ORM path returns.
+                return Identity.model_validate(row)
         async with self._sessions() as s:
             identity = await s.get(Identity, identity_id)
             return identity if identity and identity.status == "active" else None

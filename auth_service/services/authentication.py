@@ -15,11 +15,12 @@ from auth_service.errors import (
     RateLimited,
     RefreshTokenInvalid,
     RefreshTokenReused,
+    SecondFactorRequired,
 )
 from auth_service.models import Identity
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.tokens import USER_SCOPE, TokenIssuer
-from auth_service.stores.rate_limit import Limit, RateLimiter
+from auth_service.stores.rate_limit import Limit, RateLimiter, client_network
 from auth_service.stores.sessions import SessionStore
 from shared.fields import email_key
 
@@ -30,6 +31,10 @@ class _Hasher(Protocol):
     async def hash(self, password: str) -> str: ...
     async def verify(self, stored_hash: str | None, password: str) -> bool: ...
     def needs_rehash(self, stored_hash: str) -> bool: ...
+
+
+class _SecondFactors(Protocol):
+    async def enrolled(self, user_id: uuid.UUID) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -44,8 +49,30 @@ class TokenGrant:
 
 @dataclass(frozen=True)
 class LoginLimits:
+    """Login throttles (docs/RATE_LIMITS.md has the numbers and the reasoning).
+
+    `per_account_network` is the brake one attacker trips: attempts on one
+    account from one client network. `per_account` is the higher ceiling
+    across all networks (NIST SP 800-63B §5.2.2's 100). Splitting them means
+    an attacker on one network cannot lock the real user out elsewhere.
+    """
+
     per_ip: Limit
     per_account: Limit
+    per_account_network: Limit | None = None
+    ipv4_prefix: int = 32
+    ipv6_prefix: int = 64
+    # Refresh tokens are 256-bit, so this is flood control, not guessing control.
+    refresh_per_ip: Limit | None = None
+
+    def for_attempt(self, ip: str, account: str) -> list[tuple[Limit, str]]:
+        """(limit, subject) pairs to count for one attempt, in order."""
+        pairs = [(self.per_ip, ip)]
+        if self.per_account_network is not None:
+            net = client_network(ip, ipv4_prefix=self.ipv4_prefix, ipv6_prefix=self.ipv6_prefix)
+            pairs.append((self.per_account_network, f"{account}|{net}"))
+        pairs.append((self.per_account, account))
+        return pairs
 
 
 def login_key(email: str) -> str:
@@ -68,6 +95,7 @@ class Authenticator:
         issuer: TokenIssuer,
         limiter: RateLimiter,
         limits: LoginLimits,
+        second_factors: _SecondFactors | None = None,
     ) -> None:
         self._identities = identities
         self._hasher = hasher
@@ -75,6 +103,7 @@ class Authenticator:
         self._issuer = issuer
         self._limiter = limiter
         self._limits = limits
+        self._second_factors = second_factors
 
     async def check_password(self, email: str, password: str, *, ip: str) -> Identity:
         """Verify email + password; returns the identity.
@@ -87,10 +116,11 @@ class Authenticator:
             InvalidCredentials: unknown email or wrong password.
         """
         key = login_key(email)
-        # Both counters are taken before the hash runs: parallel guesses
-        # cannot outrun the limit. The account counter is keyed by the email
-        # as typed, known or not, so its behaviour reveals nothing either.
-        for limit, subject in ((self._limits.per_ip, ip), (self._limits.per_account, key)):
+        # Every counter is taken before the hash runs: parallel guesses
+        # cannot outrun the limit. The account counters are keyed by the email
+        # as typed, known or not, so their behaviour reveals nothing either.
+        attempt = self._limits.for_attempt(ip, key)
+        for limit, subject in attempt:
             decision = await self._limiter.hit(limit, subject)
             if not decision.allowed:
                 raise RateLimited(decision.retry_after, limit.scope)
@@ -98,7 +128,10 @@ class Authenticator:
         ok = await self._hasher.verify(identity.password_hash if identity else None, password)
         if not ok or identity is None:
             raise InvalidCredentials
-        await self._limiter.reset(self._limits.per_account, key)
+        # The right password ends the run of failures (NIST SP 800-63B
+        # §5.2.2: disregard earlier failed attempts after a success).
+        for limit, subject in attempt[1:]:
+            await self._limiter.reset(limit, subject)
         if self._hasher.needs_rehash(identity.password_hash):
             # Parameters were raised since this hash was made: upgrade it now,
             # while we briefly hold the plaintext (DESIGN.md: rehash on login).
@@ -128,7 +161,16 @@ class Authenticator:
     async def login_password(
         self, email: str, password: str, *, ip: str, user_agent: str
     ) -> TokenGrant:
+        """Password login; tokens only for accounts without a second factor.
+
+        Raises:
+            RateLimited, InvalidCredentials: see `check_password`.
+            SecondFactorRequired: the password was right and the account has a
+                passkey; the caller continues with `MfaService.begin`.
+        """
         identity = await self.check_password(email, password, ip=ip)
+        if self._second_factors is not None and await self._second_factors.enrolled(identity.id):
+            raise SecondFactorRequired(str(identity.id))
         return await self.start_session(identity, amr=("pwd",), ip=ip, user_agent=user_agent)
 
     async def refresh(self, refresh_token: str, *, ip: str, user_agent: str) -> TokenGrant:
@@ -138,6 +180,10 @@ class Authenticator:
             RefreshTokenInvalid: unknown, expired, or its session is gone.
             RefreshTokenReused: an already-rotated token; the session is now revoked.
         """
+        if self._limits.refresh_per_ip is not None:
+            decision = await self._limiter.hit(self._limits.refresh_per_ip, ip)
+            if not decision.allowed:
+                raise RateLimited(decision.retry_after, self._limits.refresh_per_ip.scope)
         rot = await self._sessions.rotate(refresh_token, ip=ip, user_agent=user_agent)
         if rot.outcome == "reused":
             raise RefreshTokenReused(rot.sid, rot.user_id)

@@ -30,6 +30,7 @@ class RegistrationService:
         users: UserServiceClient,
         limiter: RateLimiter,
         ip_limit: Limit,
+        email_limit: Limit | None = None,
     ) -> None:
         self._identities = identities
         self._hasher = hasher
@@ -37,6 +38,7 @@ class RegistrationService:
         self._users = users
         self._limiter = limiter
         self._ip_limit = ip_limit
+        self._email_limit = email_limit
 
     async def register(self, req: RegistrationRequest, *, ip: str) -> dict[str, Any]:
         """Create an account and its profile; all or nothing.
@@ -49,9 +51,17 @@ class RegistrationService:
         Raises:
             RateLimited, WeakPassword, EmailTaken, UpstreamUnavailable.
         """
-        decision = await self._limiter.hit(self._ip_limit, ip)
-        if not decision.allowed:
-            raise RateLimited(decision.retry_after, self._ip_limit.scope)
+        # Counted before any work, per client IP and per email (case-folded,
+        # as uniqueness is): the IP limit bounds how many addresses one client
+        # can probe through the 409; the email limit bounds retries against
+        # one address from many IPs (docs/RATE_LIMITS.md).
+        limits = [(self._ip_limit, ip)]
+        if self._email_limit is not None:
+            limits.append((self._email_limit, email_key(req.email)))
+        for limit, subject in limits:
+            decision = await self._limiter.hit(limit, subject)
+            if not decision.allowed:
+                raise RateLimited(decision.retry_after, limit.scope)
         password = req.password.get_secret_value()
         problems = self._policy.check(password, email=req.email)
         if problems:

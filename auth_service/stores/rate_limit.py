@@ -7,6 +7,7 @@ through: a check-then-increment would let a burst slip past the check.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 from dataclasses import dataclass
 
@@ -19,6 +20,27 @@ local ttl = redis.call('PTTL', KEYS[1])
 if ttl < 0 then redis.call('PEXPIRE', KEYS[1], ARGV[1]); ttl = tonumber(ARGV[1]) end
 return {n, ttl}
 """
+
+
+def client_network(ip: str, *, ipv4_prefix: int = 32, ipv6_prefix: int = 64) -> str:
+    """The network an address belongs to, for per-(account, network) limits.
+
+    IPv6 is grouped by /64 by default: one subscriber or host usually holds a
+    whole /64 and can rotate through it at will, so counting single IPv6
+    addresses would give one attacker 2^64 budgets. IPv4 stays per address:
+    NAT already makes an address a crowd, and grouping more would throttle
+    bystanders on the same ISP pool. Anything unparsable is its own group.
+    """
+    try:
+        addr = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
+        # ::ffff:a.b.c.d is an IPv4 client on a dual-stack socket: one /64
+        # would put every IPv4 client in the same group.
+        addr = addr.ipv4_mapped
+    prefix = ipv4_prefix if addr.version == 4 else ipv6_prefix
+    return str(ipaddress.ip_network(f"{addr}/{prefix}", strict=False))
 
 
 @dataclass(frozen=True)

@@ -80,8 +80,17 @@ def test_first_load_generates_an_active_key(key_dir: Path, clock: FakeClock) -> 
     assert key.private_key.key_size == 2048
     assert ring.key_age_seconds() == 0
     manifest = json.loads((key_dir / "manifest.json").read_text())
+    # "dev": a key generated at start, which production refuses to use.
     assert manifest == {
-        "keys": [{"kid": key.kid, "file": f"{key.kid}.pem", "created_at": T0, "activates_at": T0}]
+        "keys": [
+            {
+                "kid": key.kid,
+                "file": f"{key.kid}.pem",
+                "created_at": T0,
+                "activates_at": T0,
+                "dev": True,
+            }
+        ]
     }
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from shared.access_audit import audit_access_denied, authenticate
 from shared.claims import AccessClaims
 from shared.problems import Problem
 from user_service.context import UserContext
@@ -19,11 +20,19 @@ def get_ctx(request: Request) -> UserContext:
     return ctx
 
 
-Ctx = Annotated[UserContext, Depends(get_ctx)]
+async def _ctx(request: Request) -> UserContext:
+    # async on purpose: FastAPI runs a plain `def` dependency in a worker
+    # thread, a thread hop per request for one attribute read (bench/README.md).
+    return get_ctx(request)
+
+
+Ctx = Annotated[UserContext, Depends(_ctx)]
 
 
 def forbidden(request: Request, reason: str, detail: str) -> Problem:
+    """A 403, audited as `access.denied` with `reason` (the client sees `detail`)."""
     request.state.access_denied = reason
+    audit_access_denied(request, reason)
     return Problem(
         403,
         "Forbidden",
@@ -35,7 +44,7 @@ def forbidden(request: Request, reason: str, detail: str) -> Problem:
 
 async def current_user(request: Request, ctx: Ctx) -> AccessClaims:
     """A user's access token; service tokens are refused here."""
-    claims = await ctx.bearer(request)
+    claims = await authenticate(ctx.bearer, request)  # a 401 is audited there
     if claims.is_service or claims.sid is None:
         raise forbidden(request, "service_token", "This endpoint needs a user's access token.")
     return claims
@@ -52,7 +61,7 @@ def require_service(scope: str) -> Callable[[Request, UserContext], Awaitable[Ac
     """
 
     async def dependency(request: Request, ctx: Ctx) -> AccessClaims:
-        claims = await ctx.bearer(request)
+        claims = await authenticate(ctx.bearer, request)
         if not claims.is_service or claims.client_id != ctx.settings.service_client_id:
             raise forbidden(request, "not_a_service", "This endpoint is for services only.")
         if scope not in claims.scopes:
