@@ -112,7 +112,9 @@ def _build_context(
         policy=PasswordPolicy(),
         users=UserServiceClient(http=http, token=issuer.service_token),
         limiter=limiter,
-        ip_limit=Limit("register-ip", settings.register_ip_limit, settings.register_ip_window_seconds),
+        ip_limit=Limit(
+            "register-ip", settings.register_ip_limit, settings.register_ip_window_seconds
+        ),
         email_limit=Limit(
             "register-email", settings.register_email_limit, settings.register_email_window_seconds
         ),

@@ -65,7 +65,7 @@ class RefreshRequest(_Request):
 
 class TokenResponse(BaseModel):
     access_token: str
-    token_type: Literal["Bearer"] = "Bearer"
+    token_type: Literal["Bearer"] = "Bearer"  # noqa: S105 - RFC 6749 token type
     expires_in: int
     refresh_token: str
     scope: str

@@ -183,7 +183,9 @@ async def start_services(
     to_auth.attach(auth_app)
     to_user.attach(user_app)
     async with (
-        LifespanManager(auth_app), LifespanManager(user_app), httpx.AsyncClient(
+        LifespanManager(auth_app),
+        LifespanManager(user_app),
+        httpx.AsyncClient(
             transport=httpx.ASGITransport(auth_app), base_url="http://auth-service"
         ) as a,
         httpx.AsyncClient(

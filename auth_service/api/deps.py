@@ -44,7 +44,7 @@ async def current_user(request: Request, ctx: Ctx) -> AccessClaims:
     if claims.is_service:
         # A service token authorises service-to-service calls only; it is
         # never a user session at the public API.
-        request.state.token_rejection = "service_token"
+        request.state.token_rejection = "service_token"  # noqa: S105 - a reason label
         audit_token_rejected(request)
         raise unauthorized("service_token", "auth-service")
     return claims
@@ -91,9 +91,7 @@ def to_problem(exc: Exception) -> Problem:
         )
     if isinstance(exc, RefreshTokenReused | RefreshTokenInvalid):
         # Same answer for both: the client cannot tell (or care) which.
-        return Problem(
-            401, "Unauthorized", "The refresh token is not valid.", slug="invalid-grant"
-        )
+        return Problem(401, "Unauthorized", "The refresh token is not valid.", slug="invalid-grant")
     if isinstance(exc, UpstreamUnavailable | RedisError | SQLAlchemyError | OSError):
         return Problem(
             503,

@@ -21,7 +21,9 @@ router = APIRouter(tags=["accounts"], route_class=validation_audited_route("user
     responses=problem_responses(409, 422, 429, 503),
     summary="Register a new account",
 )
-async def register(body: RegistrationRequest, request: Request, response: Response, ctx: Ctx) -> Profile:
+async def register(
+    body: RegistrationRequest, request: Request, response: Response, ctx: Ctx
+) -> Profile:
     try:
         profile = await ctx.registration.register(body, ip=ip_of(request))
     except Exception as exc:

@@ -10,8 +10,13 @@ from fastapi.responses import JSONResponse
 from auth_service.api.auditing import audited_failure
 from auth_service.api.deps import Ctx, CurrentUser, ip_of, to_problem, user_agent_of
 from auth_service.api.mfa import begin_mfa
-from auth_service.errors import InvalidCredentials, RateLimited, RefreshTokenInvalid, RefreshTokenReused
-from auth_service.errors import SecondFactorRequired
+from auth_service.errors import (
+    InvalidCredentials,
+    RateLimited,
+    RefreshTokenInvalid,
+    RefreshTokenReused,
+    SecondFactorRequired,
+)
 from auth_service.schemas import LoginRequest, RefreshRequest, TokenResponse
 from auth_service.schemas_webauthn import MfaRequiredResponse
 from auth_service.services.authentication import TokenGrant
@@ -76,7 +81,9 @@ async def login(
     responses=problem_responses(401, 422, 429, 503),
     summary="Rotate a refresh token",
 )
-async def refresh(body: RefreshRequest, request: Request, response: Response, ctx: Ctx) -> TokenResponse:
+async def refresh(
+    body: RefreshRequest, request: Request, response: Response, ctx: Ctx
+) -> TokenResponse:
     _no_store(response)
     try:
         grant = await ctx.authenticator.refresh(
@@ -94,7 +101,9 @@ async def refresh(body: RefreshRequest, request: Request, response: Response, ct
     return _token_body(grant)
 
 
-@router.post("/logout", status_code=204, responses=problem_responses(401, 503), summary="End this session")
+@router.post(
+    "/logout", status_code=204, responses=problem_responses(401, 503), summary="End this session"
+)
 async def logout(request: Request, claims: CurrentUser, ctx: Ctx) -> Response:
     assert claims.sid is not None  # current_user admits user tokens only
     who = {"user_id": claims.sub, "session_id": claims.sid}
@@ -106,7 +115,9 @@ async def logout(request: Request, claims: CurrentUser, ctx: Ctx) -> Response:
     return Response(status_code=204, headers=_NO_STORE)
 
 
-def _oauth_error(status: int, error: str, description: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def _oauth_error(
+    status: int, error: str, description: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """RFC 6749 §5.2 error response."""
     return JSONResponse(
         {"error": error, "error_description": description},
@@ -175,7 +186,9 @@ async def token(request: Request, ctx: Ctx) -> Any:
                 return _oauth_error(400, "invalid_request", "refresh_token is required.")
             grant = await ctx.authenticator.refresh(rt, ip=ip, user_agent=ua)
         else:
-            return _oauth_error(400, "unsupported_grant_type", "Supported: password, refresh_token.")
+            return _oauth_error(
+                400, "unsupported_grant_type", "Supported: password, refresh_token."
+            )
     except (InvalidCredentials, RefreshTokenInvalid, RefreshTokenReused) as exc:
         audited_failure(event, exc, request, grant=grant_type)
         return _oauth_error(400, "invalid_grant", "The credentials or refresh token are not valid.")
@@ -199,7 +212,10 @@ async def token(request: Request, ctx: Ctx) -> Any:
     except RateLimited as exc:
         audited_failure(event, exc, request)
         return _oauth_error(
-            429, "rate_limited", "Too many attempts; retry later.", {"Retry-After": str(exc.retry_after)}
+            429,
+            "rate_limited",
+            "Too many attempts; retry later.",
+            {"Retry-After": str(exc.retry_after)},
         )
     except Exception as exc:
         raise to_problem(audited_failure(event, exc, request, grant=grant_type)) from None
