@@ -228,3 +228,21 @@ def new_user(**overrides: str) -> dict[str, str]:
     body["email"] = f"user-{uuid.uuid4().hex[:10]}@example.com"
     body.update(overrides)
     return body
+
+
+async def rejected_within_a_second(
+    client: httpx.AsyncClient, path: str, headers: dict[str, str]
+) -> bool:
+    """Poll until the user service answers 401, for at most the one-second
+    revocation contract (DESIGN.md). Resource servers learn revocations from a
+    pub/sub channel, so the answer may lag the logout response by a few ms."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + 1.0
+    while True:
+        if (await client.get(path, headers=headers)).status_code == 401:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(0.02)
