@@ -127,7 +127,23 @@ class CredentialRepository:
             last = len(ids) == 1
             if last and not allow_last:
                 return Removal.LAST_NEEDS_CONFIRMATION
-            await s.exec(delete(WebAuthnCredential).where(col(WebAuthnCredential.id) == row_id))
+            stmt = delete(WebAuthnCredential).where(col(WebAuthnCredential.id) == row_id)
+            if not last:
+                # SQLite takes its write lock only at the first write, so two
+                # removals can both have read "two left". Guard the delete
+                # itself: the later one then deletes nothing and is told the
+                # passkey is now the last.
+                others = (
+                    select(func.count())
+                    .select_from(WebAuthnCredential)
+                    .where(col(WebAuthnCredential.user_id) == user_id)
+                    .scalar_subquery()
+                )
+                stmt = stmt.where(others > 1)
+            deleted = await s.exec(stmt)
+            if not deleted.rowcount:
+                await s.rollback()
+                return Removal.LAST_NEEDS_CONFIRMATION
             if last:
                 await s.exec(delete(RecoveryCode).where(col(RecoveryCode.user_id) == user_id))
             await s.commit()
