@@ -147,7 +147,9 @@ async def test_no_secret_in_events_logs_spans_or_metrics(
 
     # The capture really saw the flows (a grep of nothing proves nothing).
     assert len(audit.events) >= 15
-    assert len(spans.get_finished_spans()) >= 50
+    # 48 today: the revocation cache and direct SQLite reads removed some
+    # Redis and SQL spans. The floor only proves spans were captured at all.
+    assert len(spans.get_finished_spans()) >= 40
     assert outputs["stdout"].count('"log":"audit"') == len(audit.events)
     assert "token.rejected" in outputs["user audit table"]
 
