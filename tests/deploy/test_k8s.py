@@ -86,7 +86,8 @@ def rendered(request: pytest.FixtureRequest, k8s_tree: Path) -> list[dict[str, A
     command = _kustomize()
     if command is None:
         pytest.fail(
-            "kubectl or kustomize is required to render the overlays (.ci/run installs kubernetes-client)"
+            "kubectl or kustomize is required to render the overlays "
+            "(.ci/run installs kubernetes-client)"
         )
     result = subprocess.run(
         [*command, str(k8s_tree / "overlays" / request.param)],
