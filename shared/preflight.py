@@ -8,6 +8,9 @@ in for the real one. Development gets its schema upgraded instead.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import httpx
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.exc import SQLAlchemyError
@@ -16,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.migrations import ServiceMigrations, check_at_head, upgrade_to_head
 from shared.settings import ProductionConfigError
 
-__all__ = ["prepare_backends", "redis_problem"]
+__all__ = ["prepare_backends", "prepare_or_release", "redis_problem"]
 
 
 async def redis_problem(redis: Redis) -> str | None:
@@ -67,3 +70,25 @@ async def prepare_backends(
         problems.append(redis_issue)
     if problems:
         raise ProductionConfigError("refusing to start in production: " + "; ".join(problems))
+
+
+async def prepare_or_release(
+    *,
+    engine: AsyncEngine,
+    redis: Redis,
+    http: Sequence[httpx.AsyncClient],
+    migrations: ServiceMigrations,
+    production: bool,
+) -> None:
+    """`prepare_backends`, closing the service's pools if start-up is refused,
+    so a refused process exits without dangling connections."""
+    try:
+        await prepare_backends(
+            engine=engine, redis=redis, migrations=migrations, production=production
+        )
+    except BaseException:
+        for client in http:
+            await client.aclose()
+        await redis.aclose()
+        await engine.dispose()
+        raise

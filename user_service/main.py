@@ -18,7 +18,7 @@ from shared.database import make_engine, make_sessionmaker
 from shared.health import Check, health_router
 from shared.jwks import JWKSClient
 from shared.observability import Observability
-from shared.preflight import prepare_backends
+from shared.preflight import prepare_or_release
 from shared.problems import install_problem_handlers
 from shared.revocation import RedisRevocationChecker, revocation_channel
 from shared.revocation_cache import SubscribedRevocationChecker
@@ -103,19 +103,13 @@ def create_app(
         ctx = _build_context(settings, jwks_transport, obs)
         # Development: `upgrade head`. Production: never touch the schema;
         # refuse to start unless it is at head and Redis is a real one.
-        try:
-            await prepare_backends(
-                engine=ctx.engine,
-                redis=ctx.redis,
-                migrations=MIGRATIONS,
-                production=settings.is_production,
-            )
-        except BaseException:
-            # Refused or failed: release the pools the checks opened.
-            await ctx.http.aclose()
-            await ctx.redis.aclose()
-            await ctx.engine.dispose()
-            raise
+        await prepare_or_release(
+            engine=ctx.engine,
+            redis=ctx.redis,
+            http=[ctx.http],
+            migrations=MIGRATIONS,
+            production=settings.is_production,
+        )
         app.state.ctx = ctx
         # After the migrations: the audit writer needs its table.
         await obs.start(engine=ctx.engine, redis=ctx.redis, http=[ctx.http])
