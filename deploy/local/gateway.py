@@ -66,6 +66,10 @@ _REQUEST_HEADERS_SET_HERE = frozenset(
         "x-forwarded-proto",
         "x-real-ip",
         "x-request-id",
+        # Client trace context is dropped, as nginx does (see its template).
+        "traceparent",
+        "tracestate",
+        "baggage",
     }
 )
 # Like nginx, the proxy answers with its own Date and no upstream Server.

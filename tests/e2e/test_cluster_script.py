@@ -89,6 +89,7 @@ SECURITY_HEADERS = {
     "x-frame-options": "DENY",
 }
 LIMIT = 64 * 1024
+CLIENT_TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-00"
 
 
 ROUTE_PARAMS = [pytest.param(*route, id=f"{route[0]} {route[1]}") for route in ROUTES]
@@ -300,7 +301,13 @@ def test_nginx_passes_upstream_errors_unchanged(nginx_gateway: httpx.Client) -> 
 def test_nginx_forwarding_headers(nginx_gateway: httpx.Client) -> None:
     response = nginx_gateway.get(
         "/users/me",
-        headers={"X-Forwarded-For": "203.0.113.7", "Forwarded": "for=198.51.100.1"},
+        headers={
+            "X-Forwarded-For": "203.0.113.7",
+            "Forwarded": "for=198.51.100.1",
+            "traceparent": CLIENT_TRACEPARENT,
+            "tracestate": "vendor=x",
+            "baggage": "user=alice",
+        },
     )
     seen = response.json()["headers"]
     assert seen["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
@@ -308,6 +315,8 @@ def test_nginx_forwarding_headers(nginx_gateway: httpx.Client) -> None:
     assert seen["x-forwarded-proto"] == "http"
     assert seen["host"] == f"127.0.0.1:{nginx_gateway.base_url.port}"
     assert "forwarded" not in seen
+    # A client does not get to choose (or opt out of) the trace of its request.
+    assert not {"traceparent", "tracestate", "baggage"} & set(seen)
     assert re.fullmatch(r"[0-9a-f]{32}", seen["x-request-id"])
     assert response.headers.get_list("x-request-id") == [seen["x-request-id"]]
 
@@ -428,7 +437,13 @@ def test_fallback_refuses_dot_segments(path: str) -> None:
 async def test_fallback_forwarding_headers(fallback: httpx.AsyncClient) -> None:
     response = await fallback.get(
         "/users/me",
-        headers={"X-Forwarded-For": "203.0.113.7", "Forwarded": "for=198.51.100.1"},
+        headers={
+            "X-Forwarded-For": "203.0.113.7",
+            "Forwarded": "for=198.51.100.1",
+            "traceparent": CLIENT_TRACEPARENT,
+            "tracestate": "vendor=x",
+            "baggage": "user=alice",
+        },
     )
     seen = response.json()["headers"]
     client_ip = "127.0.0.1"  # what httpx.ASGITransport reports as the peer
@@ -437,6 +452,8 @@ async def test_fallback_forwarding_headers(fallback: httpx.AsyncClient) -> None:
     assert seen["x-forwarded-proto"] == "http"
     assert seen["host"] == "gateway.test"
     assert "forwarded" not in seen
+    # A client does not get to choose (or opt out of) the trace of its request.
+    assert not {"traceparent", "tracestate", "baggage"} & set(seen)
     assert re.fullmatch(r"[0-9a-f]{32}", seen["x-request-id"])
     assert response.headers.get_list("x-request-id") == [seen["x-request-id"]]
     for name, value in SECURITY_HEADERS.items():
