@@ -309,24 +309,34 @@ class Bench:
         m = self.micro
         log(
             f"  raw verify {m['verify_raw_s'] * 1e6:.1f} us, ours {m['verify_ours_s'] * 1e6:.1f} "
-            f"us, pyjwt {m['verify_pyjwt_s'] * 1e6:.1f} us; raw sign {m['sign_raw_s'] * 1e6:.0f} "
+            f"us (repeat {m['verify_repeat_s'] * 1e6:.2f} us), pyjwt "
+            f"{m['verify_pyjwt_s'] * 1e6:.1f} us; raw sign {m['sign_raw_s'] * 1e6:.0f} "
             f"us; argon2 verify {m['argon2_verify_s'] * 1e3:.1f} ms"
         )
-        r = ratio(m["verify_ours_s"], m["verify_raw_s"])
+        # Both must hold: a token's first verification is the full cost (the
+        # cache off), every later one goes through the verified-token cache.
         self.results[2] = TargetResult(
             2,
             TITLES[2],
             [
                 Check(
-                    "TokenVerifier.verify / raw cryptography verify",
-                    r,
+                    "first sight: TokenVerifier.verify (cache off) / raw cryptography verify",
+                    ratio(m["verify_ours_s"], m["verify_raw_s"]),
                     "<=",
                     1.3,
                     f"{m['verify_ours_s'] * 1e6:.1f} µs vs {m['verify_raw_s'] * 1e6:.1f} µs",
-                )
+                ),
+                Check(
+                    "the same token again (verified-token cache) / raw cryptography verify",
+                    ratio(m["verify_repeat_s"], m["verify_raw_s"]),
+                    "<=",
+                    1.3,
+                    f"{m['verify_repeat_s'] * 1e6:.2f} µs vs {m['verify_raw_s'] * 1e6:.1f} µs",
+                ),
             ],
             note=f"PyJWT jwt.decode with the same checks: "
-            f"{ratio(m['verify_pyjwt_s'], m['verify_raw_s']):.2f}x raw.",
+            f"{ratio(m['verify_pyjwt_s'], m['verify_raw_s']):.2f}x raw. A repeat re-checks "
+            "the key, iat, nbf and exp (shared/verify.py); revocation is checked per request.",
             data={k: v for k, v in m.items() if k != "samples"},
         )
 

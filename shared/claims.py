@@ -29,7 +29,9 @@ class AccessClaims(BaseModel, frozen=True, extra="ignore"):
 
     iss: _Id
     sub: _Id
-    aud: str | list[str]
+    # A tuple, not a list: TokenVerifier hands the same instance to every
+    # request that repeats a token, so the claims must be deeply immutable.
+    aud: str | tuple[str, ...]
     exp: _NumericDate
     iat: _NumericDate
     jti: _Id

@@ -5,6 +5,7 @@ from __future__ import annotations
 import binascii
 import re
 import time
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
 from cryptography.exceptions import InvalidSignature
@@ -65,6 +66,16 @@ _URLSAFE_TO_STD = bytes.maketrans(b"-_", b"+/")
 # looked up per call). Bounded, and only filled once the kid named a trusted
 # key, so forged headers cannot grow it.
 _HEADER_CACHE_SIZE = 64
+# Tokens already verified, by the whole token string. A client sends the same
+# access token with every request for its lifetime, so a repeat costs a dict
+# lookup instead of an RSA verify and two JSON parses. A hit never changes an
+# outcome: the token string (signature included) is identical, the key must be
+# the very object that verified it (a kid dropped or replaced in the key set
+# misses), and every time rule (iat, nbf, exp) is re-applied at each hit; any
+# doubt evicts and runs the full path. Revocation is not a verification rule:
+# callers check it on every request (shared/bearer.py), cached or not.
+# Only successes are stored, so forged tokens cannot fill it; bounded (FIFO).
+_VERIFIED_CACHE_SIZE = 1024
 
 
 class _Malformed(ValueError):
@@ -210,6 +221,16 @@ def _checked_kid(header_segment: str) -> str:
     return kid
 
 
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """What a hit needs to re-check: the key that verified it and the token's times."""
+
+    claims: AccessClaims
+    key: RSAPublicKey
+    kid: str
+    nbf: int | None
+
+
 class TokenVerifier:
     """Verifies JWT access tokens as RFC 9068 §4 and RFC 8725 require.
 
@@ -225,6 +246,7 @@ class TokenVerifier:
         expected_audience: str,
         leeway_seconds: int = 10,
         max_token_bytes: int = 8192,
+        verified_cache_size: int = _VERIFIED_CACHE_SIZE,
     ) -> None:
         """Configure the verifier.
 
@@ -234,18 +256,25 @@ class TokenVerifier:
             expected_audience: a value `aud` must contain (RFC 9068 §4 step 4).
             leeway_seconds: clock skew allowed on `exp`, `nbf` and `iat`.
             max_token_bytes: longer tokens are rejected before any parsing.
+            verified_cache_size: how many verified tokens to remember (0: none);
+                see _VERIFIED_CACHE_SIZE.
 
         Raises:
-            ValueError: leeway is negative or the size cap is not positive.
+            ValueError: leeway or the cache size is negative, or the size cap is
+                not positive.
         """
-        if leeway_seconds < 0 or max_token_bytes <= 0:
-            raise ValueError("leeway_seconds must be >= 0 and max_token_bytes > 0")
+        if leeway_seconds < 0 or max_token_bytes <= 0 or verified_cache_size < 0:
+            raise ValueError(
+                "leeway_seconds and verified_cache_size must be >= 0 and max_token_bytes > 0"
+            )
         self._keys = key_source
         self._issuer = expected_issuer
         self._audience = expected_audience
         self._leeway = leeway_seconds
         self._max_bytes = max_token_bytes
         self._header_kids: dict[str, str] = {}  # see _HEADER_CACHE_SIZE
+        self._verified: dict[str, _Verified] = {}  # see _VERIFIED_CACHE_SIZE
+        self._verified_max = verified_cache_size
 
     async def verify(self, token: str) -> AccessClaims:
         """Verify a compact JWS access token and return its claims.
@@ -254,7 +283,8 @@ class TokenVerifier:
             token: the bearer token (RFC 6750 §2.1), without the scheme.
 
         Returns:
-            The validated claims.
+            The validated claims; a repeated token gets the same (immutable)
+            instance back from the verified-token cache.
 
         Raises:
             TokenRejected: with `reason` naming the first rule the token broke.
@@ -265,6 +295,38 @@ class TokenVerifier:
             raise TokenRejected(
                 "malformed", f"expected at most {self._max_bytes} bytes, got {len(token)}"
             )
+        hit = self._verified.get(token)
+        if hit is not None:
+            if await self._still_valid(hit):
+                return hit.claims
+            # Expired, not yet valid after a clock step, or its key is gone:
+            # forget it and let the full path name the reason.
+            self._verified.pop(token, None)
+        claims, key, kid, nbf = await self._verify_uncached(token)
+        if self._verified_max:
+            if len(self._verified) >= self._verified_max:
+                # FIFO: the oldest entry is the nearest to its exp anyway.
+                self._verified.pop(next(iter(self._verified)), None)
+            self._verified[token] = _Verified(claims, key, kid, nbf)
+        return claims
+
+    async def _still_valid(self, hit: _Verified) -> bool:
+        """Would the full path accept this token again now? (Same string, so same checks.)"""
+        if await self._keys.get_key(hit.kid) is not hit.key:
+            return False
+        now = time.time()
+        leeway = self._leeway
+        claims = hit.claims
+        return (
+            claims.iat <= now + leeway
+            and (hit.nbf is None or hit.nbf <= now + leeway)
+            and claims.exp > now - leeway
+        )
+
+    async def _verify_uncached(
+        self, token: str
+    ) -> tuple[AccessClaims, RSAPublicKey, str, int | None]:
+        """The full verification; returns the claims, the key, its kid and `nbf`."""
         if _COMPACT_JWS.fullmatch(token) is None:
             raise TokenRejected("malformed", "expected a compact JWS of three base64url segments")
         # The JWS is parsed and checked here rather than by PyJWT's jwt.decode,
@@ -321,7 +383,9 @@ class TokenVerifier:
             raise TokenRejected(
                 "not_yet_valid", f"expected iat before now + {self._leeway}s, got {claims.iat}"
             )
-        return claims
+        # nbf passed _check_registered_claims, so it converts to an int here.
+        nbf = int(payload["nbf"]) if "nbf" in payload else None
+        return claims, key, kid, nbf
 
     def _check_registered_claims(self, payload: dict[str, Any]) -> None:
         """RFC 7519 §4.1 and RFC 9068 §4 steps 3-5, in the order PyJWT checked them.
