@@ -11,6 +11,18 @@ from auth_service.services.relying_party import RelyingParty, check_relying_part
 from shared.settings import CommonSettings, ProductionConfigError
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on: its affinity mask where the OS has one.
+
+    `os.cpu_count()` counts the machine's CPUs, also when the process is
+    pinned to fewer (taskset, cpusets); a hash per CPU it cannot use would
+    only add memory and contention.
+    """
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0)) or 1
+    return os.cpu_count() or 1
+
+
 class AuthSettings(CommonSettings):
     service_name: str = "auth-service"
     database_url: str = "sqlite+aiosqlite:///./.data/auth.db"
@@ -25,7 +37,7 @@ class AuthSettings(CommonSettings):
     argon2_memory_kib: int = 19456
     argon2_parallelism: int = 1
     # Concurrent hashes: one per core. More only queues memory, not throughput.
-    hash_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    hash_concurrency: int = Field(default_factory=usable_cpus, ge=1)
     # Rate limits (count per window seconds). Disable only explicitly, for tests.
     rate_limit_enabled: bool = True
     # Numbers and reasoning: docs/RATE_LIMITS.md. Login counts attempts per

@@ -14,6 +14,7 @@ from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator
 from auth_service.services.mfa import MfaService
 from auth_service.services.passkeys import PasskeyService
+from auth_service.services.passwords import PasswordHasher
 from auth_service.services.registration import RegistrationService
 from auth_service.services.tokens import TokenIssuer
 from auth_service.stores.sessions import SessionStore
@@ -35,3 +36,4 @@ class AuthContext:
     bearer: BearerAuthenticator
     passkeys: PasskeyService
     mfa: MfaService
+    hasher: PasswordHasher

@@ -179,6 +179,7 @@ def _build_context(
         bearer=bearer,
         passkeys=passkeys,
         mfa=mfa,
+        hasher=hasher,
     )
 
 
@@ -240,6 +241,7 @@ def create_app(
             await ctx.http.aclose()
             await ctx.redis.aclose()
             await ctx.engine.dispose()
+            ctx.hasher.close()
 
     app = FastAPI(
         title="Auth service",

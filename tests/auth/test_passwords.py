@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -13,6 +15,8 @@ import argon2
 import pytest
 from argon2.low_level import Type
 
+from auth_service import config
+from auth_service.services import passwords
 from auth_service.services.passwords import Argon2Params, PasswordHasher
 
 PASSWORD = "Str0ngP@ssw0rd!!"
@@ -348,3 +352,160 @@ async def test_concurrent_hashes_respect_the_capacity_limit(
 
     assert state["max"] == 2
     assert state["active"] == 0
+
+
+# --- the dedicated hashing threads: bounded, reused, nicer than the event loop -------------
+
+
+def _thread_probe(
+    real: Callable[..., object], seen: list[tuple[int, str, int]]
+) -> Callable[..., object]:
+    def probe(*args: object) -> object:
+        tid = threading.get_native_id()
+        nice = os.getpriority(os.PRIO_PROCESS, tid) if sys.platform.startswith("linux") else 0
+        seen.append((threading.get_ident(), threading.current_thread().name, nice))
+        time.sleep(0.005)  # overlap: every thread of the pool gets used
+        return real(*args)
+
+    return probe
+
+
+@pytest.mark.anyio
+async def test_hashes_run_on_a_fixed_set_of_dedicated_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A fixed set of threads bounds glibc's per-thread malloc arenas: each
+    # keeps one freed 19 MiB block, so the threads ever used bound the memory.
+    hasher = PasswordHasher(WEAK, max_concurrent_hashes=2, allow_weak_for_tests=True)
+    encoded = await hasher.hash(PASSWORD)
+    seen: list[tuple[int, str, int]] = []
+    monkeypatch.setattr(hasher, "_hash_sync", _thread_probe(hasher._hash_sync, seen))
+    monkeypatch.setattr(hasher, "_verify_sync", _thread_probe(hasher._verify_sync, seen))
+
+    for _ in range(3):  # three waves: later ones must reuse the same threads
+        async with anyio.create_task_group() as tg:
+            for _ in range(4):
+                tg.start_soon(hasher.hash, PASSWORD)
+                tg.start_soon(hasher.verify, encoded, PASSWORD)
+                tg.start_soon(hasher.verify, None, PASSWORD)
+
+    assert len(seen) == 36
+    threads = {ident for ident, _, _ in seen}
+    assert len(threads) == 2
+    assert threading.get_ident() not in threads
+    assert all(name.startswith("argon2") for _, name, _ in seen)
+    hasher.close()
+
+
+@pytest.mark.anyio
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread nice is Linux's")
+@pytest.mark.parametrize("niceness", [0, 10, 19])
+async def test_hashing_threads_are_nicer_than_the_process(
+    monkeypatch: pytest.MonkeyPatch, niceness: int
+) -> None:
+    process_nice = os.getpriority(os.PRIO_PROCESS, 0)
+    hasher = PasswordHasher(
+        WEAK, max_concurrent_hashes=2, allow_weak_for_tests=True, thread_niceness=niceness
+    )
+    seen: list[tuple[int, str, int]] = []
+    monkeypatch.setattr(hasher, "_hash_sync", _thread_probe(hasher._hash_sync, seen))
+    async with anyio.create_task_group() as tg:
+        for _ in range(4):
+            tg.start_soon(hasher.hash, PASSWORD)
+
+    assert {nice for _, _, nice in seen} == {min(19, process_nice + niceness)}
+    # The event loop's thread keeps the process's priority.
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == process_nice
+    hasher.close()
+
+
+def test_lowering_priority_is_skipped_off_linux(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Elsewhere PRIO_PROCESS would renice the whole process, event loop included.
+    calls: list[tuple[int, ...]] = []
+    monkeypatch.setattr(passwords.sys, "platform", "darwin")
+    monkeypatch.setattr(passwords.os, "setpriority", lambda *a: calls.append(a))
+    passwords._lower_thread_priority(10)
+    assert calls == []
+
+
+def test_a_refused_priority_change_only_logs(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(*_: int) -> None:
+        raise PermissionError("not allowed")
+
+    monkeypatch.setattr(passwords.sys, "platform", "linux")
+    monkeypatch.setattr(passwords.os, "setpriority", refuse)
+    with caplog.at_level(logging.WARNING, logger="auth_service.services.passwords"):
+        passwords._lower_thread_priority(10)
+    assert "priority" in caplog.text
+
+
+@pytest.mark.parametrize("niceness", [-1, 20])
+def test_thread_niceness_must_be_in_range(niceness: int) -> None:
+    with pytest.raises(ValueError, match="thread_niceness"):
+        PasswordHasher(thread_niceness=niceness)
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_hash_keeps_its_slot_until_the_thread_is_done(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # As with anyio.to_thread.run_sync: cancelling the caller does not free
+    # the slot while its hash still runs, so the bound counts running hashes.
+    hasher = PasswordHasher(WEAK, max_concurrent_hashes=1, allow_weak_for_tests=True)
+    started, release = threading.Event(), threading.Event()
+    real = hasher._hash_sync
+
+    def blocking(secret: bytes) -> str:
+        started.set()
+        release.wait(5)
+        return real(secret)
+
+    monkeypatch.setattr(hasher, "_hash_sync", blocking)
+    finished: list[str] = []
+
+    async def hash_then_note() -> None:
+        with anyio.CancelScope() as scope:
+            scopes.append(scope)
+            await hasher.hash(PASSWORD)
+        finished.append("cancelled" if scope.cancelled_caught else "done")
+
+    scopes: list[anyio.CancelScope] = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(hash_then_note)
+        await anyio.to_thread.run_sync(started.wait, 5)
+        scopes[0].cancel()
+        await anyio.sleep(0.05)
+        assert finished == []  # the caller waits for its thread
+        assert hasher._limiter.borrowed_tokens == 1  # still running: still counted
+        release.set()
+    assert finished == ["cancelled"]
+    assert hasher._limiter.borrowed_tokens == 0
+
+
+@pytest.mark.anyio
+async def test_close_lets_the_hashing_threads_exit() -> None:
+    hasher = PasswordHasher(WEAK, max_concurrent_hashes=2, allow_weak_for_tests=True)
+    await hasher.hash(PASSWORD)
+    pool = [t for t in threading.enumerate() if t in hasher._executor._threads]
+    assert pool
+    hasher.close()
+    for t in pool:
+        t.join(5)
+    assert not any(t.is_alive() for t in pool)
+
+
+def test_default_hash_concurrency_is_the_cpus_the_process_may_use(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Pinned to one CPU of many (taskset, a cpuset): one hash at a time.
+    monkeypatch.setattr(config.os, "sched_getaffinity", lambda _pid: {3}, raising=False)
+    monkeypatch.setattr(config.os, "cpu_count", lambda: 8)
+    assert config.usable_cpus() == 1
+    monkeypatch.setattr(config.os, "sched_getaffinity", lambda _pid: {0, 1, 2}, raising=False)
+    assert config.usable_cpus() == 3
+    monkeypatch.delattr(config.os, "sched_getaffinity", raising=False)
+    assert config.usable_cpus() == 8
+    monkeypatch.setattr(config.os, "cpu_count", lambda: None)
+    assert config.usable_cpus() == 1
