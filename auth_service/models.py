@@ -32,4 +32,9 @@ class Identity(SQLModel, table=True):
 
     @property
     def role_list(self) -> tuple[str, ...]:
-        return tuple(r for r in self.roles.split(",") if r)
+        return parse_roles(self.roles)
+
+
+def parse_roles(roles: str) -> tuple[str, ...]:
+    """The `roles` column ("admin,support") as a tuple; empty names dropped."""
+    return tuple(r for r in roles.split(",") if r)

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 from enum import StrEnum
 
 from sqlalchemy import delete, func, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth_service.models import utcnow
 from auth_service.models_webauthn import RecoveryCode, WebAuthnCredential
 from auth_service.services.webauthn import NewCredential
+from shared.sqlite_reads import SQLitePrimaryKeyReader
 
 
 class Removal(StrEnum):
@@ -26,6 +28,15 @@ class Removal(StrEnum):
 class CredentialRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
+        bind = sessions.kw.get("bind")
+        table = WebAuthnCredential.__table__  # type: ignore[attr-defined]
+        # SQLite files: the passkey check of every password login skips the
+        # async ORM (shared/sqlite_reads.py); user_id is indexed.
+        self._fast_owner = (
+            SQLitePrimaryKeyReader.for_engine(bind, table, key=table.c.user_id)
+            if isinstance(bind, AsyncEngine)
+            else None
+        )
 
     async def add(
         self, *, user_id: uuid.UUID, new: NewCredential, label: str
@@ -75,6 +86,11 @@ class CredentialRepository:
 
     async def enrolled(self, user_id: uuid.UUID) -> bool:
         """Whether the account has a second factor (the password-login gate)."""
+        if self._fast_owner is not None:
+            try:
+                return self._fast_owner.exists(user_id)
+            except sqlite3.Error:
+                pass  # locked, or not migrated yet: the async path answers or raises
         return await self.count(user_id) > 0
 
     async def by_credential_id(self, credential_id: str) -> WebAuthnCredential | None:

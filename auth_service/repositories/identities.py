@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from auth_service.models import Identity, utcnow
+from auth_service.models import Identity, parse_roles, utcnow
 from shared.sqlite_reads import SQLitePrimaryKeyReader
 
 # A pending identity older than this belongs to a registration that died
@@ -24,10 +24,15 @@ class IdentityRepository:
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = sessions
         bind = sessions.kw.get("bind")
-        # SQLite files: the per-refresh read skips the async ORM (shared/sqlite_reads.py).
-        self._fast = (
-            SQLitePrimaryKeyReader.for_engine(bind, Identity.__table__)  # type: ignore[attr-defined]
-            if isinstance(bind, AsyncEngine)
+        table = Identity.__table__  # type: ignore[attr-defined]
+        # SQLite files: the per-refresh read by id and the per-login read by
+        # email skip the async ORM (shared/sqlite_reads.py).
+        engine = bind if isinstance(bind, AsyncEngine) else None
+        self._fast = SQLitePrimaryKeyReader.for_engine(engine, table) if engine else None
+        # email_key is unique (its index decides registration races).
+        self._fast_email = (
+            SQLitePrimaryKeyReader.for_engine(engine, table, key=table.c.email_key)
+            if engine
             else None
         )
 
@@ -73,6 +78,15 @@ class IdentityRepository:
             await s.commit()
 
     async def active_by_email(self, email_key: str) -> Identity | None:
+        if self._fast_email is not None:
+            try:
+                row = self._fast_email.get(email_key)
+            except sqlite3.Error:
+                pass  # locked, or not migrated yet: the async path answers or raises
+            else:
+                if row is None or row["status"] != "active":
+                    return None
+                return Identity.model_validate(row)
         async with self._sessions() as s:
             result = await s.exec(
                 select(Identity).where(Identity.email_key == email_key, Identity.status == "active")
@@ -94,6 +108,24 @@ class IdentityRepository:
         async with self._sessions() as s:
             identity = await s.get(Identity, identity_id)
             return identity if identity and identity.status == "active" else None
+
+    async def active_roles_by_id(self, identity_id: uuid.UUID) -> tuple[str, ...] | None:
+        """The roles of an active identity, None when it is gone or not active.
+
+        What a refresh needs, without building an `Identity` (model
+        validation was most of the SQLite fast path's cost).
+        """
+        if self._fast is not None:
+            try:
+                row = self._fast.get(identity_id)
+            except sqlite3.Error:
+                pass  # as in active_by_id
+            else:
+                if row is None or row["status"] != "active":
+                    return None
+                return parse_roles(row["roles"])
+        identity = await self.active_by_id(identity_id)
+        return None if identity is None else identity.role_list
 
     async def update_password_hash(self, identity_id: uuid.UUID, password_hash: str) -> None:
         await self._update(identity_id, password_hash=password_hash)

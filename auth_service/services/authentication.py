@@ -191,14 +191,14 @@ class Authenticator:
             raise RefreshTokenInvalid
         # Re-read the account: a deleted or disabled identity must not keep
         # minting tokens, and role changes take effect at the next refresh.
-        identity = await self._identities.active_by_id(uuid.UUID(rot.user_id))
-        if identity is None:
+        roles = await self._identities.active_roles_by_id(uuid.UUID(rot.user_id))
+        if roles is None:
             await self._sessions.revoke(rot.sid)
             raise RefreshTokenInvalid
         access = self._issuer.access_token(
             user_id=rot.user_id,
             sid=rot.sid,
-            roles=identity.role_list,
+            roles=roles,
             amr=rot.amr,
             auth_time=rot.auth_time,
         )
