@@ -87,7 +87,7 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 # Defaults computed at start, described instead of printed.
-COMPUTED = {"hash_concurrency": "CPUs seen by the process"}
+COMPUTED = {"hash_concurrency": "CPUs the process may run on (affinity)"}
 
 
 def _classes() -> dict[str, Any]:
