@@ -6,7 +6,11 @@ import unicodedata
 
 import pytest
 
-from auth_service.services.password_policy import PasswordPolicy, load_common_passwords
+from auth_service.services.password_policy import (
+    PackedStringSet,
+    PasswordPolicy,
+    load_common_passwords,
+)
 
 EMAIL = "john@example.com"
 
@@ -210,3 +214,46 @@ def test_several_problems_reported_together(policy: PasswordPolicy) -> None:
         COMMON,
         LOCAL,
     ]
+
+
+# --- packed block-list (memory, issue 6 target 7) ----------------------------------------------
+
+
+def test_packed_list_answers_exactly_like_a_frozenset() -> None:
+    common = load_common_passwords()
+    assert isinstance(common, PackedStringSet)
+    plain = frozenset(common)
+    assert len(plain) == len(common)
+    probes = [
+        *sorted(plain)[::97],
+        "",
+        "\x00",
+        "\uffff" * 3,
+        "password1",
+        "passwor",
+        "passwordd",
+        " password",
+        "123456 ",
+        min(plain)[:-1],
+        min(plain) + "\x00",
+        max(plain) + "a",
+    ]
+    for probe in probes:
+        assert (probe in common) == (probe in plain), probe
+    for entry in plain:
+        assert entry in common
+
+
+def test_packed_set_edge_cases() -> None:
+    empty = PackedStringSet()
+    assert len(empty) == 0
+    assert "" not in empty
+    assert list(empty) == []
+    odd = PackedStringSet(["b", "", "a\nb", "\u00e9t\u00e9", "b", "\U0001f600"])
+    assert len(odd) == 5  # duplicates collapse, like a set
+    assert set(odd) == {"b", "", "a\nb", "\u00e9t\u00e9", "\U0001f600"}
+    for member in ("b", "", "a\nb", "\u00e9t\u00e9", "\U0001f600"):
+        assert member in odd
+    for other in ("a", "ab", "a\n", "\nb", "ete", "bb", 1, None, b"b"):
+        assert other not in odd
+    assert odd == {"b", "", "a\nb", "\u00e9t\u00e9", "\U0001f600"}
