@@ -19,6 +19,7 @@ from auth_service.api import page, passkeys, registration, sessions, tokens, wel
 from auth_service.config import AuthSettings
 from auth_service.context import AuthContext
 from auth_service.keys import KeyRing
+from auth_service.memory import release_free_heap
 from auth_service.migrate import MIGRATIONS
 from auth_service.models import Identity
 from auth_service.models_webauthn import RecoveryCode, WebAuthnCredential
@@ -42,6 +43,7 @@ from shared.observability import Observability
 from shared.preflight import prepare_or_release
 from shared.problems import install_problem_handlers
 from shared.revocation import RedisRevocationChecker
+from shared.tracing import FASTAPI_TELEMETRY_OFF
 from shared.unavailable import DEPENDENCY_ERRORS
 from shared.verify import TokenVerifier
 
@@ -231,6 +233,8 @@ def create_app(
             ctx.keyring.key_age_seconds,
         )
         reloader = asyncio.create_task(_reload_keys(ctx))
+        # Start-up garbage (imports, migrations, the block-list) is gone now.
+        release_free_heap()
         try:
             yield
         finally:
@@ -247,6 +251,7 @@ def create_app(
         title="Auth service",
         version="0.1.0",
         lifespan=lifespan,
+        telemetry=FASTAPI_TELEMETRY_OFF,
         docs_url="/docs" if settings.docs_enabled else None,
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
