@@ -9,12 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-__all__ = ["make_engine", "make_sessionmaker"]
+__all__ = ["make_engine", "make_sessionmaker", "make_sync_sqlite_engine", "sqlite_file_url"]
 
 
 def make_engine(url: str, *, statement_timeout_ms: int = 5000) -> AsyncEngine:
@@ -29,16 +29,7 @@ def make_engine(url: str, *, statement_timeout_ms: int = 5000) -> AsyncEngine:
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, connect_args={"timeout": statement_timeout_ms / 1000})
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_pragmas(dbapi_conn: Any, _: Any) -> None:
-            cur = dbapi_conn.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=NORMAL")
-            cur.execute(f"PRAGMA busy_timeout={int(statement_timeout_ms)}")
-            cur.execute("PRAGMA foreign_keys=ON")
-            cur.close()
-
+        _sqlite_pragmas(engine.sync_engine, statement_timeout_ms)
         return engine
     return create_async_engine(
         url,
@@ -61,3 +52,40 @@ def make_engine(url: str, *, statement_timeout_ms: int = 5000) -> AsyncEngine:
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+
+def _sqlite_pragmas(engine: Engine, statement_timeout_ms: int) -> None:
+    @event.listens_for(engine, "connect")
+    def _pragmas(dbapi_conn: Any, _: Any) -> None:
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute(f"PRAGMA busy_timeout={int(statement_timeout_ms)}")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+
+def sqlite_file_url(url: URL) -> bool:
+    """Whether `url` is a SQLite database in a file (which a second connection sees)."""
+    if url.get_backend_name() != "sqlite":
+        return False
+    database = url.database or ""
+    memory = database in ("", ":memory:") or url.query.get("mode") == "memory"
+    return not memory and not database.startswith("file:")
+
+
+def make_sync_sqlite_engine(url: URL, *, statement_timeout_ms: int = 5000) -> Engine:
+    """A blocking engine on the same SQLite file as an async one, same pragmas.
+
+    For work that runs in a thread of its own (the audit table writer): the
+    same dialect and type processors as the async engine, so rows written
+    through it read back identically, without aiosqlite's per-call thread hops.
+    """
+    if not sqlite_file_url(url):
+        raise ValueError("a file SQLite URL is required")
+    engine = create_engine(
+        url.set(drivername="sqlite"),
+        connect_args={"timeout": statement_timeout_ms / 1000, "check_same_thread": False},
+    )
+    _sqlite_pragmas(engine, statement_timeout_ms)
+    return engine
