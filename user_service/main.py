@@ -22,6 +22,7 @@ from shared.preflight import prepare_or_release
 from shared.problems import install_problem_handlers
 from shared.revocation import RedisRevocationChecker, revocation_channel
 from shared.revocation_cache import SubscribedRevocationChecker
+from shared.tracing import FASTAPI_TELEMETRY_OFF
 from shared.unavailable import DEPENDENCY_ERRORS
 from shared.verify import TokenVerifier
 from user_service.api import audit as audit_api
@@ -129,6 +130,7 @@ def create_app(
         title="User service",
         version="0.1.0",
         lifespan=lifespan,
+        telemetry=FASTAPI_TELEMETRY_OFF,
         docs_url="/docs" if settings.docs_enabled else None,
         redoc_url=None,
         openapi_url="/openapi.json" if settings.docs_enabled else None,

@@ -1,0 +1,147 @@
+"""`shared.tracing.ServerSpanMiddleware`: one span per request, what it holds and its parent."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import FastAPI, Response
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+from shared.tracing import Tracing, _Resource
+
+pytestmark = pytest.mark.anyio
+
+TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
+PARENT_ID = "b7ad6b7169203331"
+
+
+def _app() -> tuple[FastAPI, Tracing, InMemorySpanExporter]:
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: str) -> dict[str, str]:
+        return {"id": item_id}
+
+    @app.get("/busy")
+    async def busy() -> Response:
+        return Response(status_code=503)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("kaboom")
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    tracing = Tracing(service_name="span-test", version="1.2.3")
+    exporter = InMemorySpanExporter()
+    tracing.add_processor(SimpleSpanProcessor(exporter))
+    tracing.instrument_app(app)
+    return app, tracing, exporter
+
+
+async def _get(app: FastAPI, path: str, **kw: object) -> httpx.Response:
+    transport = httpx.ASGITransport(app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+        return await client.request(str(kw.pop("method", "GET")), path, **kw)  # type: ignore[arg-type]
+
+
+def _only(exporter: InMemorySpanExporter) -> ReadableSpan:
+    (span,) = exporter.get_finished_spans()
+    return span
+
+
+async def test_span_is_named_by_the_route_template_and_holds_no_query_string() -> None:
+    app, _, exporter = _app()
+    r = await _get(app, "/items/abc?access_token=s3cret-value", headers={"User-Agent": "ua/1"})
+    assert r.status_code == 200
+    span = _only(exporter)
+    assert span.name == "GET /items/{item_id}"
+    assert span.kind == SpanKind.SERVER
+    assert span.parent is None
+    attrs = dict(span.attributes or {})
+    assert attrs["http.route"] == "/items/{item_id}"
+    assert attrs["http.status_code"] == 200
+    assert attrs["http.method"] == "GET"
+    assert attrs["http.target"] == "/items/abc"
+    assert attrs["http.user_agent"] == "ua/1"
+    assert "s3cret-value" not in str(attrs)
+    assert span.resource.attributes["service.name"] == "span-test"
+    assert span.status.status_code == StatusCode.UNSET
+
+
+async def test_w3c_traceparent_makes_the_span_a_child_of_the_remote_caller() -> None:
+    app, _, exporter = _app()
+    await _get(app, "/items/1", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+    span = _only(exporter)
+    assert span.kind == SpanKind.SERVER
+    assert format(span.context.trace_id, "032x") == TRACE_ID
+    assert span.parent is not None
+    assert span.parent.is_remote
+    assert format(span.parent.span_id, "016x") == PARENT_ID
+
+
+async def test_a_request_inside_a_live_span_is_its_internal_child() -> None:
+    app, tracing, exporter = _app()
+    tracer = tracing.provider.get_tracer("test")
+    with tracer.start_as_current_span("caller") as caller:
+        await _get(app, "/items/1")
+    server = next(s for s in exporter.get_finished_spans() if s.name != "caller")
+    assert server.kind == SpanKind.INTERNAL
+    assert server.parent is not None
+    assert server.parent.span_id == caller.get_span_context().span_id
+
+
+async def test_unmatched_paths_are_named_by_the_method_only() -> None:
+    app, _, exporter = _app()
+    assert (await _get(app, "/no/such/thing")).status_code == 404
+    span = _only(exporter)
+    assert span.name == "GET"
+    assert "http.route" not in (span.attributes or {})
+    assert (span.attributes or {})["http.status_code"] == 404
+
+
+async def test_unknown_methods_never_name_a_span() -> None:
+    app, _, exporter = _app()
+    await _get(app, "/items/1", method="PURGE")
+    span = _only(exporter)
+    assert span.name.startswith("HTTP")
+    assert (span.attributes or {})["http.method"] == "_OTHER"
+
+
+async def test_5xx_responses_and_exceptions_are_errors() -> None:
+    app, _, exporter = _app()
+    assert (await _get(app, "/busy")).status_code == 503
+    busy = _only(exporter)
+    assert busy.status.status_code == StatusCode.ERROR
+    exporter.clear()
+
+    assert (await _get(app, "/boom")).status_code == 500
+    boom = _only(exporter)
+    assert boom.name == "GET /boom"
+    assert boom.status.status_code == StatusCode.ERROR
+    assert boom.status.description == "RuntimeError: kaboom"
+    assert (boom.attributes or {})["http.status_code"] == 500  # ServerErrorMiddleware's answer
+    assert [e.name for e in boom.events] == ["exception"]
+
+
+async def test_probes_and_scrapes_are_not_traced() -> None:
+    app, _, exporter = _app()
+    assert (await _get(app, "/healthz")).status_code == 200
+    assert exporter.get_finished_spans() == ()
+
+
+def test_the_frozen_resource_hashes_and_compares_like_a_resource() -> None:
+    plain = Resource.create({"service.name": "a", "service.version": "1"})
+    frozen = _Resource.of(plain)
+    assert hash(frozen) == hash(plain)
+    assert frozen == plain
+    assert plain == frozen
+    assert dict(frozen.attributes) == dict(plain.attributes)
+    assert frozen.schema_url == plain.schema_url
+    assert frozen != _Resource.of(Resource.create({"service.name": "b"}))
