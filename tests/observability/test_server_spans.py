@@ -1,10 +1,11 @@
-"""`shared.tracing.ServerSpanMiddleware`: one span per request, what it holds and its parent."""
+"""`shared.server_span.ServerSpanMiddleware`: one span per request, what it holds and its parent."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 from fastapi import FastAPI, Response
+from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -21,6 +22,7 @@ PARENT_ID = "b7ad6b7169203331"
 
 def _app() -> tuple[FastAPI, Tracing, InMemorySpanExporter]:
     app = FastAPI()
+    tracing = Tracing(service_name="span-test", version="1.2.3")
 
     @app.get("/items/{item_id}")
     async def item(item_id: str) -> dict[str, str]:
@@ -34,11 +36,16 @@ def _app() -> tuple[FastAPI, Tracing, InMemorySpanExporter]:
     async def boom() -> None:
         raise RuntimeError("kaboom")
 
+    @app.get("/nested")
+    async def nested() -> dict[str, str]:
+        # What Redis/SQL/httpx instrumentation does inside a request.
+        with tracing.provider.get_tracer("child").start_as_current_span("child-op"):
+            return {"trace": format(trace.get_current_span().get_span_context().trace_id, "032x")}
+
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    tracing = Tracing(service_name="span-test", version="1.2.3")
     exporter = InMemorySpanExporter()
     tracing.add_processor(SimpleSpanProcessor(exporter))
     tracing.instrument_app(app)
@@ -145,3 +152,54 @@ def test_the_frozen_resource_hashes_and_compares_like_a_resource() -> None:
     assert dict(frozen.attributes) == dict(plain.attributes)
     assert frozen.schema_url == plain.schema_url
     assert frozen != _Resource.of(Resource.create({"service.name": "b"}))
+
+
+async def test_spans_made_inside_the_request_are_children_of_its_span() -> None:
+    app, _, exporter = _app()
+    r = await _get(app, "/nested", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"})
+    assert r.json() == {"trace": TRACE_ID}  # what audit events read as their trace id
+    spans = {s.name: s for s in exporter.get_finished_spans()}
+    server, child = spans["GET /nested"], spans["child-op"]
+    assert child.parent is not None
+    assert child.parent.span_id == server.context.span_id
+    assert child.context.trace_id == server.context.trace_id == int(TRACE_ID, 16)
+    assert server.start_time is not None
+    assert child.start_time is not None
+    assert child.end_time is not None
+    assert server.end_time is not None
+    assert server.start_time <= child.start_time <= child.end_time <= server.end_time
+
+
+async def test_a_caller_that_did_not_sample_gets_no_span_but_keeps_its_trace() -> None:
+    app, _, exporter = _app()
+    r = await _get(app, "/nested", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-00"})
+    assert r.json() == {"trace": TRACE_ID}
+    assert exporter.get_finished_spans() == ()  # parent-based: the child span is dropped too
+
+
+async def test_a_configured_sampler_is_obeyed(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_off")
+    app, _, exporter = _app()
+    assert (await _get(app, "/items/1")).status_code == 200
+    assert exporter.get_finished_spans() == ()
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+    app, _, exporter = _app()
+    await _get(app, "/items/1", headers={"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-00"})
+    assert [s.name for s in exporter.get_finished_spans()] == ["GET /items/{item_id}"]
+
+
+async def test_a_long_user_agent_is_cut_short() -> None:
+    app, _, exporter = _app()
+    await _get(app, "/items/1", headers={"User-Agent": "x" * 5000})
+    assert (_only(exporter).attributes or {})["http.user_agent"] == "x" * 256
+
+
+async def test_an_escaped_exception_is_recorded_like_the_sdk_records_it() -> None:
+    app, _, exporter = _app()
+    assert (await _get(app, "/boom")).status_code == 500
+    (event,) = _only(exporter).events
+    attrs = dict(event.attributes or {})
+    assert attrs["exception.type"] == "RuntimeError"
+    assert attrs["exception.message"] == "kaboom"
+    assert attrs["exception.escaped"] == "True"
+    assert "raise RuntimeError" in str(attrs["exception.stacktrace"])
