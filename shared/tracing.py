@@ -91,9 +91,9 @@ class Tracing:
         if otlp_endpoint:
             # Imported only when used (protobuf and the HTTP exporter add to
             # every cold start otherwise).
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from shared.otlp_encoding import FastOTLPSpanExporter
 
-            exporter = OTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces")
+            exporter = FastOTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces")
             # Batching: export happens on a background thread, never on the event loop.
             self.add_processor(BatchSpanProcessor(exporter))
 
