@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import re
 import subprocess
 import sys
 import time
@@ -339,3 +340,25 @@ def test_security_headers_appear_once_through_the_gateway(
     for name, value in SECURITY_HEADERS.items():
         assert r.headers.get_list(name) == [value], (name, r.headers.get_list(name))
     assert len(r.headers.get_list("content-security-policy")) <= 1
+
+
+async def test_unsafe_or_missing_request_ids_are_replaced_by_fresh_ones() -> None:
+    from fastapi import FastAPI
+
+    from shared.asgi import RequestContextMiddleware
+
+    app = FastAPI()
+
+    @app.get("/ok")
+    async def ok() -> dict[str, str]:
+        return {}
+
+    app.add_middleware(RequestContextMiddleware, trusted_proxies=(), max_body_bytes=1024)
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        minted = [
+            (await client.get("/ok", headers=h)).headers["x-request-id"]
+            for h in [{}, {"X-Request-ID": "bad id\r\nx"}, {"X-Request-ID": "short"}] * 100
+        ]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", rid) for rid in minted)
+    assert len(set(minted)) == len(minted)  # one per request, never reused
