@@ -27,6 +27,7 @@ __all__ = [
     "percentile",
     "ratio",
     "render_markdown",
+    "replace_marked",
     "target_verdict",
 ]
 
@@ -293,3 +294,20 @@ def render_markdown(targets: Sequence[TargetResult], meta: dict[str, Any]) -> st
     if notes:
         lines += ["", "Notes:", "", *notes]
     return "\n".join(lines) + "\n"
+
+
+def replace_marked(document: str, marker: str, body: str) -> str:
+    """`document` with the text between `<!-- {marker}:start -->` and
+    `<!-- {marker}:end -->` replaced by `body` (the markers stay).
+
+    Raises:
+        ValueError: the markers are missing, repeated or out of order.
+    """
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    if document.count(start) != 1 or document.count(end) != 1:
+        raise ValueError(f"expected one {start} and one {end}")
+    head, rest = document.split(start)
+    if end not in rest:
+        raise ValueError(f"expected {end} after {start}")
+    _, tail = rest.split(end)
+    return f"{head}{start}\n{body.strip()}\n{end}{tail}"

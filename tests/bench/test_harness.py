@@ -21,6 +21,7 @@ from bench.core import (
     percentile,
     ratio,
     render_markdown,
+    replace_marked,
     target_verdict,
 )
 
@@ -168,3 +169,23 @@ def test_paired_ratio_cancels_drift_between_rounds() -> None:
     assert paired_ratio(ours, base) == pytest.approx(0.5)
     with pytest.raises(ValueError, match="length"):
         paired_ratio([1.0], [1.0, 2.0])
+
+
+def test_replace_marked_swaps_only_the_marked_block() -> None:
+    doc = "intro\n<!-- results:start -->\nold table\n<!-- results:end -->\noutro\n"
+    new = replace_marked(doc, "results", "### new\n\n| a |\n")
+    assert new == "intro\n<!-- results:start -->\n### new\n\n| a |\n<!-- results:end -->\noutro\n"
+    assert replace_marked(new, "results", "### new\n\n| a |") == new  # idempotent
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        "no markers",
+        "<!-- results:end --> x <!-- results:start -->",
+        "<!-- results:start --> a <!-- results:start --> b <!-- results:end -->",
+    ],
+)
+def test_replace_marked_refuses_broken_markers(doc: str) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        replace_marked(doc, "results", "x")
