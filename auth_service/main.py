@@ -19,7 +19,7 @@ from auth_service.api import page, passkeys, registration, sessions, tokens, wel
 from auth_service.config import AuthSettings
 from auth_service.context import AuthContext
 from auth_service.keys import KeyRing
-from auth_service.memory import limit_malloc_arenas, release_free_heap
+from auth_service.memory import release_free_heap
 from auth_service.migrate import MIGRATIONS
 from auth_service.models import Identity
 from auth_service.models_webauthn import RecoveryCode, WebAuthnCredential
@@ -210,8 +210,6 @@ def create_app(
     """
     settings = settings or AuthSettings()
     logging.basicConfig(level=settings.log_level)
-    # Process-wide, and before any hashing thread exists (auth_service/memory.py).
-    limit_malloc_arenas()
     obs = Observability(service_name=settings.service_name, settings=settings, issuer=True)
 
     @asynccontextmanager
