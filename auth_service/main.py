@@ -19,7 +19,6 @@ from auth_service.api import page, passkeys, registration, sessions, tokens, wel
 from auth_service.config import AuthSettings
 from auth_service.context import AuthContext
 from auth_service.keys import KeyRing
-from auth_service.memory import release_free_heap
 from auth_service.migrate import MIGRATIONS
 from auth_service.models import Identity
 from auth_service.models_webauthn import RecoveryCode, WebAuthnCredential
@@ -39,6 +38,7 @@ from shared.bearer import BearerAuthenticator
 from shared.cors import install_cors
 from shared.database import make_engine, make_sessionmaker
 from shared.health import Check, health_router
+from shared.heap import settle_after_startup, thaw
 from shared.observability import Observability
 from shared.preflight import prepare_or_release
 from shared.problems import install_problem_handlers
@@ -234,10 +234,11 @@ def create_app(
         )
         reloader = asyncio.create_task(_reload_keys(ctx))
         # Start-up garbage (imports, migrations, the block-list) is gone now.
-        release_free_heap()
+        settle_after_startup()
         try:
             yield
         finally:
+            thaw()
             reloader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reloader

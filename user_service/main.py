@@ -16,6 +16,7 @@ from shared.bearer import BearerAuthenticator
 from shared.cors import install_cors
 from shared.database import make_engine, make_sessionmaker
 from shared.health import Check, health_router
+from shared.heap import settle_after_startup, thaw
 from shared.jwks import JWKSClient
 from shared.observability import Observability
 from shared.preflight import prepare_or_release
@@ -116,9 +117,11 @@ def create_app(
         await obs.start(engine=ctx.engine, redis=ctx.redis, http=[ctx.http])
         if ctx.revocations is not None:
             await ctx.revocations.start()
+        settle_after_startup()  # shared/heap.py: no full-GC pauses over start-up's objects
         try:
             yield
         finally:
+            thaw()
             if ctx.revocations is not None:
                 await ctx.revocations.aclose()
             await obs.stop()

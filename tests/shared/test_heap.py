@@ -1,13 +1,14 @@
-"""release_free_heap: free heap pages go back to the OS (issue 6, target 7)."""
+"""shared.heap: free heap pages go back to the OS, start-up objects are frozen (issue 6)."""
 
 from __future__ import annotations
 
+import gc
 import sys
 from pathlib import Path
 
 import pytest
 
-from auth_service.memory import release_free_heap
+from shared.heap import release_free_heap, settle_after_startup, thaw
 
 
 def _rss_bytes() -> int:
@@ -34,3 +35,15 @@ def test_free_heap_pages_are_returned_and_live_objects_kept() -> None:
 def test_no_malloc_trim_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "platform", "darwin")
     assert release_free_heap() is False
+
+
+def test_startup_objects_are_frozen_until_thawed() -> None:
+    settle_after_startup()
+    try:
+        assert gc.get_freeze_count() > 1000  # everything alive now, this module included
+        before = gc.get_freeze_count()
+        gc.collect()
+        assert gc.get_freeze_count() == before  # full collections no longer walk them
+    finally:
+        thaw()
+    assert gc.get_freeze_count() == 0
