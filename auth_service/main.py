@@ -43,6 +43,7 @@ from shared.observability import Observability
 from shared.preflight import prepare_or_release
 from shared.problems import install_problem_handlers
 from shared.revocation import RedisRevocationChecker
+from shared.routes import add_routes
 from shared.tracing import FASTAPI_TELEMETRY_OFF
 from shared.unavailable import DEPENDENCY_ERRORS
 from shared.verify import TokenVerifier
@@ -259,8 +260,8 @@ def create_app(
     )
     app.state.service_name = settings.service_name
     install_problem_handlers(app, unavailable=DEPENDENCY_ERRORS)
-    for module in (registration, tokens, mfa_api, passkeys, sessions, wellknown, page):
-        app.include_router(module.router)
+    add_routes(app, *(m.router for m in (registration, tokens, mfa_api, passkeys, sessions)))
+    add_routes(app, wellknown.router, page.router)
 
     def checks() -> dict[str, Check]:
         ctx: AuthContext = app.state.ctx
@@ -274,7 +275,7 @@ def create_app(
 
         return {"database": db, "redis": redis}
 
-    app.include_router(health_router(checks))
+    add_routes(app, health_router(checks))
     # Inside the request-context middleware: preflights get a request id too.
     install_cors(app, settings.cors_origin_list)
     app.add_middleware(
@@ -282,7 +283,7 @@ def create_app(
         trusted_proxies=settings.proxy_networks,
         max_body_bytes=settings.max_body_bytes,
     )
-    app.include_router(audit_api.router)
+    add_routes(app, audit_api.router)
     # Last: the metrics middleware wraps all of the above, /metrics is added.
     obs.instrument_app(app)
     return app

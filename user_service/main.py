@@ -23,6 +23,7 @@ from shared.preflight import prepare_or_release
 from shared.problems import install_problem_handlers
 from shared.revocation import RedisRevocationChecker, revocation_channel
 from shared.revocation_cache import SubscribedRevocationChecker
+from shared.routes import add_routes
 from shared.tracing import FASTAPI_TELEMETRY_OFF
 from shared.unavailable import DEPENDENCY_ERRORS
 from shared.verify import TokenVerifier
@@ -140,8 +141,7 @@ def create_app(
     )
     app.state.service_name = settings.service_name
     install_problem_handlers(app, unavailable=DEPENDENCY_ERRORS)
-    app.include_router(users.router)
-    app.include_router(internal.router)
+    add_routes(app, users.router, internal.router)
 
     def checks() -> dict[str, Check]:
         ctx: UserContext = app.state.ctx
@@ -155,7 +155,7 @@ def create_app(
 
         return {"database": db, "redis": redis}
 
-    app.include_router(health_router(checks))
+    add_routes(app, health_router(checks))
     # Inside the request-context middleware: preflights get a request id too.
     install_cors(app, settings.cors_origin_list)
     app.add_middleware(
@@ -163,7 +163,7 @@ def create_app(
         trusted_proxies=settings.proxy_networks,
         max_body_bytes=settings.max_body_bytes,
     )
-    app.include_router(audit_api.router)
+    add_routes(app, audit_api.router)
     # Last: the metrics middleware wraps all of the above, /metrics is added.
     obs.instrument_app(app)
     return app
