@@ -37,7 +37,7 @@ fmt: check-uv ## format and autofix
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
 
-bench: check-uv ## benchmark suite, ~13 min (BENCH_ARGS=--quick: ~2 min); bench/README.md
+bench: check-uv ## benchmark suite, ~11 min (BENCH_ARGS=--quick: ~2 min); bench/README.md
 	@$(UV) sync --frozen --quiet
 	$(UV) run --with-requirements bench/requirements.txt python -m bench $(BENCH_ARGS)
 
