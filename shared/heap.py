@@ -38,6 +38,22 @@ def release_free_heap() -> bool:
         True when `malloc_trim` ran, False where it does not exist.
     """
     gc.collect()
+    return _trim()
+
+
+def settle_after_startup() -> None:
+    """Call at the end of a service's start-up: collect, freeze what is left, trim."""
+    gc.collect()
+    gc.freeze()
+    _trim()
+
+
+def thaw() -> None:
+    """Undo `settle_after_startup`'s freeze (at shutdown): frozen cycles become collectable."""
+    gc.unfreeze()
+
+
+def _trim() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -50,15 +66,3 @@ def release_free_heap() -> bool:
     trim(0)
     _log.debug("returned free heap pages to the OS")
     return True
-
-
-def settle_after_startup() -> None:
-    """Call at the end of a service's start-up: collect, freeze what is left, trim."""
-    gc.collect()
-    gc.freeze()
-    release_free_heap()
-
-
-def thaw() -> None:
-    """Undo `settle_after_startup`'s freeze (at shutdown): frozen cycles become collectable."""
-    gc.unfreeze()

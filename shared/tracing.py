@@ -37,14 +37,11 @@ __all__ = ["FASTAPI_TELEMETRY_OFF", "Tracing"]
 
 _log = logging.getLogger(__name__)
 _NO_METRICS = NoOpMeterProvider()  # Prometheus has the numbers; no OTel metrics pipeline
-# Probes and scrapes would be most of the spans and tell nothing.
 # For `FastAPI(telemetry=...)`: FastAPI's own OpenTelemetry hooks answer to
 # the *global* providers, asked on every request. Tracing here is per app
 # (`Tracing`, TRACING_ENABLED) and metrics are Prometheus, so both services
 # turn them off: a globally configured provider never adds a second trace.
 FASTAPI_TELEMETRY_OFF: Final[TelemetryConfig] = {"tracing": False, "metrics": False, "logs": False}
-_EXCLUDED_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
-_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class _Resource(Resource):
