@@ -24,14 +24,16 @@ import struct
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.exporter.otlp.proto.http._common import _is_request_too_large
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.util import BoundedList
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
-from opentelemetry.trace import SpanContext, SpanKind
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 __all__ = ["FastOTLPSpanExporter", "encode_request"]
 
@@ -86,6 +88,14 @@ _SPAN_STATUS, _SPAN_FLAGS = _tag(15, 2), _tag(16, 5)
 _EVENT_TIME, _EVENT_DROPPED = _tag(1, 1), _tag(4, 0)
 _LINK_DROPPED, _LINK_FLAGS = _tag(5, 0), _tag(6, 5)
 _STATUS_CODE = _tag(3, 0)
+# Fixed-size fields and whole fields that never change.
+_TRACE_ID, _SPAN_ID, _PARENT_ID = _T1 + b"\x10", _T2 + b"\x08", _T4 + b"\x08"
+# By id: SpanKind members are singletons, and an Enum's hash is a Python-level call.
+_KIND_FIELD = {id(kind): _SPAN_KIND + _SMALL[n] for kind, n in _KIND.items()}
+_STATUS_UNSET = _SPAN_STATUS + b"\x00"
+_STATUS_OK = _SPAN_STATUS + b"\x02" + _STATUS_CODE + b"\x01"
+_STATUS_ERROR = _SPAN_STATUS + b"\x02" + _STATUS_CODE + b"\x02"
+_pack_u64 = struct.Struct("<Q").pack
 
 
 def _any_value(value: Any) -> bytes:
@@ -122,6 +132,7 @@ class _Encoder:
         self._pairs: dict[tuple[bytes, str, type, Any], bytes] = {}
         self._resources: dict[Resource, bytes] = {}
         self._scopes: dict[InstrumentationScope | None, bytes] = {}
+        self._names: dict[str, bytes] = {}
 
     def _attributes(self, tag: bytes, attributes: Mapping[str, Any] | None) -> bytes:
         if not attributes:
@@ -129,10 +140,12 @@ class _Encoder:
         pairs = self._pairs
         out = []
         for key, value in attributes.items():
-            cacheable = type(value) in (str, int, bool) and (
-                not isinstance(value, str) or len(value) <= _CACHEABLE_LEN
+            kind = type(value)
+            # The type is part of the key: True == 1, yet they encode differently.
+            cacheable = (
+                kind is int or kind is bool or (kind is str and len(value) <= _CACHEABLE_LEN)
             )
-            cache_key = (tag, key, type(value), value)
+            cache_key = (tag, key, kind, value)
             field = pairs.get(cache_key) if cacheable else None
             if field is None:
                 try:
@@ -171,40 +184,67 @@ class _Encoder:
         return field
 
     def span(self, span: ReadableSpan) -> bytes:
-        ctx = span.get_span_context()
+        """One `Span` message, already framed as a `ScopeSpans.spans` field.
+
+        Reads `ReadableSpan`'s fields, not its properties: the properties copy
+        (`attributes` wraps a proxy, `events` and `links` make tuples) and
+        cost more than the encoding itself. The parity tests pin the field
+        names to the SDK version in the lock.
+        """
+        ctx = span._context
         assert ctx is not None  # every recorded span has one
         parts = [
-            _ld(_T1, ctx.trace_id.to_bytes(16, "big")),
-            _ld(_T2, ctx.span_id.to_bytes(8, "big")),
+            _TRACE_ID,
+            ctx.trace_id.to_bytes(16, "big"),
+            _SPAN_ID,
+            ctx.span_id.to_bytes(8, "big"),
         ]
         state = ctx.trace_state
         if state:
             parts.append(_ld(_T3, ",".join(f"{k}={v}" for k, v in state.items()).encode()))
-        parent = span.parent
+        parent = span._parent
         if parent is not None:
-            parts.append(_ld(_T4, parent.span_id.to_bytes(8, "big")))
-        if span.name:
-            parts.append(_ld(_T5, span.name.encode("utf-8")))
-        parts.append(_SPAN_KIND + _SMALL[_KIND[span.kind]])
-        if span.start_time:
-            parts.append(_SPAN_START + struct.pack("<Q", span.start_time))
-        if span.end_time:
-            parts.append(_SPAN_END + struct.pack("<Q", span.end_time))
-        parts.append(self._attributes(_SPAN_ATTR, span.attributes))
-        if span.dropped_attributes:
-            parts.append(_SPAN_DROPPED_ATTRS + _varint(span.dropped_attributes))
-        for event in span.events:
+            parts += (_PARENT_ID, parent.span_id.to_bytes(8, "big"))
+        name = span._name
+        if name:
+            field = self._names.get(name)
+            if field is None:
+                field = _ld(_T5, name.encode("utf-8"))
+                if len(name) <= _CACHEABLE_LEN:
+                    if len(self._names) >= _CACHE_LIMIT:
+                        self._names.clear()
+                    self._names[name] = field
+            parts.append(field)
+        parts.append(_KIND_FIELD[id(span._kind)])
+        if span._start_time:
+            parts += (_SPAN_START, _pack_u64(span._start_time))
+        if span._end_time:
+            parts += (_SPAN_END, _pack_u64(span._end_time))
+        attributes = span._attributes
+        if attributes:
+            parts.append(self._attributes(_SPAN_ATTR, attributes))
+        # `type(...) is` first: an ABC isinstance is a Python-level call. A
+        # bounded mapping can be empty and still count drops (a limit of 0).
+        if (
+            type(attributes) is not dict
+            and isinstance(attributes, BoundedAttributes)
+            and attributes.dropped
+        ):
+            parts += (_SPAN_DROPPED_ATTRS, _varint(attributes.dropped))
+        events = span._events
+        for event in events:
             body = (
-                (_EVENT_TIME + struct.pack("<Q", event.timestamp) if event.timestamp else b"")
+                (_EVENT_TIME + _pack_u64(event.timestamp) if event.timestamp else b"")
                 + (_ld(_T2, event.name.encode("utf-8")) if event.name else b"")
                 + self._attributes(_T3, event.attributes)
                 + (_EVENT_DROPPED + _varint(event.dropped_attributes))
                 * bool(event.dropped_attributes)
             )
             parts.append(_ld(_SPAN_EVENT, body))
-        if span.dropped_events:
-            parts.append(_SPAN_DROPPED_EVENTS + _varint(span.dropped_events))
-        for link in span.links:
+        if type(events) is not tuple and isinstance(events, BoundedList) and events.dropped:
+            parts += (_SPAN_DROPPED_EVENTS, _varint(events.dropped))
+        links = span._links
+        for link in links:
             body = (
                 _ld(_T1, link.context.trace_id.to_bytes(16, "big"))
                 + _ld(_T2, link.context.span_id.to_bytes(8, "big"))
@@ -214,27 +254,50 @@ class _Encoder:
                 + _flags(link.context)
             )
             parts.append(_ld(_SPAN_LINK, body))
-        if span.dropped_links:
-            parts.append(_SPAN_DROPPED_LINKS + _varint(span.dropped_links))
-        status = span.status
-        code = status.status_code.value
-        parts.append(
-            _ld(
-                _SPAN_STATUS,
-                (_ld(_T2, status.description.encode("utf-8")) if status.description else b"")
-                + (_STATUS_CODE + _varint(code) if code else b""),
+        if type(links) is not tuple and isinstance(links, BoundedList) and links.dropped:
+            parts += (_SPAN_DROPPED_LINKS, _varint(links.dropped))
+        status = span._status
+        description = status.description
+        if description:
+            code = status.status_code.value
+            parts.append(
+                _ld(
+                    _SPAN_STATUS,
+                    _ld(_T2, description.encode("utf-8"))
+                    + (_STATUS_CODE + _varint(code) if code else b""),
+                )
             )
+        else:
+            # Identity, not a dict: StatusCode's hash is a Python-level call.
+            code_enum = status.status_code
+            parts.append(
+                _STATUS_UNSET
+                if code_enum is StatusCode.UNSET
+                else _STATUS_ERROR
+                if code_enum is StatusCode.ERROR
+                else _STATUS_OK
+            )
+        parts += (
+            _SPAN_FLAGS,
+            _REMOTE_PARENT if parent is not None and parent.is_remote else _LOCAL_PARENT,
         )
-        parts.append(_SPAN_FLAGS + _flags(parent))
-        return b"".join(parts)
+        body = b"".join(parts)
+        return _T2 + _varint(len(body)) + body
 
     def request(self, spans: Sequence[ReadableSpan]) -> bytes:
         grouped: dict[Resource, dict[InstrumentationScope | None, list[bytes]]] = {}
+        # Batches are runs of spans sharing one resource and scope object:
+        # look the bucket up again only when either changes (same grouping,
+        # since equal keys still meet in the same dict entry).
+        last_resource: Resource | None = None
+        last_scope: InstrumentationScope | None = None
+        bucket: list[bytes] = []
         for span in spans:
-            scopes = grouped.setdefault(span.resource, {})
-            scopes.setdefault(span.instrumentation_scope or None, []).append(
-                _ld(_T2, self.span(span))
-            )
+            resource, scope = span._resource, span._instrumentation_scope or None
+            if resource is not last_resource or scope is not last_scope or not grouped:
+                bucket = grouped.setdefault(resource, {}).setdefault(scope, [])
+                last_resource, last_scope = resource, scope
+            bucket.append(self.span(span))
         out = []
         for resource, scopes in grouped.items():
             body = [self._resource(resource)]

@@ -11,8 +11,9 @@ import pytest
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import Event, ReadableSpan
-from opentelemetry.sdk.trace.export import SpanExportResult
+from opentelemetry.sdk.trace import Event, ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
@@ -117,6 +118,39 @@ def test_a_mixed_batch_groups_like_the_sdk_twice_over() -> None:
     assert _parsed(first) == encode_spans(batch)
     # The second time most pieces come from the cache: same bytes.
     assert encode_request(batch) == first
+
+
+def _sdk_spans(limits: SpanLimits) -> list[ReadableSpan]:
+    """Spans the SDK itself made under span limits: bounded collections with drops."""
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(resource=RESOURCE, span_limits=limits)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("redis", "0.66b1")
+    links = [Link(_ctx(9, 10), {"l": "1", "m": "2"}), Link(_ctx(11, 12, remote=True))]
+    with tracer.start_as_current_span("parent", links=links) as parent:
+        parent.set_attributes({"a": 1, "b": "two", "c": True, "d": 4.5})
+        parent.add_event("e1", {"x": 1, "y": 2})
+        parent.add_event("e2")
+        with tracer.start_as_current_span("child", kind=SpanKind.CLIENT) as child:
+            child.set_status(Status(StatusCode.ERROR, "boom"))
+    provider.shutdown()
+    return list(exporter.get_finished_spans())
+
+
+@pytest.mark.parametrize(
+    "limits",
+    [
+        SpanLimits(),
+        SpanLimits(max_span_attributes=2, max_events=1, max_links=1, max_event_attributes=1),
+        SpanLimits(max_span_attributes=0, max_events=0, max_links=0),
+    ],
+    ids=["unlimited", "tight", "zero"],
+)
+def test_spans_the_sdk_made_under_limits_encode_like_the_sdk(limits: SpanLimits) -> None:
+    # The encoder reads ReadableSpan's fields directly; these are the SDK's
+    # own span objects (bounded attributes, events and links, drop counts).
+    spans = _sdk_spans(limits)
+    assert _parsed(encode_request(spans)) == encode_spans(spans)
 
 
 def test_an_empty_batch() -> None:
