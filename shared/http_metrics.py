@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.metrics import ServiceMetrics
 
-__all__ = ["UNMATCHED", "HttpMetricsMiddleware", "route_template"]
+__all__ = ["UNMATCHED", "HttpMetricsMiddleware", "metrics_method", "route_template"]
 
 # Everything no route matched (scanners, typos) shares one label value, so
 # a burst of random paths cannot create a series per path.
@@ -30,6 +30,12 @@ def route_template(scope: Scope) -> str:
     route = scope.get("route")
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
     return template if isinstance(template, str) else UNMATCHED
+
+
+def metrics_method(scope: Scope) -> str:
+    """The `method` label: one of the standard methods, else `OTHER` (bounded)."""
+    method: str = scope["method"]
+    return method if method in _METHODS else "OTHER"
 
 
 class HttpMetricsMiddleware:
@@ -61,7 +67,6 @@ class HttpMetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
             self.metrics.observe_request(
-                method, route_template(scope), status, time.perf_counter() - start
+                metrics_method(scope), route_template(scope), status, time.perf_counter() - start
             )

@@ -93,12 +93,15 @@ class Observability:
                 return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
             app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
-            app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
         if self._tracing_enabled:
             self.tracing = Tracing(
                 service_name=self.service, version=app.version, otlp_endpoint=self._otlp_endpoint
             )
-            self.tracing.instrument_app(app)
+            # The span middleware records the request metrics too: one
+            # middleware per request instead of two (bench/README.md, target 6).
+            self.tracing.instrument_app(app, metrics=metrics)
+        elif metrics is not None:
+            app.add_middleware(HttpMetricsMiddleware, metrics=metrics)
 
     def counting_signer(self, signer: _Signer) -> _Signer:
         """Wrap the token signer so `idp_tokens_issued_total` counts what it signs."""

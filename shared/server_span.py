@@ -24,6 +24,11 @@ parent-based always-on, is decided inline). A 5xx or an escaped exception
 sets the ERROR status, and the exception is recorded as the SDK records it.
 Not kept: processors' `on_start` (the SDK's batch and simple processors do
 nothing there) and span limits (the attributes are few and bounded here).
+
+With metrics on as well, this middleware also records the request metrics
+(`HttpMetricsMiddleware` is then not installed): one wrapper of `send`, one
+route lookup and one `finally` per request instead of two of each (target 6).
+Paths without spans (probes, scrapes) are still counted.
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ from opentelemetry.trace import (
 from opentelemetry.util.types import AttributeValue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from shared.http_metrics import UNMATCHED, route_template
+from shared.http_metrics import UNMATCHED, HttpMetricsMiddleware, metrics_method, route_template
+from shared.metrics import ServiceMetrics
 
 __all__ = ["ServerSpanMiddleware"]
 
@@ -97,12 +103,24 @@ class ServerSpanMiddleware:
             ServerErrorMiddleware, so a 500 is recorded with its status).
         provider: where the resource, id generator and sampler come from.
         processors: receive each finished span (`on_end`), in order.
+        metrics: also record every request's metrics, as `HttpMetricsMiddleware`
+            would (install that one only when this one has no metrics).
     """
 
     def __init__(
-        self, app: ASGIApp, *, provider: TracerProvider, processors: Sequence[SpanProcessor]
+        self,
+        app: ASGIApp,
+        *,
+        provider: TracerProvider,
+        processors: Sequence[SpanProcessor],
+        metrics: ServiceMetrics | None = None,
     ) -> None:
         self.app = app
+        self._metrics = metrics
+        # Requests that get no span: counted all the same when metrics are on.
+        self._unspanned: ASGIApp = (
+            app if metrics is None else HttpMetricsMiddleware(app, metrics=metrics)
+        )
         self._resource = provider.resource
         self._ids = provider.id_generator
         self._sampler = None if _default_sampler() else provider.sampler
@@ -110,10 +128,14 @@ class ServerSpanMiddleware:
         self._fields = frozenset(f.encode("latin-1") for f in propagate.get_global_textmap().fields)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] in _EXCLUDED_PATHS:
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if scope["path"] in _EXCLUDED_PATHS:
+            await self._unspanned(scope, receive, send)
+            return
         start_ns = time.time_ns()
+        started = time.perf_counter()  # monotonic, for the latency histogram
         known = scope["method"] in _METHODS
         method = scope["method"] if known else "HTTP"  # no client-chosen span names
         carrier: dict[str, str] = {}
@@ -180,14 +202,19 @@ class ServerSpanMiddleware:
             raise
         finally:
             otel_context.detach(token)
+            template = route_template(scope)
+            if self._metrics is not None:
+                self._metrics.observe_request(
+                    metrics_method(scope), template, status, time.perf_counter() - started
+                )
             if sampled:
                 self._finish(
-                    scope, method, attributes, context, parent, kind, status, error, start_ns
+                    template, method, attributes, context, parent, kind, status, error, start_ns
                 )
 
     def _finish(
         self,
-        scope: Scope,
+        template: str,
         method: str,
         attributes: dict[str, AttributeValue],
         context: SpanContext,
@@ -197,7 +224,6 @@ class ServerSpanMiddleware:
         error: BaseException | None,
         start_ns: int,
     ) -> None:
-        template = route_template(scope)
         name = method
         if template != UNMATCHED:
             name = f"{method} {template}"

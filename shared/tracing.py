@@ -31,6 +31,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp
 
+from shared.metrics import ServiceMetrics
 from shared.server_span import ServerSpanMiddleware
 
 __all__ = ["FASTAPI_TELEMETRY_OFF", "Tracing"]
@@ -99,15 +100,22 @@ class Tracing:
         self.provider.add_span_processor(processor)
         self._processors.append(processor)
 
-    def instrument_app(self, app: FastAPI) -> None:
-        """Trace every request of `app` (`ServerSpanMiddleware`, outermost)."""
+    def instrument_app(self, app: FastAPI, *, metrics: ServiceMetrics | None = None) -> None:
+        """Trace every request of `app` (`ServerSpanMiddleware`, outermost).
+
+        Args:
+            metrics: record the request metrics in the same middleware (the
+                app then must not have `HttpMetricsMiddleware` as well).
+        """
         build = app.build_middleware_stack
         provider, processors = self.provider, self._processors
 
         def build_middleware_stack(_: FastAPI) -> ASGIApp:
             # Around ServerErrorMiddleware, not inside it: the 500 it sends
             # for an unhandled exception, and its error log, are in the span.
-            return ServerSpanMiddleware(build(), provider=provider, processors=processors)
+            return ServerSpanMiddleware(
+                build(), provider=provider, processors=processors, metrics=metrics
+            )
 
         app.build_middleware_stack = types.MethodType(build_middleware_stack, app)  # type: ignore[method-assign]
 

@@ -184,3 +184,34 @@ def test_audit_events_map_to_security_counters() -> None:
     assert value("idp_rate_limited_total", limit="register-ip") == 1
     assert value("idp_token_rejections_total", reason="other") == 1
     assert value("idp_audit_events_total", event="passkey.added", outcome="success") == 1
+
+
+async def test_probes_are_counted_though_never_traced(services: Services) -> None:
+    # With tracing on, the span middleware records the metrics: the paths it
+    # gives no span must still be counted, once.
+    assert (await services.user.get("/healthz")).status_code == 200
+    _, samples = await _scrape(services.user)
+    assert _value(samples, "idp_http_requests_total", route="/healthz", status="200") == 1
+
+
+@pytest.fixture
+async def metrics_only(
+    tmp_path: Path, redis_prefix: str, sqlite_urls: dict[str, str]
+) -> AsyncIterator[Services]:
+    only = {"metrics_enabled": True, "tracing_enabled": False}
+    async for s in start_services(
+        tmp_path=tmp_path, redis_prefix=redis_prefix, urls=sqlite_urls, auth=only, user=only
+    ):
+        yield s
+
+
+async def test_metrics_without_tracing_count_each_request_once(metrics_only: Services) -> None:
+    s = metrics_only
+    uid, _, tokens = await account(s)
+    await s.user.get(f"/users/{uid}", headers=bearer(tokens))
+    await s.user.get("/healthz")
+    _, samples = await _scrape(s.user)
+    assert _value(samples, "idp_http_requests_total", route="/users/{user_id}", status="200") == 1
+    assert _value(samples, "idp_http_requests_total", route="/healthz", status="200") == 1
+    hist = _value(samples, "idp_http_request_duration_seconds_count", route="/users/{user_id}")
+    assert hist == 1
