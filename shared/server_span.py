@@ -207,7 +207,8 @@ class ServerSpanMiddleware:
                 self._metrics.observe_request(
                     metrics_method(scope), template, status, time.perf_counter() - started
                 )
-            if sampled:
+            # No processor (tracing on for its ids only): nobody to hand a span to.
+            if sampled and self._processors:
                 self._finish(
                     template, method, attributes, context, parent, kind, status, error, start_ns
                 )

@@ -16,11 +16,14 @@ from __future__ import annotations
 
 import logging
 import types
+from collections.abc import Sequence
 from typing import Any, Final
 
 import httpx
 from fastapi import FastAPI
 from fastapi.telemetry import TelemetryConfig
+from opentelemetry import trace
+from opentelemetry.context import Context
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
@@ -28,6 +31,9 @@ from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.util.types import Attributes
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp
 
@@ -69,6 +75,43 @@ class _Resource(Resource):
         return Resource.__eq__(self, other)
 
 
+class _WhileReceived(Sampler):
+    """`inner`'s decision while any span processor is attached, else DROP.
+
+    For leaf client spans only (Redis commands, SQL statements). Without an
+    exporter, tracing is on for its ids alone (audit events and logs carry
+    the server span's trace id), and each Redis span was still built
+    attribute by attribute, under a lock, then dropped: a sixth of a refresh
+    rotation's CPU (bench/README.md, target 5). Nothing propagates a leaf's
+    context, so dropping it changes no other span; httpx spans, whose
+    context travels in `traceparent`, keep the provider's own sampler.
+    """
+
+    def __init__(self, processors: Sequence[SpanProcessor], inner: Sampler) -> None:
+        self._processors = processors  # the live list: attaching one turns spans on
+        self._inner = inner
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        if not self._processors:
+            parent = trace.get_current_span(parent_context).get_span_context()
+            return SamplingResult(Decision.DROP, None, parent.trace_state)
+        return self._inner.should_sample(
+            parent_context, trace_id, name, kind, attributes, links, trace_state
+        )
+
+    def get_description(self) -> str:
+        return f"WhileReceived{{{self._inner.get_description()}}}"
+
+
 class Tracing:
     """Tracer provider and instrumentation for one service.
 
@@ -85,6 +128,13 @@ class Tracing:
         self.provider = TracerProvider(resource=resource)
         # The server span middleware hands its spans to these directly.
         self._processors: list[SpanProcessor] = []
+        # Redis and SQL spans: same processors, but sampled only while one is
+        # attached (see `_WhileReceived`). Shut down through `self.provider`.
+        self._leaf_provider = TracerProvider(
+            resource=resource,
+            sampler=_WhileReceived(self._processors, self.provider.sampler),
+            shutdown_on_exit=False,
+        )
         self.exporting = bool(otlp_endpoint)
         if otlp_endpoint:
             # Imported only when used (protobuf and the HTTP exporter add to
@@ -98,6 +148,7 @@ class Tracing:
     def add_processor(self, processor: SpanProcessor) -> None:
         """Attach another span processor (tests add an in-memory exporter)."""
         self.provider.add_span_processor(processor)
+        self._leaf_provider.add_span_processor(processor)
         self._processors.append(processor)
 
     def instrument_app(self, app: FastAPI, *, metrics: ServiceMetrics | None = None) -> None:
@@ -127,13 +178,13 @@ class Tracing:
     def instrument_redis(self, client: Any) -> None:
         # The instrumentation writes "COMMAND ? ?" as the statement: argument
         # values (keys, hashes, IPs) never reach a span.
-        RedisInstrumentor.instrument_client(client, tracer_provider=self.provider)
+        RedisInstrumentor.instrument_client(client, tracer_provider=self._leaf_provider)
 
     def instrument_engine(self, engine: AsyncEngine) -> None:
         # EngineTracer directly: SQLAlchemyInstrumentor().instrument() is a
         # process-wide singleton and would trace only the first app's engine.
         # Statements are recorded with their placeholders, never parameters.
-        tracer = self.provider.get_tracer("opentelemetry.instrumentation.sqlalchemy")
+        tracer = self._leaf_provider.get_tracer("opentelemetry.instrumentation.sqlalchemy")
         usage = _NO_METRICS.get_meter(__name__).create_up_down_counter("db.client.connections")
         EngineTracer(tracer, engine.sync_engine, usage)  # type: ignore[no-untyped-call]
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import redis.asyncio
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import SpanKind
 
 from shared.tracing import Tracing
-from tests.conftest import Services, new_user
+from tests.conftest import REDIS_URL, Services, new_user
 from tests.observability.conftest import AuditCapture, capture_spans, service_of
 
 pytestmark = pytest.mark.anyio
@@ -84,3 +88,25 @@ def test_nothing_is_exported_without_an_endpoint() -> None:
     assert loud.exporting
     loud.shutdown()
     quiet.shutdown()
+
+
+async def test_redis_spans_are_made_only_while_something_receives_them() -> None:
+    # No exporter: tracing is on for its ids; a Redis span would be built and
+    # dropped. Attaching a processor (an exporter, a test) turns them on.
+    tracing = Tracing(service_name="t", version="0")
+    client = redis.asyncio.Redis.from_url(REDIS_URL)
+    tracing.instrument_redis(client)
+    try:
+        await client.ping()
+        spans = InMemorySpanExporter()
+        tracing.add_processor(SimpleSpanProcessor(spans))
+        await client.ping()
+        assert [s.name for s in spans.get_finished_spans()] == ["PING"]
+        # The sampler's own answers, both ways.
+        sampler = tracing._leaf_provider.sampler
+        assert sampler.should_sample(None, 1, "PING").decision is Decision.RECORD_AND_SAMPLE
+        bare = Tracing(service_name="t", version="0")._leaf_provider.sampler
+        assert bare.should_sample(None, 1, "PING").decision is Decision.DROP
+    finally:
+        await client.aclose()
+        tracing.shutdown()
