@@ -117,20 +117,24 @@ async def test_instrumentation_is_pure_asgi(services: Services) -> None:
 
 
 @pytest.fixture
-async def uninstrumented(
-    tmp_path: Path, redis_prefix: str, sqlite_urls: dict[str, str]
+async def switched(
+    request: pytest.FixtureRequest, tmp_path: Path, redis_prefix: str, sqlite_urls: dict[str, str]
 ) -> AsyncIterator[Services]:
-    off = {"metrics_enabled": False, "tracing_enabled": False}
+    """Both services with `metrics_enabled`/`tracing_enabled` as the test's parameter says."""
+    flags: dict[str, bool] = request.param
     async for s in start_services(
-        tmp_path=tmp_path, redis_prefix=redis_prefix, urls=sqlite_urls, auth=off, user=off
+        tmp_path=tmp_path, redis_prefix=redis_prefix, urls=sqlite_urls, auth=flags, user=flags
     ):
         yield s
 
 
-async def test_metrics_and_tracing_switch_off(
-    uninstrumented: Services, audit: AuditCapture
-) -> None:
-    s = uninstrumented
+OFF = {"metrics_enabled": False, "tracing_enabled": False}
+METRICS_ONLY = {"metrics_enabled": True, "tracing_enabled": False}
+
+
+@pytest.mark.parametrize("switched", [OFF], indirect=True)
+async def test_metrics_and_tracing_switch_off(switched: Services, audit: AuditCapture) -> None:
+    s = switched
     assert (await s.auth.get("/metrics")).status_code == 404
     assert (await s.user.get("/metrics")).status_code == 404
     uid, _, tokens = await account(s)
@@ -194,19 +198,9 @@ async def test_probes_are_counted_though_never_traced(services: Services) -> Non
     assert _value(samples, "idp_http_requests_total", route="/healthz", status="200") == 1
 
 
-@pytest.fixture
-async def metrics_only(
-    tmp_path: Path, redis_prefix: str, sqlite_urls: dict[str, str]
-) -> AsyncIterator[Services]:
-    only = {"metrics_enabled": True, "tracing_enabled": False}
-    async for s in start_services(
-        tmp_path=tmp_path, redis_prefix=redis_prefix, urls=sqlite_urls, auth=only, user=only
-    ):
-        yield s
-
-
-async def test_metrics_without_tracing_count_each_request_once(metrics_only: Services) -> None:
-    s = metrics_only
+@pytest.mark.parametrize("switched", [METRICS_ONLY], indirect=True)
+async def test_metrics_without_tracing_count_each_request_once(switched: Services) -> None:
+    s = switched
     uid, _, tokens = await account(s)
     await s.user.get(f"/users/{uid}", headers=bearer(tokens))
     await s.user.get("/healthz")
