@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -141,7 +142,7 @@ class ServiceMetrics:
         self.audit_dropped = counter(
             "idp_audit_events_dropped", "Audit events that could not be written to the audit table."
         )
-        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._children: dict[tuple[str, str, int], tuple[Any, Any, list[Any], list[float]]] = {}
         if not self._multiproc_dir:
             ProcessCollector(registry=reg)  # per-process numbers mean nothing aggregated
 
@@ -174,17 +175,24 @@ class ServiceMetrics:
     # --- the hot path --------------------------------------------------------
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, str(status))
-        children = self._children.get(key)
-        if children is None:
-            # labels() validates and locks; cache the children per label tuple.
-            children = (
-                self.requests.labels(self.service, method, route, key[2]),
-                self.latency.labels(self.service, method, route),
-            )
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        key = (method, route, status)
+        values = self._children.get(key)
+        if values is None:
+            # labels() validates and locks: resolve the children once per label
+            # tuple, down to the value cells that `inc()`/`observe()` update.
+            count = self.requests.labels(self.service, method, route, str(status))
+            latency = self.latency.labels(self.service, method, route)
+            values = (count._value, latency._sum, latency._buckets, latency._upper_bounds)
+            self._children[key] = values
+        # What Counter.inc(1) and Histogram.observe(seconds) do, minus their
+        # per-call checks (non-negative amount, labels resolved, exemplar),
+        # which hold by construction here; bisect_left finds the first bucket
+        # with seconds <= its bound, as observe's loop does. The cells are the
+        # library's own (mutex or multiprocess mmap), so both modes stay exact
+        # (tests/observability/test_metrics.py compares with the public API).
+        values[0].inc(1)
+        values[1].inc(seconds)
+        values[2][bisect_left(values[3], seconds)].inc(1)
 
     # --- security counters -----------------------------------------------------
 

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.middleware.base import BaseHTTPMiddleware
 
+from shared.metrics import ServiceMetrics
 from tests.conftest import Services, start_services
 from tests.observability.conftest import AuditCapture, account, bearer
 
@@ -209,3 +210,29 @@ async def test_metrics_without_tracing_count_each_request_once(switched: Service
     assert _value(samples, "idp_http_requests_total", route="/healthz", status="200") == 1
     hist = _value(samples, "idp_http_request_duration_seconds_count", route="/users/{user_id}")
     assert hist == 1
+
+
+def test_request_observations_match_the_client_librarys_own() -> None:
+    # observe_request writes the library's value cells directly: the samples
+    # must be exactly what Counter.inc and Histogram.observe produce,
+    # bucket boundaries included (a value equal to a bound is in that bucket).
+    fast, reference = ServiceMetrics("svc"), ServiceMetrics("svc")
+    durations = [0.0, 0.005, 0.0050001, 0.3, 2.5, 10.0, 10.5, 1e9]
+    for i, seconds in enumerate(durations):
+        status = 200 if i % 3 else 404
+        fast.observe_request("GET", "/users/{user_id}", status, seconds)
+        reference.requests.labels("svc", "GET", "/users/{user_id}", str(status)).inc()
+        reference.latency.labels("svc", "GET", "/users/{user_id}").observe(seconds)
+
+    def samples(m: ServiceMetrics) -> Samples:
+        out: Samples = {}
+        for family in text_string_to_metric_families(m.render().decode()):
+            for s in family.samples:
+                if family.name.startswith("idp_http") and not s.name.endswith("_created"):
+                    out[(s.name, frozenset(s.labels.items()))] = s.value
+        return out
+
+    got = samples(fast)
+    assert got == samples(reference)
+    assert _value(got, "idp_http_request_duration_seconds_bucket", le="0.005") == 2
+    assert _value(got, "idp_http_requests_total", status="404") == 3
