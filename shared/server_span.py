@@ -202,16 +202,18 @@ class ServerSpanMiddleware:
             raise
         finally:
             otel_context.detach(token)
-            template = route_template(scope)
-            if self._metrics is not None:
-                self._metrics.observe_request(
-                    metrics_method(scope), template, status, time.perf_counter() - started
-                )
             # No processor (tracing on for its ids only): nobody to hand a span to.
-            if sampled and self._processors:
-                self._finish(
-                    template, method, attributes, context, parent, kind, status, error, start_ns
-                )
+            record_span = sampled and bool(self._processors)
+            if self._metrics is not None or record_span:
+                template = route_template(scope)
+                if self._metrics is not None:
+                    self._metrics.observe_request(
+                        metrics_method(scope), template, status, time.perf_counter() - started
+                    )
+                if record_span:
+                    self._finish(
+                        template, method, attributes, context, parent, kind, status, error, start_ns
+                    )
 
     def _finish(
         self,
