@@ -260,8 +260,8 @@ def create_app(
     )
     app.state.service_name = settings.service_name
     install_problem_handlers(app, unavailable=DEPENDENCY_ERRORS)
-    add_routes(app, *(m.router for m in (registration, tokens, mfa_api, passkeys, sessions)))
-    add_routes(app, wellknown.router, page.router)
+    modules = (registration, tokens, mfa_api, passkeys, sessions, wellknown, page)
+    add_routes(app, *(module.router for module in modules))
 
     def checks() -> dict[str, Check]:
         ctx: AuthContext = app.state.ctx
@@ -284,6 +284,7 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
     )
     add_routes(app, audit_api.router)
-    # Last: the metrics middleware wraps all of the above, /metrics is added.
+    # Last: metrics and spans wrap all of the above (one middleware when both
+    # are on, shared/server_span.py); /metrics is added.
     obs.instrument_app(app)
     return app

@@ -26,26 +26,20 @@ import gc
 import logging
 import sys
 
-__all__ = ["release_free_heap", "settle_after_startup", "thaw"]
+__all__ = ["settle_after_startup", "thaw"]
 
 _log = logging.getLogger(__name__)
 
 
-def release_free_heap() -> bool:
-    """Collect garbage, then return free heap pages to the OS (glibc only).
+def settle_after_startup() -> bool:
+    """Call at the end of a service's start-up: collect, freeze what is left, trim.
 
     Returns:
         True when `malloc_trim` ran, False where it does not exist.
     """
     gc.collect()
-    return _trim()
-
-
-def settle_after_startup() -> None:
-    """Call at the end of a service's start-up: collect, freeze what is left, trim."""
-    gc.collect()
     gc.freeze()
-    _trim()
+    return _trim()
 
 
 def thaw() -> None:

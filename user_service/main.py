@@ -164,6 +164,7 @@ def create_app(
         max_body_bytes=settings.max_body_bytes,
     )
     add_routes(app, audit_api.router)
-    # Last: the metrics middleware wraps all of the above, /metrics is added.
+    # Last: metrics and spans wrap all of the above (one middleware when both
+    # are on, shared/server_span.py); /metrics is added.
     obs.instrument_app(app)
     return app

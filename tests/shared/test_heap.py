@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.heap import release_free_heap, settle_after_startup, thaw
+from shared.heap import settle_after_startup, thaw
 
 
 def _rss_bytes() -> int:
@@ -26,15 +26,21 @@ def test_free_heap_pages_are_returned_and_live_objects_kept() -> None:
     keep[:5] = b"alive"
     del blocks
     before = _rss_bytes()
-    assert release_free_heap() is True
-    after = _rss_bytes()
+    try:
+        assert settle_after_startup() is True
+        after = _rss_bytes()
+    finally:
+        thaw()
     assert before - after > 20 * 1024 * 1024
     assert keep[:5] == b"alive"
 
 
 def test_no_malloc_trim_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sys, "platform", "darwin")
-    assert release_free_heap() is False
+    try:
+        assert settle_after_startup() is False
+    finally:
+        thaw()
 
 
 def test_startup_objects_are_frozen_until_thawed() -> None:
