@@ -33,6 +33,21 @@ def taskset(cpu: int | None, argv: Sequence[str]) -> list[str]:
     return ["taskset", "-c", str(cpu), *argv] if cpu is not None else list(argv)
 
 
+def can_raise_priority(niceness: int) -> bool:
+    """Whether a child may run `niceness` (< 0) steps above normal (root or CAP_SYS_NICE).
+
+    `nice` without a command prints the niceness it runs at; when raising is
+    refused it warns and runs at the old one, so compare what it printed.
+    """
+    try:
+        out = subprocess.run(
+            ["nice", "-n", str(niceness), "nice"], capture_output=True, text=True, check=False
+        )
+    except OSError:
+        return False
+    return out.stdout.strip() == str(niceness)
+
+
 def pin(pid: int, cpu: int | None) -> None:
     """Move a running process, all its threads included, to one CPU."""
     if cpu is not None:
@@ -168,10 +183,15 @@ class Wrk:
         if shutil.which("wrk") is None:
             raise RuntimeError("wrk is not installed: apt-get install wrk")
 
-    def command(self, url: str, *, script: str, connections: int, seconds: float) -> list[str]:
+    def command(
+        self, url: str, *, script: str, connections: int, seconds: float, niceness: int = 0
+    ) -> list[str]:
+        # nice execs wrk, so wrk's threads start at that niceness.
+        prefix = ["nice", "-n", str(niceness)] if niceness else []
         return taskset(
             self.cpu,
             [
+                *prefix,
                 "wrk",
                 "-t1",
                 f"-c{connections}",
@@ -192,10 +212,13 @@ class Wrk:
         connections: int,
         seconds: float,
         env: Mapping[str, str] | None = None,
+        niceness: int = 0,
     ) -> subprocess.Popen[str]:
         full_env = {**os.environ, "BENCH_WRK_DIR": str(WRK_DIR), **(env or {})}
         return subprocess.Popen(
-            self.command(url, script=script, connections=connections, seconds=seconds),
+            self.command(
+                url, script=script, connections=connections, seconds=seconds, niceness=niceness
+            ),
             env=full_env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -219,6 +242,9 @@ class Wrk:
         connections: int,
         seconds: float,
         env: Mapping[str, str] | None = None,
+        niceness: int = 0,
     ) -> WrkResult:
-        proc = self.start(url, script=script, connections=connections, seconds=seconds, env=env)
+        proc = self.start(
+            url, script=script, connections=connections, seconds=seconds, env=env, niceness=niceness
+        )
         return self.finish(proc, label)

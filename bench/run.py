@@ -48,11 +48,13 @@ from bench.core import (
     render_markdown,
     replace_marked,
 )
-from bench.procs import ROOT, RssSampler, Server, Wrk, pin
+from bench.procs import ROOT, RssSampler, Server, Wrk, can_raise_priority, pin
 
 RESULTS = ROOT / "bench" / "results"
 ALL_TARGETS = frozenset(range(1, 9))
 PASSWORD = "Bench-Passw0rd-Long!"  # noqa: S105 - a throwaway account on a throwaway DB
+# How many steps above normal the latency-measuring wrk runs in target 4 (see there).
+PROBE_NICENESS = -10
 TITLES = {
     1: "Authenticated GET /users/{id} throughput",
     2: "Token verification time (shared/)",
@@ -270,6 +272,7 @@ class Bench:
         connections: int | None = None,
         seconds: float | None = None,
         delay_ms: float = 0.0,
+        niceness: int = 0,
     ) -> WrkResult:
         env = {"BENCH_TOKEN": token, "BENCH_DELAY_MS": f"{delay_ms:.3f}"}
         return self.wrk.run(
@@ -279,6 +282,7 @@ class Bench:
             connections=connections or self.cfg.connections,
             seconds=seconds or self.cfg.seconds,
             env=env,
+            niceness=niceness,
         )
 
     def interleaved(
@@ -689,45 +693,89 @@ class Bench:
         token = self.login()["access_token"]
         url = f"{self.user.url}/users/{self.user_id}"
         conns = 4
+        # The measuring wrk shares the load core with the auth service and the
+        # login wrk. At normal priority its own wake-ups queue behind theirs,
+        # and that wait was counted as the user service's latency (bench/README.md,
+        # target 4). Raised, it measures the service; normal is reported beside it.
+        raised = PROBE_NICENESS if can_raise_priority(PROBE_NICENESS) else 0
+        priorities = (raised, 0) if raised else (0,)
         self.bearer_run(url, token, "p99-warmup", connections=conns, seconds=self.cfg.warmup)
-        idle, loaded = [], []
+        runs: dict[int, tuple[list[WrkResult], list[WrkResult]]] = {n: ([], []) for n in priorities}
         for r in range(self.cfg.rounds):
-            idle.append(self.bearer_run(url, token, f"p99-idle-{r}", connections=conns))
-            logins = self.wrk.start(
-                f"{self.auth.url}/login",
-                script="login.lua",
-                connections=8,
-                seconds=self.cfg.seconds + 2,
-                env={
-                    "BENCH_EMAIL": self.email,
-                    "BENCH_PASSWORD": PASSWORD,
-                    "BENCH_WRK_DIR": str(ROOT / "bench" / "wrk"),
-                },
+            for n in priorities:
+                idle, loaded = runs[n]
+                idle.append(
+                    self.bearer_run(url, token, f"p99-idle-n{n}-{r}", connections=conns, niceness=n)
+                )
+                logins = self.wrk.start(
+                    f"{self.auth.url}/login",
+                    script="login.lua",
+                    connections=8,
+                    seconds=self.cfg.seconds + 2,
+                    env={
+                        "BENCH_EMAIL": self.email,
+                        "BENCH_PASSWORD": PASSWORD,
+                        "BENCH_WRK_DIR": str(ROOT / "bench" / "wrk"),
+                    },
+                )
+                time.sleep(1.0)  # let the hash queue fill before measuring
+                loaded.append(
+                    self.bearer_run(
+                        url, token, f"p99-loaded-n{n}-{r}", connections=conns, niceness=n
+                    )
+                )
+                login_result = self.wrk.finish(logins, f"p99-logins-n{n}-{r}")
+                log(
+                    f"  round {r + 1}, measuring wrk at nice {n}: idle p99 "
+                    f"{idle[-1].p99_s * 1e3:.2f} ms, loaded p99 {loaded[-1].p99_s * 1e3:.2f} ms, "
+                    f"logins {login_result.ok_rps:.1f}/s"
+                )
+
+        def summary(n: int) -> tuple[float, float, float]:
+            idle, loaded = runs[n]
+            return (
+                paired_ratio([r.p99_s for r in loaded], [r.p99_s for r in idle]),
+                median(r.p99_s for r in loaded),
+                median(r.p99_s for r in idle),
             )
-            time.sleep(1.0)  # let the hash queue fill before measuring
-            loaded.append(self.bearer_run(url, token, f"p99-loaded-{r}", connections=conns))
-            login_result = self.wrk.finish(logins, f"p99-logins-{r}")
-            log(
-                f"  round {r + 1}: idle p99 {idle[-1].p99_s * 1e3:.2f} ms, loaded p99 "
-                f"{loaded[-1].p99_s * 1e3:.2f} ms, logins {login_result.ok_rps:.1f}/s"
+
+        value, p_loaded, p_idle = summary(priorities[0])
+        if raised:
+            plain, plain_loaded, plain_idle = summary(0)
+            probe = (
+                f"the measuring wrk runs at nice {raised}, above the login load on the "
+                f"shared core; at normal priority it saw {plain_loaded * 1e3:.2f} ms vs "
+                f"{plain_idle * 1e3:.2f} ms ({plain:.2f}x), its own scheduling wait included"
             )
-        p_idle = median(r.p99_s for r in idle)
-        p_loaded = median(r.p99_s for r in loaded)
+        else:
+            probe = (
+                "the measuring wrk could not run at a raised priority (needs root or "
+                "CAP_SYS_NICE), so these p99s include its own scheduling wait"
+            )
         self.results[4] = TargetResult(
             4,
             TITLES[4],
             [
                 Check(
                     "p99 under login load / p99 idle",
-                    paired_ratio([r.p99_s for r in loaded], [r.p99_s for r in idle]),
+                    value,
                     "<=",
                     2.0,
                     f"{p_loaded * 1e3:.2f} ms vs {p_idle * 1e3:.2f} ms",
                 )
             ],
             note=f"user service on the server core, {conns} connections; the auth service "
-            "(hashing in its bounded thread pool) and both wrk processes share the load core.",
-            data={"idle": [r.to_dict() for r in idle], "loaded": [r.to_dict() for r in loaded]},
+            f"(hashing in its bounded thread pool) and both wrk processes share the load core; "
+            f"{probe}.",
+            data={
+                "niceness": {
+                    str(n): {
+                        "idle": [r.to_dict() for r in runs[n][0]],
+                        "loaded": [r.to_dict() for r in runs[n][1]],
+                    }
+                    for n in priorities
+                }
+            },
         )
 
     def target_8(self) -> None:
