@@ -105,6 +105,10 @@ class _Sink(http.server.BaseHTTPRequestHandler):
     """A stand-in OTLP/HTTP collector: accepts and drops every export, so
     tracing pays its full cost (spans built, batched, serialised, sent)."""
 
+    # Keep-alive, as a collector's receiver does: the exporter reuses its
+    # connection instead of opening one per batch.
+    protocol_version = "HTTP/1.1"
+
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("content-length", "0") or 0))
         self.send_response(200)
