@@ -644,19 +644,23 @@ class Bench:
         connections: int = 16,
         delay_ms: float = 0.0,
         start_only: bool = False,
+        server: Server | None = None,
+        tokens: Path | None = None,
     ) -> Any:
-        pool = self.refresh_tokens(max(self.cfg.refresh_pool, connections + 8))
+        """wrk refreshing against `server` (the auth service unless named).
+
+        `tokens`: a fixed pool file (the floor baseline accepts any token);
+        otherwise a fresh pool of real refresh tokens, each used once.
+        """
+        url = f"{(server or self.auth).url}/token/refresh"
+        pool = tokens or self.refresh_tokens(max(self.cfg.refresh_pool, connections + 8))
         env = {"BENCH_TOKENS_FILE": str(pool), "BENCH_DELAY_MS": f"{delay_ms:.3f}"}
         if start_only:
             return self.wrk.start(
-                f"{self.auth.url}/token/refresh",
-                script="refresh.lua",
-                connections=connections,
-                seconds=seconds,
-                env=env,
+                url, script="refresh.lua", connections=connections, seconds=seconds, env=env
             )
         return self.wrk.run(
-            f"{self.auth.url}/token/refresh",
+            url,
             label=label,
             script="refresh.lua",
             connections=connections,
@@ -679,14 +683,8 @@ class Bench:
         floor_tokens.write_text("".join(f"floor-{i}\n" for i in range(64)))
 
         def floor_run(label: str, seconds: float) -> WrkResult:
-            return self.wrk.run(
-                f"{floor.url}/token/refresh",
-                label=label,
-                script="refresh.lua",
-                connections=16,
-                seconds=seconds,
-                env={"BENCH_TOKENS_FILE": str(floor_tokens), "BENCH_DELAY_MS": "0"},
-            )
+            result: WrkResult = self.refresh_run(label, seconds, server=floor, tokens=floor_tokens)
+            return result
 
         pin(self.auth.pid, self.cfg.server_cpu)
         try:
