@@ -39,7 +39,11 @@ fmt: check-uv ## format and autofix
 
 bench: check-uv ## benchmark suite, ~11 min (BENCH_ARGS=--quick: ~2 min); bench/README.md
 	@$(UV) sync --frozen --quiet
-	$(UV) run --with-requirements bench/requirements.txt python -m bench $(BENCH_ARGS)
+	@# The services under test import what a deployment has: the lock's runtime
+	@# dependencies, no dev tools (bench/README.md, "How it runs").
+	@UV_PROJECT_ENVIRONMENT=.venv-runtime $(UV) sync --frozen --no-dev --quiet
+	BENCH_PROJECT_PYTHON=$(CURDIR)/.venv-runtime/bin/python \
+	  $(UV) run --with-requirements bench/requirements.txt python -m bench $(BENCH_ARGS)
 
 clean: ## remove the local cluster's data (.data: SQLite files, keys, nginx runtime)
 	rm -rf .data

@@ -271,7 +271,12 @@ def render_markdown(targets: Sequence[TargetResult], meta: dict[str, Any]) -> st
         "",
         f"Machine: {meta.get('machine', '')}. Load generator on CPU {meta.get('load_cpu', '?')}, "
         f"server under test on CPU {meta.get('server_cpu', '?')}. Ratios are against "
-        "baselines measured in this same run.",
+        "baselines measured in this same run."
+        + (
+            f" Services run from {meta['service_packages']}."
+            if meta.get("service_packages")
+            else ""
+        ),
         "",
         "| # | target | measured | ratio / value | goal | verdict |",
         "|---|---|---|---|---|---|",

@@ -963,6 +963,30 @@ def _project_python() -> str:
     return str(candidate) if candidate.exists() else sys.executable
 
 
+def _cpu_model() -> str:
+    """The CPU's model name: RSA and Python speeds move with it, not together."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or "unknown CPU"
+
+
+def _service_packages(python: str) -> str:
+    """Which dependency set the services under test import (target 7's RSS depends on it)."""
+    probe = subprocess.run(
+        [python, "-c", "import importlib.util as u; print(u.find_spec('pytest') is None)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if probe.stdout.strip() == "True":
+        return "the lock's runtime dependencies only, as the image ships them"
+    # Dev tools change what the services load: pytest brings pygments, which
+    # alembic's mako then imports (~7 MB of RSS no deployment carries).
+    return "the development environment (dev tools installed: RSS reads higher than deployed)"
+
+
 def parse_args(argv: list[str] | None = None) -> Config:
     p = argparse.ArgumentParser(prog="python -m bench", description="make bench (issue 6)")
     p.add_argument("--quick", action="store_true", help="a fast smoke run (~1.5 min)")
@@ -1014,8 +1038,9 @@ def main(argv: list[str] | None = None) -> int:
         "mode": "quick" if cfg.quick else "full",
         "started": started,
         "duration_s": round(time.monotonic() - t_start, 1),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
+        "machine": f"{platform.machine()} ({_cpu_model()}), {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, {platform.platform(terse=True)}",
+        "service_packages": _service_packages(cfg.project_python),
         "load_cpu": cfg.load_cpu,
         "server_cpu": cfg.server_cpu,
         "seconds_per_measurement": cfg.seconds,
