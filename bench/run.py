@@ -974,14 +974,20 @@ def _cpu_model() -> str:
 
 def _service_packages(python: str) -> str:
     """Which dependency set the services under test import (target 7's RSS depends on it)."""
-    probe = subprocess.run(
-        [python, "-c", "import importlib.util as u; print(u.find_spec('pytest') is None)"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if probe.stdout.strip() == "True":
+    try:
+        probe = subprocess.run(
+            [python, "-c", "import importlib.util as u; print(u.find_spec('pytest') is None)"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        answer = probe.stdout.strip() if probe.returncode == 0 else ""
+    except OSError:
+        answer = ""
+    if answer == "True":
         return "the lock's runtime dependencies only, as the image ships them"
+    if answer != "False":
+        return "an interpreter whose packages could not be probed"
     # Dev tools change what the services load: pytest brings pygments, which
     # alembic's mako then imports (~7 MB of RSS no deployment carries).
     return "the development environment (dev tools installed: RSS reads higher than deployed)"

@@ -29,15 +29,27 @@ def test_an_interpreter_without_dev_tools_is_reported_as_runtime_only(tmp_path: 
     )
 
 
-def test_the_table_names_the_cpu_and_the_package_set() -> None:
-    meta = {
-        "mode": "full",
-        "machine": f"x86_64 ({_cpu_model()})",
-        "load_cpu": 0,
-        "server_cpu": 1,
-        "service_packages": "the lock's runtime dependencies only, as the image ships them",
-    }
-    md = render_markdown([], meta)
-    assert _cpu_model()  # a name, or "unknown CPU" where /proc/cpuinfo has none
-    assert f"x86_64 ({_cpu_model()})" in md
-    assert "Services run from the lock's runtime dependencies only" in md
+def test_an_interpreter_that_cannot_be_probed_is_not_called_either(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-python"
+    assert _service_packages(str(missing)) == "an interpreter whose packages could not be probed"
+
+
+def test_the_cpu_model_is_the_one_proc_cpuinfo_names() -> None:
+    cpuinfo = Path("/proc/cpuinfo")
+    names = [
+        line.partition(":")[2].strip()
+        for line in cpuinfo.read_text().splitlines()
+        if line.startswith("model name")
+    ]
+    assert _cpu_model() == (names[0] if names else _cpu_model())
+
+
+def test_the_table_says_which_package_set_ran_when_the_run_recorded_it() -> None:
+    meta: dict[str, object] = {"mode": "full", "machine": "x86_64", "load_cpu": 0, "server_cpu": 1}
+    # Results written before the package set was recorded still render.
+    assert "Services run from" not in render_markdown([], meta)
+    meta["service_packages"] = "the lock's runtime dependencies only, as the image ships them"
+    assert (
+        "Services run from the lock's runtime dependencies only, as the image ships them."
+        in render_markdown([], meta)
+    )
