@@ -73,7 +73,8 @@ class JWKSClient:
     - keys live for `cache_ttl_seconds` on a monotonic clock, then are refetched;
     - fetches are single-flight: concurrent callers share one request;
     - an unknown kid refetches at most once per `min_refetch_interval_seconds`,
-      so random kids in forged tokens cannot turn into a request flood;
+      so random kids in forged tokens cannot turn into a request flood; one
+      that arrives while a fetch is in flight waits for its answer;
     - stale-on-error: a failed fetch keeps the last good set (and is retried at
       most once per interval); only a client that never obtained a set raises
       `KeysUnavailable`.
@@ -143,14 +144,17 @@ class JWKSClient:
             if now - self._fetched_at < self._ttl:
                 if key is not None:
                     return key  # the hot path: one dict lookup
-                if not self._may_refetch(now):
-                    return None
             elif key is not None and (self._lock.locked() or not self._may_refetch(now)):
                 # Stale but known: serve it while another caller refreshes, or
                 # while the issuer is failing (stale-on-error, jpadilla/pyjwt#1162).
                 return key
-            elif key is None and not self._may_refetch(now):
+            if key is None and not self._lock.locked() and not self._may_refetch(now):
                 return None
+            # An unknown kid while a fetch is in flight waits for that fetch:
+            # it started after our set, so it may carry the kid. Right after a
+            # rotation the first new-kid tokens arrive together, and refusing
+            # all but the first (the fetch reset the rate limit) would fail
+            # valid tokens. Forged kids wait too, but cost no extra request.
         await self._fetch_once()
         if self._keys is None:
             raise KeysUnavailable(f"no key set could be obtained from {self._safe_url}")

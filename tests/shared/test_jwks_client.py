@@ -210,6 +210,28 @@ async def test_concurrent_unknown_kids_share_one_fetch(
     assert server.requests == 2
 
 
+async def test_callers_of_a_new_kid_wait_for_the_fetch_in_flight(
+    server: JWKSServer,
+    clock: FakeClock,
+    outcomes: list[str],
+    key_a: rsa.RSAPrivateKey,
+    key_b: rsa.RSAPrivateKey,
+) -> None:
+    # Just after a rotation, the first tokens signed by the new key arrive
+    # together. The first caller fetches; the others must get the key from
+    # that fetch, not a 401 because the rate limit's clock was just reset by it.
+    server.publish(public_jwk(key_a))
+    async with jwks_client(server.url, clock, outcomes) as client:
+        await client.refresh()
+        clock.advance(INTERVAL)
+        server.publish(public_jwk(key_a), public_jwk(key_b))
+        server.delay = 0.2
+        found = await asyncio.gather(*(client.get_key(kid_of(key_b)) for _ in range(50)))
+    assert all(key is found[0] and key is not None for key in found)
+    assert server.requests == 2
+    assert outcomes == ["ok", "ok"]
+
+
 async def test_stale_key_is_served_while_a_refresh_is_in_flight(
     server: JWKSServer, clock: FakeClock, outcomes: list[str], key_a: rsa.RSAPrivateKey
 ) -> None:
