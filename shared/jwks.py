@@ -154,7 +154,8 @@ class JWKSClient:
             # it started after our set, so it may carry the kid. Right after a
             # rotation the first new-kid tokens arrive together, and refusing
             # all but the first (the fetch reset the rate limit) would fail
-            # valid tokens. Forged kids wait too, but cost no extra request.
+            # valid tokens. Forged kids wait too (at most the fetch's total
+            # deadline) but cost no extra request.
         await self._fetch_once()
         if self._keys is None:
             raise KeysUnavailable(f"no key set could be obtained from {self._safe_url}")
