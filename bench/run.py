@@ -493,42 +493,23 @@ class Bench:
             return
         with otlp_sink() as sink:
             obs_env = {"OTEL_EXPORTER_OTLP_ENDPOINT": sink, "OTEL_SERVICE_NAME": "user-service"}
-            off = self.server(
-                "user-obs-off",
-                "user_service.main:create_app",
-                cpu=self.cfg.server_cpu,
-                env={
-                    **self.user_env,
-                    **obs_env,
-                    "METRICS_ENABLED": "false",
-                    "TRACING_ENABLED": "false",
-                },
-            )
-            on = self.server(
-                "user-obs-on",
-                "user_service.main:create_app",
-                cpu=self.cfg.server_cpu,
-                env={
-                    **self.user_env,
-                    **obs_env,
-                    "METRICS_ENABLED": "true",
-                    "TRACING_ENABLED": "true",
-                },
-            )
+
+            def user(name: str, on: bool, **extra: str) -> Server:
+                flag = "true" if on else "false"
+                env = {**self.user_env, **obs_env, "METRICS_ENABLED": flag, "TRACING_ENABLED": flag}
+                return self.server(
+                    name, "user_service.main:create_app", cpu=self.cfg.server_cpu, env=env | extra
+                )
+
+            off = user("user-obs-off", on=False)
+            on = user("user-obs-on", on=True)
             # What docs/SECURITY_TEAM.md advises for a busy service: export a
             # sample. Informational beside the verdict, which exports every span.
-            sampled = self.server(
+            sampled = user(
                 "user-obs-sampled",
-                "user_service.main:create_app",
-                cpu=self.cfg.server_cpu,
-                env={
-                    **self.user_env,
-                    **obs_env,
-                    "METRICS_ENABLED": "true",
-                    "TRACING_ENABLED": "true",
-                    "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
-                    "OTEL_TRACES_SAMPLER_ARG": "0.1",
-                },
+                on=True,
+                OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+                OTEL_TRACES_SAMPLER_ARG="0.1",
             )
             token = self.login()["access_token"]
             path = f"/users/{self.user_id}"
