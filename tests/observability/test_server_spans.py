@@ -5,16 +5,31 @@ from __future__ import annotations
 import httpx
 import pytest
 from fastapi import FastAPI, Response
-from opentelemetry import trace
+from opentelemetry import baggage, trace
+from opentelemetry import context as otel_context
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from shared import server_span
 from shared.tracing import Tracing, _Resource
 
 pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(autouse=True, params=["contextvar", "api"])
+def context_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs against both ways the middleware sets the current context:
+    its own `ContextVar` path (the default runtime context) and the public API
+    (any other runtime context)."""
+    if request.param == "api":
+        monkeypatch.setattr(server_span, "_context_var", lambda: None)
+    else:
+        assert server_span._context_var() is not None  # the default takes the fast path
+    return str(request.param)
+
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"
 PARENT_ID = "b7ad6b7169203331"
@@ -203,3 +218,24 @@ async def test_an_escaped_exception_is_recorded_like_the_sdk_records_it() -> Non
     assert attrs["exception.message"] == "kaboom"
     assert attrs["exception.escaped"] == "True"
     assert "raise RuntimeError" in str(attrs["exception.stacktrace"])
+
+
+async def test_the_callers_context_is_restored_and_its_values_reach_the_request() -> None:
+    app, _, exporter = _app()
+
+    @app.get("/baggage")
+    async def read_baggage() -> dict[str, object]:
+        return {"tenant": baggage.get_baggage("tenant")}
+
+    token = otel_context.attach(baggage.set_baggage("tenant", "t-1"))
+    try:
+        before = otel_context.get_current()
+        r = await _get(app, "/baggage")
+        # The request saw the caller's values, under its own span...
+        assert r.json() == {"tenant": "t-1"}
+        # ...and left the caller's context exactly as it found it.
+        assert otel_context.get_current() is before
+        assert not trace.get_current_span().get_span_context().is_valid
+    finally:
+        otel_context.detach(token)
+    assert [s.name for s in exporter.get_finished_spans()] == ["GET /baggage"]
