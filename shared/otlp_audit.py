@@ -24,6 +24,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExp
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
 from shared.audit_sink import AuditCallbackHandler
+from shared.otlp_http import pinned_session
 
 __all__ = ["OtlpAuditLogs"]
 
@@ -47,7 +48,10 @@ class OtlpAuditLogs:
         self, *, service_name: str, endpoint: str, exporter: LogRecordExporter | None = None
     ) -> None:
         self._provider = LoggerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
-        exporter = exporter or OTLPLogExporter(endpoint=f"{endpoint.rstrip('/')}/v1/logs")
+        if exporter is None:
+            url = f"{endpoint.rstrip('/')}/v1/logs"
+            # The environment read once, not on every export (shared/otlp_http.py).
+            exporter = OTLPLogExporter(endpoint=url, session=pinned_session(url, "logs"))
         # Batched on the SDK's thread: never a network call on the event loop.
         self._provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
         self._logger = self._provider.get_logger("idp.audit")

@@ -140,8 +140,13 @@ class Tracing:
             # Imported only when used (protobuf and the HTTP exporter add to
             # every cold start otherwise).
             from shared.otlp_encoding import FastOTLPSpanExporter
+            from shared.otlp_http import pinned_session
 
-            exporter = FastOTLPSpanExporter(endpoint=f"{otlp_endpoint.rstrip('/')}/v1/traces")
+            endpoint = f"{otlp_endpoint.rstrip('/')}/v1/traces"
+            # The environment read once, not on every export (shared/otlp_http.py).
+            exporter = FastOTLPSpanExporter(
+                endpoint=endpoint, session=pinned_session(endpoint, "traces")
+            )
             # Batching: export happens on a background thread, never on the event loop.
             self.add_processor(BatchSpanProcessor(exporter))
 
