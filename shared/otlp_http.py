@@ -50,10 +50,11 @@ class _PinnedSession(requests.Session):
 
     def __init__(self, endpoint: str) -> None:
         super().__init__()  # trust_env is on: read what each request would read
+        self._ca_bundle: str | None = None
         settings = self.merge_environment_settings(endpoint, {}, None, None, None)
-        # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, or None when neither is set.
+        # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE; True (the session's) when neither is set.
         bundle = settings["verify"]
-        self._ca_bundle: str | None = bundle if isinstance(bundle, str) else None
+        self._ca_bundle = bundle if isinstance(bundle, str) else None
         self.proxies.update(settings["proxies"])
         self.auth = get_netrc_auth(endpoint)
         self.trust_env = False
@@ -69,7 +70,7 @@ class _PinnedSession(requests.Session):
         # requests lets the environment's bundle win over `session.verify`
         # (which the exporter sets from OTEL_EXPORTER_OTLP_CERTIFICATE) when
         # the request names none: so does this session, from the pinned value.
-        if not self.trust_env and self._ca_bundle and (verify is True or verify is None):
+        if self._ca_bundle and (verify is True or verify is None):
             verify = self._ca_bundle
         return super().merge_environment_settings(url, proxies, stream, verify, cert)
 

@@ -2,7 +2,10 @@
 
 Accepts protobuf `ExportTraceServiceRequest` on /v1/traces and
 `ExportLogsServiceRequest` on /v1/logs (the OTLP/HTTP exporter's default
-encoding) and keeps the spans and log records it decoded.
+encoding) and keeps the spans and log records it decoded. It also answers
+as a forward proxy would be asked (`POST http://collector/v1/traces`), and
+keeps every request target, so tests can tell a proxied export from a
+direct one.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import urlsplit
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import (
     ExportLogsServiceRequest,
@@ -63,6 +67,7 @@ class OtlpReceiver:
         self.spans: list[Span] = []
         self.logs: list[LogRecord] = []
         self.raw: list[bytes] = []
+        self.targets: list[str] = []  # request targets as sent: a path, or a proxy's URL
         self._lock = threading.Lock()
         receiver = self
 
@@ -71,10 +76,13 @@ class OtlpReceiver:
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
                 if self.headers.get("content-encoding") == "gzip":
                     body = gzip.decompress(body)
-                if self.path == "/v1/traces":
+                with receiver._lock:
+                    receiver.targets.append(self.path)
+                path = urlsplit(self.path).path
+                if path == "/v1/traces":
                     receiver._traces(body)
                     reply = ExportTraceServiceResponse().SerializeToString()
-                elif self.path == "/v1/logs":
+                elif path == "/v1/logs":
                     receiver._logs(body)
                     reply = ExportLogsServiceResponse().SerializeToString()
                 else:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import requests
 
 from shared.otlp_http import pinned_session
 from shared.tracing import Tracing
+from tests.observability.otlp_receiver import OtlpReceiver
 
 ENV = (
     "HTTP_PROXY",
@@ -112,62 +111,38 @@ def test_a_configured_credential_provider_keeps_its_own_session(
     assert (pinned_session(URLS[0], signal) is None) is own_session
 
 
-class _Proxy(http.server.BaseHTTPRequestHandler):
-    """Stands in for a forward proxy: records the request line and accepts."""
-
-    protocol_version = "HTTP/1.1"
-    seen: list[str]
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("content-length", "0") or 0))
-        self.seen.append(self.path)
-        self.send_response(200)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
-def proxy() -> Iterator[tuple[str, list[str]]]:
-    seen: list[str] = []
-    handler = type("Handler", (_Proxy,), {"seen": seen})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def receiver() -> Iterator[OtlpReceiver]:
+    receiver = OtlpReceiver()
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", seen
+        yield receiver
     finally:
-        server.shutdown()
-        server.server_close()
+        receiver.close()
+
+
+def _export_one_span(endpoint: str) -> None:
+    tracing = Tracing(service_name="proxy-test", version="1", otlp_endpoint=endpoint)
+    with tracing.provider.get_tracer("t").start_as_current_span("op"):
+        pass
+    assert tracing.provider.force_flush(5_000)
+    tracing.shutdown()
 
 
 def test_spans_reach_the_collector_through_the_proxy_the_environment_names(
-    proxy: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch
+    receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    address, seen = proxy
-    monkeypatch.setenv("HTTP_PROXY", address)
-    tracing = Tracing(
-        service_name="proxy-test", version="1", otlp_endpoint="http://collector.example:4318"
-    )
-    with tracing.provider.get_tracer("t").start_as_current_span("op"):
-        pass
-    assert tracing.provider.force_flush(5_000)
-    tracing.shutdown()
+    monkeypatch.setenv("HTTP_PROXY", receiver.endpoint)  # the receiver plays the proxy
+    _export_one_span("http://collector.example:4318")
     # A forward proxy is asked for the absolute URL of the collector.
-    assert seen == ["http://collector.example:4318/v1/traces"]
+    assert receiver.targets == ["http://collector.example:4318/v1/traces"]
+    assert [s.name for s in receiver.spans] == ["op"]
 
 
 def test_no_proxy_sends_spans_straight_to_the_collector(
-    proxy: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch
+    receiver: OtlpReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    address, seen = proxy
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
-    tracing = Tracing(service_name="proxy-test", version="1", otlp_endpoint=address)
-    with tracing.provider.get_tracer("t").start_as_current_span("op"):
-        pass
-    assert tracing.provider.force_flush(5_000)
-    tracing.shutdown()
-    assert seen == ["/v1/traces"]  # origin-form: no proxy in between
+    _export_one_span(receiver.endpoint)
+    assert receiver.targets == ["/v1/traces"]  # origin-form: no proxy in between
+    assert [s.name for s in receiver.spans] == ["op"]
