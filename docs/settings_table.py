@@ -31,7 +31,10 @@ DESCRIPTIONS: dict[str, str] = {
     "redis_prefix": "prefix of every Redis key; both services must agree",
     "issuer": "`iss` of every token: the public base URL. Production: https",
     "api_audience": "`aud` of user access tokens and service tokens",
-    "trusted_proxies": "CIDRs whose X-Forwarded-For is believed (the gateway)",
+    "trusted_proxies": (
+        "CIDRs whose X-Forwarded-For is believed: the gateway's own address only; "
+        "empty: nobody (`make run` sets 127.0.0.2)"
+    ),
     "cors_origins": "origins allowed cross-origin, comma-separated. Production: https, no `*`",
     "docs_enabled": "serve /docs and /openapi.json. Production: must be false",
     "max_body_bytes": "largest request body accepted (413 above)",

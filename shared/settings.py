@@ -58,9 +58,11 @@ class CommonSettings(BaseSettings):
     redis_prefix: str = Field(default="idp:", pattern=r"^[A-Za-z0-9:_.-]{1,64}$")
     issuer: str = "http://localhost:8000"
     api_audience: str = "user-service"
-    # Peers whose X-Forwarded-For we believe (the gateway). Anyone else could
-    # forge the header to dodge per-IP rate limits or poison the audit trail.
-    trusted_proxies: str = "127.0.0.1,::1"
+    # Peers whose X-Forwarded-For we believe: the gateway's own address, and
+    # nothing else. Anyone else could forge the header to dodge per-IP rate
+    # limits or poison the audit trail. Empty (the default): nobody, not even
+    # loopback, where any local process could call the service port directly.
+    trusted_proxies: str = ""
     # Browser origins (scheme://host[:port], comma-separated) allowed to call
     # the API cross-origin. Empty: none (same-origin pages, like the passkey
     # page behind the gateway, need no CORS). "*" only outside production.

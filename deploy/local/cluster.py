@@ -48,6 +48,12 @@ FALLBACK_GATEWAY = Path(__file__).with_name("gateway.py")
 READY_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
 TAIL_LINES = 40
+# The gateway's own loopback address: it connects to the services from here,
+# and the services believe forwarded headers from this address only. Any other
+# local client (127.0.0.1) calling a service port directly is not believed.
+# Linux routes all of 127.0.0.0/8 to lo without setup; macOS needs
+# `sudo ifconfig lo0 alias 127.0.0.2` (checked at start, see gateway_source).
+GATEWAY_SOURCE_ADDRESS = "127.0.0.2"
 
 FAKE_REDIS_WARNING = """
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
@@ -57,6 +63,13 @@ FAKE_REDIS_WARNING = """
 !!  when the cluster stops. For development only, NEVER for production.     !!
 !!  Use a real server with: REDIS_URL=redis://127.0.0.1:6379/0 make run      !!
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
+"""
+
+NO_GATEWAY_SOURCE_WARNING = """
+WARNING: the gateway cannot connect from a loopback address of its own
+({address}: {reason}), so the services believe no forwarded headers and see
+every client as the gateway: per-IP rate limits are shared by all clients.
+On macOS: sudo ifconfig lo0 alias 127.0.0.2
 """
 
 NGINX_MISSING_WARNING = """
@@ -136,16 +149,27 @@ def nginx_command(nginx: str, prefix: Path, *, test: bool = False) -> list[str]:
 
 
 def render_gateway_config(
-    prefix: Path, *, auth_upstream: str, user_upstream: str, listen: str
+    prefix: Path,
+    *,
+    auth_upstream: str,
+    user_upstream: str,
+    listen: str,
+    source_address: str | None = None,
 ) -> Path:
     """Write `<prefix>/gateway.conf` from the template and create logs/ and tmp/.
 
     Args:
         auth_upstream, user_upstream: "host:port" of each service.
         listen: what nginx's `listen` takes: "8000" or "127.0.0.1:8000".
+        source_address: the address nginx connects to the services from
+            (`proxy_bind`, in proxy_bind.conf which the template includes).
     """
     for sub in ("logs", "tmp"):
         (prefix / sub).mkdir(parents=True, exist_ok=True)
+    proxy_bind = prefix / "proxy_bind.conf"
+    proxy_bind.unlink(missing_ok=True)
+    if source_address is not None:
+        proxy_bind.write_text(f"proxy_bind {source_address};\n")
     # safe_substitute: nginx's own $variables are not placeholders.
     rendered = string.Template(GATEWAY_TEMPLATE.read_text()).safe_substitute(
         AUTH_UPSTREAM=auth_upstream, USER_UPSTREAM=user_upstream, LISTEN_PORT=listen
@@ -376,6 +400,33 @@ def connect_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 
 
+def gateway_source(host: str) -> str | None:
+    """The address the gateway connects to the services from, or None.
+
+    None (the services then trust no proxy at all) when the services are
+    reached over IPv6, which has a single loopback address, or when this
+    machine has no 127.0.0.2 (macOS without the alias).
+    """
+    if ":" in connect_host(host):
+        say(
+            NO_GATEWAY_SOURCE_WARNING.format(address="::1", reason="IPv6 has one loopback"),
+            stream="stderr",
+        )
+        return None
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind((GATEWAY_SOURCE_ADDRESS, 0))
+        except OSError as exc:
+            say(
+                NO_GATEWAY_SOURCE_WARNING.format(
+                    address=GATEWAY_SOURCE_ADDRESS, reason=exc.strerror
+                ),
+                stream="stderr",
+            )
+            return None
+    return GATEWAY_SOURCE_ADDRESS
+
+
 def ensure_port_free(host: str, port: int, what: str) -> None:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
@@ -413,7 +464,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def start_gateway(
-    args: argparse.Namespace, *, nginx: str | None, data_dir: Path, auth_url: str, user_url: str
+    args: argparse.Namespace,
+    *,
+    nginx: str | None,
+    data_dir: Path,
+    auth_url: str,
+    user_url: str,
+    source_address: str | None,
 ) -> tuple[Child, str, str]:
     """Start nginx on the rendered template, else the Python fallback.
 
@@ -430,6 +487,7 @@ def start_gateway(
             auth_upstream=f"{reach}:{args.auth_port}",
             user_upstream=f"{reach}:{args.user_port}",
             listen=str(args.gateway_port) if any_host else f"{bracketed}:{args.gateway_port}",
+            source_address=source_address,
         )
         child = start_child("gateway", nginx_command(nginx, prefix), os.environ)
         return child, "nginx", f"access log (JSON): {prefix / 'logs' / 'access.log'}"
@@ -438,6 +496,8 @@ def start_gateway(
     argv = [sys.executable, str(FALLBACK_GATEWAY), "--host", host]
     argv += ["--port", str(args.gateway_port)]
     argv += ["--auth-upstream", auth_url, "--user-upstream", user_url]
+    if source_address is not None:
+        argv += ["--source-address", source_address]
     return start_child("gateway", argv, os.environ), "python fallback", "access log: this terminal"
 
 
@@ -467,6 +527,7 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
     ):
         ensure_port_free(host, port, what)
 
+    source_address = gateway_source(host)
     redis_handle = start_redis(os.environ)
     children: list[Child] = []
     try:
@@ -480,6 +541,10 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
             "USER_SERVICE_URL": user_url,
             "JWKS_URL": f"{auth_url}/.well-known/jwks.json",
             "ISSUER": f"http://localhost:{args.gateway_port}",
+            # Forwarded headers are believed from the gateway's own address
+            # only (set here, not from the environment: only this script
+            # knows it). Empty: from nobody.
+            "TRUSTED_PROXIES": source_address or "",
             "PYTHONUNBUFFERED": "1",  # child output shows up as it is written
         }
         databases = {
@@ -507,7 +572,12 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
             wait_until_ok(child, f"http://{reach}:{port}/readyz", stop)
 
         gateway, gateway_kind, gateway_log = start_gateway(
-            args, nginx=nginx, data_dir=data_dir, auth_url=auth_url, user_url=user_url
+            args,
+            nginx=nginx,
+            data_dir=data_dir,
+            auth_url=auth_url,
+            user_url=user_url,
+            source_address=source_address,
         )
         children.append(gateway)
         wait_until_ok(gateway, f"{gateway_url}/healthz", stop)

@@ -6,7 +6,8 @@ security headers and body limit. It does not rate-limit (the auth service has
 its own limits) and is meant for `make run` only, never for production.
 
 Run: python deploy/local/gateway.py --port 8000 \
-        --auth-upstream http://127.0.0.1:8001 --user-upstream http://127.0.0.1:8002
+        --auth-upstream http://127.0.0.1:8001 --user-upstream http://127.0.0.1:8002 \
+        [--source-address 127.0.0.2]
 """
 
 from __future__ import annotations
@@ -98,6 +99,11 @@ def route(method: str, path: str) -> str | None:
     return None
 
 
+def forwarded_for(address: str) -> str:
+    """RFC 7239 `Forwarded: for=...`; an IPv6 address quoted and bracketed (section 6)."""
+    return f'for="[{address}]"' if ":" in address else f"for={address}"
+
+
 def problem_body(status: int, title: str) -> bytes:
     """RFC 9457 body, byte for byte what the nginx config returns."""
     document = {"type": "about:blank", "title": title, "status": status}
@@ -113,12 +119,17 @@ class Gateway:
         auth_upstream: str,
         user_upstream: str,
         client: httpx.AsyncClient | None = None,
+        source_address: str | None = None,
     ) -> None:
         self._upstreams = {"auth": auth_upstream.rstrip("/"), "user": user_upstream.rstrip("/")}
         # trust_env=False: an HTTP(S)_PROXY in the environment must not capture
-        # traffic to the local services.
+        # traffic to the local services. source_address, like nginx's
+        # proxy_bind: the address the services believe forwarded headers from.
         self._client = client or httpx.AsyncClient(
-            timeout=httpx.Timeout(30.0, connect=5.0), trust_env=False, follow_redirects=False
+            transport=httpx.AsyncHTTPTransport(local_address=source_address),
+            timeout=httpx.Timeout(30.0, connect=5.0),
+            trust_env=False,
+            follow_redirects=False,
         )
         # The client is shared by every user of the gateway: it must never keep
         # one user's Set-Cookie and replay it for the next (block every domain).
@@ -167,7 +178,6 @@ class Gateway:
             return
 
         peer = scope.get("client") or ("", 0)
-        forwarded_for = _header(request_headers, "x-forwarded-for")
         host = _header(request_headers, "host") or ""
         headers = [
             (k, v)
@@ -175,7 +185,10 @@ class Gateway:
             if k not in _HOP_BY_HOP and k not in _REQUEST_HEADERS_SET_HERE
         ]
         headers += [
-            ("x-forwarded-for", f"{forwarded_for}, {peer[0]}" if forwarded_for else peer[0]),
+            # The edge REPLACES the client address headers with the peer, as
+            # nginx does: what a client sent there is never passed on.
+            ("x-forwarded-for", peer[0]),
+            ("forwarded", forwarded_for(peer[0])),
             ("x-forwarded-proto", scope.get("scheme", "http")),
             ("x-forwarded-host", host),
             ("x-real-ip", peer[0]),
@@ -285,8 +298,17 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--auth-upstream", default="http://127.0.0.1:8001")
     parser.add_argument("--user-upstream", default="http://127.0.0.1:8002")
+    parser.add_argument(
+        "--source-address",
+        default=None,
+        help="local address to connect to the services from (the one they trust)",
+    )
     args = parser.parse_args()
-    app = Gateway(auth_upstream=args.auth_upstream, user_upstream=args.user_upstream)
+    app = Gateway(
+        auth_upstream=args.auth_upstream,
+        user_upstream=args.user_upstream,
+        source_address=args.source_address,
+    )
     # proxy_headers=False: this process IS the proxy; the client address must be
     # the socket peer, never an X-Forwarded-For a local client made up.
     # server_header=False: no "server: uvicorn" (nginx runs with server_tokens off).

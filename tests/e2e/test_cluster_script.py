@@ -30,6 +30,7 @@ from typing import Any
 import httpx
 import pytest
 import uvicorn
+from asgi_lifespan import LifespanManager
 
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = REPO / "deploy" / "local"
@@ -118,6 +119,7 @@ def echo_app(name: str) -> Any:
             "path": scope["path"],
             "raw_path": scope["raw_path"].decode(),
             "headers": {k.decode(): v.decode() for k, v in scope["headers"]},
+            "peer": scope["client"][0] if scope.get("client") else None,
             "body_len": len(body),
         }
         content_type = b"application/problem+json" if status >= 400 else b"application/json"
@@ -198,7 +200,14 @@ def nginx_binary() -> str:
 
 
 @contextlib.contextmanager
-def running_nginx(nginx: str, prefix: Path, *, auth_port: int, user_port: int) -> Iterator[str]:
+def running_nginx(
+    nginx: str,
+    prefix: Path,
+    *,
+    auth_port: int,
+    user_port: int,
+    source_address: str | None = None,
+) -> Iterator[str]:
     """nginx on the rendered template in front of the given ports; yields its base URL."""
     port = free_port()
     cluster.render_gateway_config(
@@ -206,6 +215,7 @@ def running_nginx(nginx: str, prefix: Path, *, auth_port: int, user_port: int) -
         auth_upstream=f"127.0.0.1:{auth_port}",
         user_upstream=f"127.0.0.1:{user_port}",
         listen=f"127.0.0.1:{port}",
+        source_address=source_address,
     )
     log = prefix / "nginx.out"
     with log.open("wb") as out:
@@ -303,6 +313,7 @@ def test_nginx_forwarding_headers(nginx_gateway: httpx.Client) -> None:
         "/users/me",
         headers={
             "X-Forwarded-For": "203.0.113.7",
+            "X-Real-IP": "203.0.113.8",
             "Forwarded": "for=198.51.100.1",
             "traceparent": CLIENT_TRACEPARENT,
             "tracestate": "vendor=x",
@@ -310,15 +321,28 @@ def test_nginx_forwarding_headers(nginx_gateway: httpx.Client) -> None:
         },
     )
     seen = response.json()["headers"]
-    assert seen["x-forwarded-for"] == "203.0.113.7, 127.0.0.1"
+    # The edge replaces what the client claimed with the peer, never appends.
+    assert seen["x-forwarded-for"] == "127.0.0.1"
     assert seen["x-real-ip"] == "127.0.0.1"
+    assert seen["forwarded"] == "for=127.0.0.1"
     assert seen["x-forwarded-proto"] == "http"
     assert seen["host"] == f"127.0.0.1:{nginx_gateway.base_url.port}"
-    assert "forwarded" not in seen
     # A client does not get to choose (or opt out of) the trace of its request.
     assert not {"traceparent", "tracestate", "baggage"} & set(seen)
     assert re.fullmatch(r"[0-9a-f]{32}", seen["x-request-id"])
     assert response.headers.get_list("x-request-id") == [seen["x-request-id"]]
+
+
+def test_nginx_connects_from_the_source_address_the_services_trust(
+    nginx_binary: str, upstreams: dict[str, int], tmp_path: Path
+) -> None:
+    # `make run` gives nginx a loopback address of its own (proxy_bind), so
+    # the services can tell it from any other local client.
+    source = cluster.GATEWAY_SOURCE_ADDRESS
+    with running_nginx(nginx_binary, tmp_path, **upstreams, source_address=source) as base:
+        echoed = httpx.get(f"{base}/users/me", trust_env=False).json()
+    assert echoed["peer"] == source
+    assert echoed["headers"]["x-forwarded-for"] == "127.0.0.1"
 
 
 def test_nginx_request_id_kept_only_when_safe(nginx_gateway: httpx.Client) -> None:
@@ -439,6 +463,7 @@ async def test_fallback_forwarding_headers(fallback: httpx.AsyncClient) -> None:
         "/users/me",
         headers={
             "X-Forwarded-For": "203.0.113.7",
+            "X-Real-IP": "203.0.113.8",
             "Forwarded": "for=198.51.100.1",
             "traceparent": CLIENT_TRACEPARENT,
             "tracestate": "vendor=x",
@@ -447,17 +472,38 @@ async def test_fallback_forwarding_headers(fallback: httpx.AsyncClient) -> None:
     )
     seen = response.json()["headers"]
     client_ip = "127.0.0.1"  # what httpx.ASGITransport reports as the peer
-    assert seen["x-forwarded-for"] == f"203.0.113.7, {client_ip}"
+    # The edge replaces what the client claimed with the peer, never appends.
+    assert seen["x-forwarded-for"] == client_ip
     assert seen["x-real-ip"] == client_ip
+    assert seen["forwarded"] == f"for={client_ip}"
     assert seen["x-forwarded-proto"] == "http"
     assert seen["host"] == "gateway.test"
-    assert "forwarded" not in seen
     # A client does not get to choose (or opt out of) the trace of its request.
     assert not {"traceparent", "tracestate", "baggage"} & set(seen)
     assert re.fullmatch(r"[0-9a-f]{32}", seen["x-request-id"])
     assert response.headers.get_list("x-request-id") == [seen["x-request-id"]]
     for name, value in SECURITY_HEADERS.items():
         assert response.headers.get_list(name) == [value], name
+
+
+@pytest.mark.anyio
+async def test_fallback_connects_from_the_source_address_the_services_trust(
+    upstreams: dict[str, int],
+) -> None:
+    source = cluster.GATEWAY_SOURCE_ADDRESS
+    app = gateway.Gateway(
+        auth_upstream=f"http://127.0.0.1:{upstreams['auth_port']}",
+        user_upstream=f"http://127.0.0.1:{upstreams['user_port']}",
+        source_address=source,
+    )
+    # The lifespan closes the gateway's own upstream client at the end.
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://gw.test") as client,
+    ):
+        echoed = (await client.get("/users/me", headers={"X-Forwarded-For": "203.0.113.7"})).json()
+    assert echoed["peer"] == source
+    assert echoed["headers"]["x-forwarded-for"] == "127.0.0.1"
 
 
 @pytest.mark.anyio
@@ -514,7 +560,10 @@ STANDIN = textwrap.dedent(
     import redis.asyncio as aioredis
     from fastapi import FastAPI, Request, Response
 
-    WIRED = ("REDIS_URL", "DATABASE_URL", "KEY_DIR", "USER_SERVICE_URL", "JWKS_URL", "ISSUER")
+    WIRED = (
+        "REDIS_URL", "DATABASE_URL", "KEY_DIR", "USER_SERVICE_URL", "JWKS_URL", "ISSUER",
+        "TRUSTED_PROXIES",
+    )
 
 
     def _factory(name):
@@ -674,6 +723,8 @@ def test_cluster_starts_wires_routes_and_stops(
         assert env_seen["USER_SERVICE_URL"] == f"http://127.0.0.1:{ports['user']}"
         assert env_seen["JWKS_URL"] == f"http://127.0.0.1:{ports['auth']}/.well-known/jwks.json"
         assert env_seen["ISSUER"] == f"http://localhost:{ports['gateway']}"
+        # Forwarded headers are believed from the gateway's own address only.
+        assert env_seen["TRUSTED_PROXIES"] == cluster.GATEWAY_SOURCE_ADDRESS
         if redis_url:
             assert env_seen["REDIS_URL"] == redis_url
         else:
