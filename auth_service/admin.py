@@ -23,8 +23,8 @@ from auth_service.services.authentication import login_key
 from auth_service.stores.sessions import SessionStore
 from shared.database import make_engine, make_sessionmaker
 from shared.migrations import prepare_schema
+from shared.revocation import MARKER_OUTLIVES_TOKEN_SECONDS
 
-_MARKER_LEEWAY = 60
 _AUDIT_EVENTS = {
     "promote": "admin.role_granted",
     "demote": "admin.role_revoked",
@@ -47,7 +47,7 @@ async def _run(command: str, email: str, settings: AuthSettings) -> int:
             redis,
             prefix=settings.redis_prefix,
             session_ttl=settings.refresh_token_ttl_seconds,
-            marker_ttl=settings.access_token_ttl_seconds + _MARKER_LEEWAY,
+            marker_ttl=settings.access_token_ttl_seconds + MARKER_OUTLIVES_TOKEN_SECONDS,
         )
         key = login_key(email)
         identity = await identities.active_by_email(key)

@@ -42,7 +42,7 @@ from shared.heap import settle_after_startup, thaw
 from shared.observability import Observability
 from shared.preflight import prepare_or_release
 from shared.problems import install_problem_handlers
-from shared.revocation import RedisRevocationChecker
+from shared.revocation import MARKER_OUTLIVES_TOKEN_SECONDS, RedisRevocationChecker
 from shared.routes import add_routes
 from shared.tracing import FASTAPI_TELEMETRY_OFF
 from shared.unavailable import DEPENDENCY_ERRORS
@@ -50,8 +50,6 @@ from shared.verify import TokenVerifier
 
 _log = logging.getLogger("auth_service")
 
-# Revocation markers must outlive every access token of the revoked session.
-_MARKER_LEEWAY = 60
 # The tables this service owns: its migrations (auth_service/migrations/)
 # create them, and tests/deploy/test_migrations.py checks that the migrated
 # schema matches these models. Add a table here *and* a migration for it.
@@ -96,7 +94,7 @@ def _build_context(
         redis,
         prefix=settings.redis_prefix,
         session_ttl=settings.refresh_token_ttl_seconds,
-        marker_ttl=settings.access_token_ttl_seconds + _MARKER_LEEWAY,
+        marker_ttl=settings.access_token_ttl_seconds + MARKER_OUTLIVES_TOKEN_SECONDS,
     )
     limiter = RateLimiter(redis, prefix=settings.redis_prefix, enabled=settings.rate_limit_enabled)
     issuer = TokenIssuer(

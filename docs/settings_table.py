@@ -83,9 +83,14 @@ DESCRIPTIONS: dict[str, str] = {
     # --- user service (user_service/config.py) ---
     "jwks_url": "the only key source the user service trusts",
     "jwks_cache_ttl_seconds": "how long fetched keys are used before a refetch",
-    "jwks_min_refetch_seconds": "least time between refetches on an unknown kid",
+    "jwks_min_refetch_seconds": (
+        "least time between refetches on an unknown kid; below 1 refused at start"
+    ),
     "jwks_timeout_seconds": "timeout of a JWKS fetch",
-    "token_leeway_seconds": "clock skew allowed on exp/iat",
+    "token_leeway_seconds": (
+        "clock skew allowed on exp/iat; above 60 (how long revocation markers "
+        "outlive a token) refused at start"
+    ),
     "service_client_id": "`client_id` of the service tokens accepted on /internal",
 }
 

@@ -11,7 +11,20 @@ from __future__ import annotations
 from collections.abc import Awaitable
 from typing import Protocol
 
-__all__ = ["RedisRevocationChecker", "RevocationChecker", "revocation_channel", "revoked_key"]
+__all__ = [
+    "MARKER_OUTLIVES_TOKEN_SECONDS",
+    "RedisRevocationChecker",
+    "RevocationChecker",
+    "revocation_channel",
+    "revoked_key",
+]
+
+# A revocation marker lives for the access-token lifetime plus this, so it
+# outlives the `exp` of every token of the revoked session by at least this
+# much. A verifier's leeway on `exp` must not be longer: a token would then
+# verify again, revoked, once its marker is gone (user_service/config.py
+# refuses such a TOKEN_LEEWAY_SECONDS at start).
+MARKER_OUTLIVES_TOKEN_SECONDS = 60
 
 
 def revoked_key(prefix: str, sid: str) -> str:
