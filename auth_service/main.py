@@ -280,6 +280,7 @@ def create_app(
         RequestContextMiddleware,
         trusted_proxies=settings.proxy_networks,
         max_body_bytes=settings.max_body_bytes,
+        hsts=settings.issuer_is_https,
     )
     add_routes(app, audit_api.router)
     # Last: metrics and spans wrap all of the above (one middleware when both

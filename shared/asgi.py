@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.problems import PROBLEM_JSON
 
-__all__ = ["RequestContextMiddleware", "client_ip", "request_id"]
+__all__ = ["HSTS", "RequestContextMiddleware", "client_ip", "request_id"]
 
 _SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 
@@ -86,6 +86,10 @@ _SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 # Cheat Sheet). HTML routes (the passkey page, Swagger UI) set their own CSP
 # or none, so this is added only to JSON responses.
 _API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+# RFC 6797 HSTS, only when the public origin (the issuer) is https: sent for an
+# http issuer it would pin a browser to https on, say, localhost. Two years and
+# subdomains, as the gateway's TLS block sends it (and hstspreload.org asks).
+HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
 
 
 def _security_headers(
@@ -107,14 +111,21 @@ class RequestContextMiddleware:
         app: the wrapped ASGI app.
         trusted_proxies: networks whose X-Forwarded-For is believed.
         max_body_bytes: larger bodies get 413 before any parsing.
+        hsts: send Strict-Transport-Security (the issuer is https).
     """
 
     def __init__(
-        self, app: ASGIApp, *, trusted_proxies: tuple[IPNetwork, ...], max_body_bytes: int
+        self,
+        app: ASGIApp,
+        *,
+        trusted_proxies: tuple[IPNetwork, ...],
+        max_body_bytes: int,
+        hsts: bool = False,
     ) -> None:
         self.app = app
         self.trusted = trusted_proxies
         self.max_body = max_body_bytes
+        self.always: tuple[tuple[bytes, bytes], ...] = (HSTS,) if hsts else ()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -158,6 +169,7 @@ class RequestContextMiddleware:
                 if b"cache-control" not in names:
                     raw.append((b"cache-control", b"no-store"))
                 raw.extend(_security_headers(raw, names))
+                raw.extend(h for h in self.always if h[0] not in names)
                 message = {**message, "headers": raw}
             await send(message)
 
@@ -187,6 +199,7 @@ class RequestContextMiddleware:
                     (b"connection", b"close"),
                     *_SECURITY_HEADERS,
                     _API_CSP,
+                    *self.always,
                 ],
             }
         )

@@ -110,6 +110,11 @@ class CommonSettings(BaseSettings):
         )
 
     @property
+    def issuer_is_https(self) -> bool:
+        """The public origin is https: responses carry HSTS (RFC 6797)."""
+        return self.issuer.startswith("https://")
+
+    @property
     def is_production(self) -> bool:
         return self.env == "production"
 
