@@ -56,6 +56,17 @@ _KNOWN: Mapping[str, tuple[str, ...]] = {
     ),
     "denials": ("not_owner", "not_admin", "service_token", "not_a_service", "missing_scope"),
     "jwks": ("ok", "error"),
+    # user.register failure reasons (auth_service/api/auditing.py), plus
+    # sign-ups refused by a rate limit.
+    "registrations": (
+        "success",
+        "duplicate",
+        "password_policy",
+        "validation",
+        "unavailable",
+        "error",
+        "rate_limited",
+    ),
     # Every outcome an audit event can have (shared.audit.audit_event).
     "outcomes": ("success", "failure", "denied"),
     # The `Limit` scopes the auth service builds (auth_service/main.py,
@@ -158,6 +169,9 @@ class ServiceMetrics:
         self.logins = counter("idp_logins", "Login attempts by result.", "result")
         self.mfa = counter("idp_mfa", "Second-factor verifications by result.", "result")
         self.tokens_issued = counter("idp_tokens_issued", "Tokens issued by kind.", "kind")
+        self.registrations = counter(
+            "idp_registrations", "Sign-ups by result (success or why refused).", "result"
+        )
         self.refresh_reuse = counter(
             "idp_refresh_reuse", "Rotated refresh tokens presented again (sessions revoked)."
         )
@@ -200,6 +214,7 @@ class ServiceMetrics:
                 (self.logins, _KNOWN["login_results"]),
                 (self.mfa, _KNOWN["mfa_results"]),
                 (self.tokens_issued, _KNOWN["token_kinds"]),
+                (self.registrations, _KNOWN["registrations"]),
             ]
             self.refresh_reuse.labels(s)
         else:
@@ -275,6 +290,9 @@ class ServiceMetrics:
             self.mfa.labels(s, "success" if outcome == "success" else "failure").inc()
             if outcome == "success":
                 self.tokens_issued.labels(s, "refresh").inc()
+        elif event == "user.register":
+            # Duplicates in bulk: someone testing which emails have accounts.
+            self.registrations.labels(s, "success" if outcome == "success" else reason).inc()
         elif event == "token.refresh" and outcome == "success":
             self.tokens_issued.labels(s, "refresh").inc()
         elif event == "refresh.reuse_detected":
@@ -283,6 +301,8 @@ class ServiceMetrics:
             self.rate_limited.labels(s, reason).inc()
             if record.get("action") == "login":
                 self.logins.labels(s, "rate_limited").inc()
+            elif record.get("action") == "register":
+                self.registrations.labels(s, "rate_limited").inc()
         elif event == "token.rejected":
             self.token_rejections.labels(s, reason).inc()
         elif event == "access.denied":

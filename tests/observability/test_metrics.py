@@ -82,6 +82,7 @@ async def test_security_counters_follow_the_flows(services: Services) -> None:
     assert _value(auth, "idp_tokens_issued_total", kind="service") == 1  # cached for 2 upserts
     assert _value(auth, "idp_refresh_reuse_total") == 1
     assert _value(auth, "idp_audit_events_total", event="user.register", outcome="success") == 2
+    assert _value(auth, "idp_registrations_total", result="success") == 2
     assert _value(auth, "idp_mfa_total", result="failure") == 0  # present before any MFA
     assert 0 <= _value(auth, "idp_signing_key_age_seconds") < 600
 
@@ -165,6 +166,7 @@ def test_audit_events_map_to_security_counters() -> None:
         ("rate_limited", "denied", "register-ip", {"action": "register"}),
         ("token.rejected", "failure", "Weird Reason; DROP", {}),  # unsafe -> "other"
         ("passkey.added", "success", None, {}),
+        ("user.register", "failure", "duplicate", {}),
     ]:
         m.observe_audit({"event": event, "outcome": outcome, "reason": reason, **extra})
     samples = {
@@ -189,6 +191,8 @@ def test_audit_events_map_to_security_counters() -> None:
     assert value("idp_rate_limited_total", limit="register-ip") == 1
     assert value("idp_token_rejections_total", reason="other") == 1
     assert value("idp_audit_events_total", event="passkey.added", outcome="success") == 1
+    assert value("idp_registrations_total", result="duplicate") == 1
+    assert value("idp_registrations_total", result="rate_limited") == 1
 
 
 async def test_probes_are_counted_though_never_traced(services: Services) -> None:
