@@ -13,7 +13,10 @@ FROM debian:bookworm-slim
 
 RUN apt-get update \
  && apt-get install -y --no-install-recommends mtail \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* \
+ && install -d -o 101 -g 101 -m 0755 /var/run/gateway-metrics
+# (The directory as in the gateway image: whichever container mounts the
+# shared volume first, it starts owned by nginx's uid.)
 COPY deploy/mtail/ /etc/mtail/
 COPY --chmod=0755 deploy/docker/gateway-metrics/run.sh /usr/local/bin/gateway-metrics
 
