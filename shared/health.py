@@ -28,7 +28,7 @@ def health_router(checks: Callable[[], Mapping[str, Check]]) -> APIRouter:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @router.get("/readyz")
+    @router.get("/readyz", responses={503: {"description": "A dependency does not answer"}})
     async def readyz() -> JSONResponse:
         results: dict[str, str] = {}
         for name, probe in checks().items():

@@ -7,17 +7,62 @@ no BaseHTTPMiddleware (an extra task and body buffering per request).
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable, Iterator
 
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.metrics import ServiceMetrics
 
-__all__ = ["UNMATCHED", "HttpMetricsMiddleware", "metrics_method", "route_template"]
+__all__ = [
+    "UNMATCHED",
+    "HttpMetricsMiddleware",
+    "known_requests",
+    "metrics_method",
+    "route_template",
+]
 
 # Everything no route matched (scanners, typos) shares one label value, so
 # a burst of random paths cannot create a series per path.
 UNMATCHED = "<unmatched>"
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# Any route can fail (500, counted by the middleware for an escaping
+# exception); any route reading a body can get 413 (shared.asgi's limit).
+_ANY_ROUTE = (500,)
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def known_requests(routes: Iterable[BaseRoute]) -> Iterator[tuple[str, str, tuple[int, ...]]]:
+    """(method, route template, statuses) for every request a route can answer.
+
+    The statuses are the route's own (its status code and its documented
+    `responses`, 422 when it validates input), plus those any route can
+    answer. `<unmatched>` gets 404 for every method label: scanners are the
+    traffic a security team most wants to see from the first request on.
+    """
+    for route in routes:
+        if not isinstance(route, Route) or not route.methods:
+            continue
+        template = getattr(route, "path_format", None) or route.path
+        own = {int(getattr(route, "status_code", None) or 200)}
+        extra = (getattr(route, "openapi_extra", None) or {}).get("responses", {})
+        for code in (*getattr(route, "responses", {}), *extra):
+            if str(code).isdigit():
+                own.add(int(code))
+        dependant = getattr(route, "dependant", None)
+        if dependant is not None and (
+            dependant.path_params
+            or dependant.query_params
+            or dependant.header_params
+            or dependant.cookie_params
+            or dependant.body_params
+        ):
+            own.add(422)
+        for method in sorted(route.methods):
+            statuses = own | set(_ANY_ROUTE) | ({413} if method in _BODY_METHODS else set())
+            yield method, template, tuple(sorted(statuses))
+    for method in sorted(_METHODS | {"OTHER"}):
+        yield method, UNMATCHED, (404,)
 
 
 def route_template(scope: Scope) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import re
-from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -57,7 +56,56 @@ _KNOWN: Mapping[str, tuple[str, ...]] = {
     ),
     "denials": ("not_owner", "not_admin", "service_token", "not_a_service", "missing_scope"),
     "jwks": ("ok", "error"),
+    # user.register failure reasons (auth_service/api/auditing.py), plus
+    # sign-ups refused by a rate limit.
+    "registrations": (
+        "success",
+        "duplicate",
+        "password_policy",
+        "validation",
+        "unavailable",
+        "error",
+        "rate_limited",
+    ),
+    # Every outcome an audit event can have (shared.audit.audit_event).
+    "outcomes": ("success", "failure", "denied"),
+    # The `Limit` scopes the auth service builds (auth_service/main.py,
+    # auth_service/services/second_factor.py); a test keeps this list whole.
+    "limits": (
+        "login-ip",
+        "login-account",
+        "login-account-net",
+        "register-ip",
+        "register-email",
+        "refresh-ip",
+        "passkey-options-ip",
+    ),
 }
+
+RATE_LIMITS = _KNOWN["limits"]
+
+# The audit events each kind of service emits over HTTP (docs/SECURITY_TEAM.md,
+# catalogue; the operator CLIs' events come from other processes). Created at
+# 0 for every outcome: Prometheus's first sample of a series created by its
+# first event already holds that event, and `increase()` never shows it.
+AUDIT_EVENTS_ANY: tuple[str, ...] = ("token.rejected", "access.denied", "audit.read")
+AUDIT_EVENTS_ISSUER: tuple[str, ...] = (
+    "user.register",
+    "login",
+    "mfa.challenge",
+    "mfa.verify",
+    "recovery_code.used",
+    "passkey.login",
+    "passkey.added",
+    "passkey.removed",
+    "recovery_codes.generated",
+    "step_up",
+    "token.refresh",
+    "refresh.reuse_detected",
+    "logout",
+    "session.revoked",
+    "rate_limited",
+)
 
 
 class _CallbackGauge(Collector):
@@ -121,6 +169,9 @@ class ServiceMetrics:
         self.logins = counter("idp_logins", "Login attempts by result.", "result")
         self.mfa = counter("idp_mfa", "Second-factor verifications by result.", "result")
         self.tokens_issued = counter("idp_tokens_issued", "Tokens issued by kind.", "kind")
+        self.registrations = counter(
+            "idp_registrations", "Sign-ups by result (success or why refused).", "result"
+        )
         self.refresh_reuse = counter(
             "idp_refresh_reuse", "Rotated refresh tokens presented again (sessions revoked)."
         )
@@ -142,7 +193,7 @@ class ServiceMetrics:
         self.audit_dropped = counter(
             "idp_audit_events_dropped", "Audit events that could not be written to the audit table."
         )
-        self._children: dict[tuple[str, str, int], tuple[Any, Any, list[Any], list[float]]] = {}
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
         if not self._multiproc_dir:
             ProcessCollector(registry=reg)  # per-process numbers mean nothing aggregated
 
@@ -163,6 +214,7 @@ class ServiceMetrics:
                 (self.logins, _KNOWN["login_results"]),
                 (self.mfa, _KNOWN["mfa_results"]),
                 (self.tokens_issued, _KNOWN["token_kinds"]),
+                (self.registrations, _KNOWN["registrations"]),
             ]
             self.refresh_reuse.labels(s)
         else:
@@ -171,28 +223,44 @@ class ServiceMetrics:
             for value in values:
                 family.labels(s, value)
         self.audit_dropped.labels(s)
+        events = AUDIT_EVENTS_ANY + (AUDIT_EVENTS_ISSUER if issuer else ())
+        for event in events:
+            for outcome in _KNOWN["outcomes"]:
+                self.audit_events.labels(s, event, outcome)
+        if issuer:
+            for limit in _KNOWN["limits"]:
+                self.rate_limited.labels(s, limit)
+
+    def initialise_requests(self, routes: Iterable[tuple[str, str, Iterable[int]]]) -> None:
+        """Create the request counters and latency histograms at 0.
+
+        Args:
+            routes: (method, route template, the statuses it can answer), from
+                `shared.http_metrics.known_requests`.
+        """
+        for method, route, statuses in routes:
+            for status in statuses:
+                self._bind(method, route, status)
 
     # --- the hot path --------------------------------------------------------
 
-    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+    def _bind(self, method: str, route: str, status: int) -> tuple[Any, Any]:
+        # labels() validates and locks: resolve the children once per label
+        # tuple and keep them (pre-bound children are the public API).
         key = (method, route, status)
-        values = self._children.get(key)
-        if values is None:
-            # labels() validates and locks: resolve the children once per label
-            # tuple, down to the value cells that `inc()`/`observe()` update.
-            count = self.requests.labels(self.service, method, route, str(status))
-            latency = self.latency.labels(self.service, method, route)
-            values = (count._value, latency._sum, latency._buckets, latency._upper_bounds)
-            self._children[key] = values
-        # What Counter.inc(1) and Histogram.observe(seconds) do, minus their
-        # per-call checks (non-negative amount, labels resolved, exemplar),
-        # which hold by construction here; bisect_left finds the first bucket
-        # with seconds <= its bound, as observe's loop does. The cells are the
-        # library's own (mutex or multiprocess mmap), so both modes stay exact
-        # (tests/observability/test_metrics.py compares with the public API).
-        values[0].inc(1)
-        values[1].inc(seconds)
-        values[2][bisect_left(values[3], seconds)].inc(1)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.requests.labels(self.service, method, route, str(status)),
+                self.latency.labels(self.service, method, route),
+            )
+            self._children[key] = children
+        return children
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        children = self._children.get((method, route, status)) or self._bind(method, route, status)
+        children[0].inc()
+        children[1].observe(seconds)
 
     # --- security counters -----------------------------------------------------
 
@@ -222,6 +290,9 @@ class ServiceMetrics:
             self.mfa.labels(s, "success" if outcome == "success" else "failure").inc()
             if outcome == "success":
                 self.tokens_issued.labels(s, "refresh").inc()
+        elif event == "user.register":
+            # Duplicates in bulk: someone testing which emails have accounts.
+            self.registrations.labels(s, "success" if outcome == "success" else reason).inc()
         elif event == "token.refresh" and outcome == "success":
             self.tokens_issued.labels(s, "refresh").inc()
         elif event == "refresh.reuse_detected":
@@ -230,6 +301,8 @@ class ServiceMetrics:
             self.rate_limited.labels(s, reason).inc()
             if record.get("action") == "login":
                 self.logins.labels(s, "rate_limited").inc()
+            elif record.get("action") == "register":
+                self.registrations.labels(s, "rate_limited").inc()
         elif event == "token.rejected":
             self.token_rejections.labels(s, reason).inc()
         elif event == "access.denied":

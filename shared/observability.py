@@ -27,7 +27,7 @@ from shared.audit_sink import (
     attach,
     detach,
 )
-from shared.http_metrics import HttpMetricsMiddleware
+from shared.http_metrics import HttpMetricsMiddleware, known_requests
 from shared.metrics import CONTENT_TYPE_LATEST, ServiceMetrics
 from shared.settings import CommonSettings
 from shared.tracing import Tracing
@@ -93,6 +93,9 @@ class Observability:
                 return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
             app.add_api_route("/metrics", metrics_endpoint, include_in_schema=False)
+            # Every route's series at 0 from the first scrape, so the first
+            # burst on a fresh process shows in rate()/increase().
+            metrics.initialise_requests(known_requests(app.routes))
         if self._tracing_enabled:
             self.tracing = Tracing(
                 service_name=self.service, version=app.version, otlp_endpoint=self._otlp_endpoint

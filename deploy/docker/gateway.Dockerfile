@@ -25,6 +25,7 @@ ENV GATEWAY_PREFIX=/var/run/gateway \
 
 RUN rm -f /etc/nginx/conf.d/default.conf \
  && install -d -o nginx -g nginx -m 0700 /var/run/gateway \
+ && install -d -o nginx -g nginx -m 0755 /var/run/gateway-metrics \
  && install -d -m 0755 /etc/nginx/templates
 COPY deploy/nginx/gateway.conf.template /etc/nginx/templates/gateway.conf.template
 COPY --chmod=0755 deploy/docker/gateway/05-gateway-prefix.sh /docker-entrypoint.d/05-gateway-prefix.sh

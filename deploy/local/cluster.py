@@ -45,6 +45,7 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GATEWAY_TEMPLATE = REPO_ROOT / "deploy" / "nginx" / "gateway.conf.template"
 FALLBACK_GATEWAY = Path(__file__).with_name("gateway.py")
+GATEWAY_METRICS_PROGS = REPO_ROOT / "deploy" / "mtail"
 READY_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
 TAIL_LINES = 40
@@ -121,6 +122,12 @@ class StopFlag:
         return self._set
 
 
+MTAIL_MISSING_NOTE = """
+NOTE: mtail is not installed, so the gateway's own refusals (limit_req 429s,
+dot segments, oversized bodies) are not exported as metrics.
+Install it for the gateway's metrics: sudo apt-get install mtail
+"""
+
 # --- nginx -----------------------------------------------------------------------
 
 
@@ -155,6 +162,7 @@ def render_gateway_config(
     user_upstream: str,
     listen: str,
     source_address: str | None = None,
+    metrics_log: Path | None = None,
 ) -> Path:
     """Write `<prefix>/gateway.conf` from the template and create logs/ and tmp/.
 
@@ -163,6 +171,8 @@ def render_gateway_config(
         listen: what nginx's `listen` takes: "8000" or "127.0.0.1:8000".
         source_address: the address nginx connects to the services from
             (`proxy_bind`, in proxy_bind.conf which the template includes).
+        metrics_log: also write the lines the gateway's metrics exporter
+            reads (log_format gateway_metrics) to this file.
     """
     for sub in ("logs", "tmp"):
         (prefix / sub).mkdir(parents=True, exist_ok=True)
@@ -170,6 +180,12 @@ def render_gateway_config(
     proxy_bind.unlink(missing_ok=True)
     if source_address is not None:
         proxy_bind.write_text(f"proxy_bind {source_address};\n")
+    include = prefix / "metrics_log.conf"  # the template's `include metrics_log*.conf`
+    if metrics_log is None:
+        include.unlink(missing_ok=True)
+    else:
+        metrics_log.touch()  # mtail tails it from the start, before the first request
+        include.write_text(f'access_log "{metrics_log}" gateway_metrics;\n')
     # safe_substitute: nginx's own $variables are not placeholders.
     rendered = string.Template(GATEWAY_TEMPLATE.read_text()).safe_substitute(
         AUTH_UPSTREAM=auth_upstream, USER_UPSTREAM=user_upstream, LISTEN_PORT=listen
@@ -180,6 +196,27 @@ def render_gateway_config(
     config = prefix / "gateway.conf"
     config.write_text(rendered)
     return config
+
+
+def find_mtail() -> str | None:
+    return shutil.which("mtail") or shutil.which("mtail", path="/usr/bin:/usr/local/bin")
+
+
+def mtail_command(mtail: str, log: Path, *, host: str, port: int) -> list[str]:
+    """mtail running deploy/mtail/gateway.mtail on `log`, serving /metrics on host:port."""
+    return [
+        mtail,
+        "--progs",
+        str(GATEWAY_METRICS_PROGS),
+        "--logs",
+        str(log),
+        "--address",
+        host,
+        "--port",
+        str(port),
+        "--emit_prog_label=false",  # one program: the label says nothing
+        "--logtostderr",
+    ]
 
 
 # --- child processes ---------------------------------------------------------------
@@ -449,6 +486,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--gateway-port", type=int, default=8000)
     parser.add_argument("--auth-port", type=int, default=8001)
     parser.add_argument("--user-port", type=int, default=8002)
+    # mtail's own default port; on loopback (like the services' /metrics).
+    parser.add_argument("--gateway-metrics-port", type=int, default=3903)
     parser.add_argument("--data-dir", type=Path, default=Path(".data"))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument(
@@ -471,6 +510,7 @@ def start_gateway(
     auth_url: str,
     user_url: str,
     source_address: str | None,
+    metrics_log: Path | None = None,
 ) -> tuple[Child, str, str]:
     """Start nginx on the rendered template, else the Python fallback.
 
@@ -488,6 +528,7 @@ def start_gateway(
             user_upstream=f"{reach}:{args.user_port}",
             listen=str(args.gateway_port) if any_host else f"{bracketed}:{args.gateway_port}",
             source_address=source_address,
+            metrics_log=metrics_log,
         )
         child = start_child("gateway", nginx_command(nginx, prefix), os.environ)
         return child, "nginx", f"access log (JSON): {prefix / 'logs' / 'access.log'}"
@@ -526,6 +567,11 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
         ("user", args.user_port),
     ):
         ensure_port_free(host, port, what)
+    # The gateway's metrics: mtail on nginx's metrics log (nginx only; the
+    # Python fallback has no limit_req to count). Optional, like nginx.
+    mtail = find_mtail() if nginx is not None else None
+    if mtail is not None:
+        ensure_port_free("127.0.0.1", args.gateway_metrics_port, "gateway metrics")
 
     source_address = gateway_source(host)
     redis_handle = start_redis(os.environ)
@@ -571,6 +617,7 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
         for child, (_, _, port) in zip(children, services, strict=True):
             wait_until_ok(child, f"http://{reach}:{port}/readyz", stop)
 
+        metrics_log = data_dir / "nginx" / "logs" / "metrics.log" if mtail else None
         gateway, gateway_kind, gateway_log = start_gateway(
             args,
             nginx=nginx,
@@ -578,13 +625,25 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
             auth_url=auth_url,
             user_url=user_url,
             source_address=source_address,
+            metrics_log=metrics_log,
         )
         children.append(gateway)
         wait_until_ok(gateway, f"{gateway_url}/healthz", stop)
+        rows = [(f"gateway ({gateway_kind})", gateway_url, gateway_log)]
+        if mtail is not None and metrics_log is not None:
+            port = args.gateway_metrics_port
+            argv = mtail_command(mtail, metrics_log, host="127.0.0.1", port=port)
+            exporter = start_child("gw-mtail", argv, os.environ)
+            children.append(exporter)
+            metrics_url = f"http://127.0.0.1:{port}/metrics"
+            wait_until_ok(exporter, metrics_url, stop)
+            rows.append(("gateway metrics (mtail)", metrics_url, "refusals at the edge"))
+        elif nginx is not None:
+            say(MTAIL_MISSING_NOTE, stream="stderr")
 
         print_summary(
             [
-                (f"gateway ({gateway_kind})", gateway_url, gateway_log),
+                *rows,
                 ("auth_service", auth_url, f"db {redact(databases['auth'])}"),
                 ("user_service", user_url, f"db {redact(databases['user'])}"),
                 ("redis", redact(redis_handle.url), redis_handle.kind),

@@ -36,6 +36,7 @@ ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
 
 EXPECTED_SERVICES = {
     "gateway",
+    "gateway-metrics",
     "auth",
     "user",
     "auth-migrate",
@@ -338,6 +339,29 @@ def test_telemetry_uses_the_shipped_configs(resolved: dict[str, Any]) -> None:
         for t in c["targets"]
     }
     assert {"auth:8001", "user:8002"} <= targets
+
+
+def test_the_gateways_exporter_reads_what_the_gateway_writes(resolved: dict[str, Any]) -> None:
+    # nginx writes log_format gateway_metrics to a volume; mtail reads it
+    # there, and Prometheus scrapes mtail by its compose name.
+    services = resolved["services"]
+    gateway, exporter = services["gateway"], services["gateway-metrics"]
+    log = gateway["environment"]["GATEWAY_METRICS_LOG"]
+    assert exporter["environment"]["GATEWAY_METRICS_LOG"] == log
+
+    def volume_at(svc: dict[str, Any], path: str) -> str:
+        (source,) = (v["source"] for v in _volumes(svc) if path.startswith(v["target"] + "/"))
+        return str(source)
+
+    assert volume_at(gateway, log) == volume_at(exporter, log)
+    assert exporter["build"]["dockerfile"] == "deploy/docker/gateway-metrics.Dockerfile"
+    dockerfile = (DOCKER_DIR / "gateway-metrics.Dockerfile").read_text()
+    assert "FROM debian:bookworm-slim" in dockerfile
+    assert "apt-get install -y --no-install-recommends mtail" in dockerfile
+    assert "telemetry" in exporter["networks"]
+    scrape = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    (job,) = (j for j in scrape["scrape_configs"] if j["job_name"] == "gateway")
+    assert job["static_configs"][0]["targets"] == ["gateway-metrics:3903"]
 
 
 # --- images --------------------------------------------------------------------------

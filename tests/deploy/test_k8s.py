@@ -173,9 +173,46 @@ def test_deployments_have_probes_resources_and_a_locked_down_container(
             assert sc["readOnlyRootFilesystem"] is True, where
             assert sc["allowPrivilegeEscalation"] is False, where
             assert sc["capabilities"]["drop"] == ["ALL"], where
-        (main,) = pod["containers"]
+        main, *sidecars = pod["containers"]
         assert main["readinessProbe"]["httpGet"]["path"] in {"/readyz", "/healthz"}
         assert main["livenessProbe"]["httpGet"]["path"] == "/healthz"
+        for sidecar in sidecars:
+            assert sidecar["readinessProbe"], f"{name}/{sidecar['name']}"
+            assert sidecar["livenessProbe"], f"{name}/{sidecar['name']}"
+
+
+def test_the_gateway_pod_exports_the_gateways_own_refusals(
+    rendered: list[dict[str, Any]],
+) -> None:
+    # nginx writes log_format gateway_metrics to a volume its mtail sidecar
+    # reads; Prometheus (monitoring namespace) may reach that sidecar only.
+    deployment = _by_kind(rendered, "Deployment")["idp-gateway"]
+    template = deployment["spec"]["template"]
+    pod = template["spec"]
+    gateway, metrics = pod["containers"]
+    assert metrics["name"] == "metrics"
+    assert "/gateway-metrics:" in metrics["image"]
+    ((port,),) = [[p["containerPort"] for p in metrics["ports"]]]
+    assert port == 3903
+    assert template["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+    mounts = {
+        c["name"]: {m["name"]: m["mountPath"] for m in c["volumeMounts"]}
+        for c in (gateway, metrics)
+    }
+    assert mounts["gateway"]["metrics-log"] == mounts["metrics"]["metrics-log"]
+    config = next(
+        c for name, c in _by_kind(rendered, "ConfigMap").items() if name.startswith("idp-gateway")
+    )
+    log = config["data"]["GATEWAY_METRICS_LOG"]
+    assert log.startswith(mounts["gateway"]["metrics-log"] + "/")
+    policy = _by_kind(rendered, "NetworkPolicy")["idp-gateway"]["spec"]
+    allowed = {
+        (peer["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], p["port"])
+        for rule in policy["ingress"]
+        for peer in rule["from"]
+        for p in rule["ports"]
+    }
+    assert allowed == {("ingress-nginx", 8000), ("monitoring", 3903)}
 
 
 def test_services_migrate_in_an_init_container_never_at_start(
@@ -257,8 +294,9 @@ def test_network_policies_allow_exactly_the_designed_paths(
         for rule in policies["idp-gateway"]["spec"]["egress"]
         for peer in rule["to"]
     )
-    # The gateway accepts traffic from the Ingress controller only.
-    (gateway_in,) = policies["idp-gateway"]["spec"]["ingress"]
+    # The gateway accepts traffic from the Ingress controller only (and
+    # Prometheus on its metrics sidecar's port: the test above).
+    gateway_in, _ = policies["idp-gateway"]["spec"]["ingress"]
     assert [p["port"] for p in gateway_in["ports"]] == [8000]
 
 
@@ -299,7 +337,13 @@ def test_signing_keys_come_from_a_secret_mounted_as_a_directory(
 def test_config_maps_set_only_real_settings(rendered: list[dict[str, Any]]) -> None:
     """A typo in a variable name would silently leave the default in force."""
     known = {name.upper() for cls in (AuthSettings, UserSettings) for name in cls.model_fields}
-    gateway = {"AUTH_UPSTREAM", "USER_UPSTREAM", "LISTEN_PORT", "GATEWAY_REAL_IP_FROM"}
+    gateway = {
+        "AUTH_UPSTREAM",
+        "USER_UPSTREAM",
+        "LISTEN_PORT",
+        "GATEWAY_REAL_IP_FROM",
+        "GATEWAY_METRICS_LOG",
+    }
     for name, config in _by_kind(rendered, "ConfigMap").items():
         unknown = set(config["data"]) - known - gateway
         assert unknown == set(), f"{name}: {sorted(unknown)}"

@@ -630,7 +630,8 @@ class ClusterProcess:
         self, tmp_path: Path, gateway_kind: str, env: dict[str, str], auth_app: str
     ) -> None:
         (tmp_path / "standin.py").write_text(STANDIN)
-        self.ports = {name: free_port() for name in ("gateway", "auth", "user")}
+        names = ("gateway", "auth", "user", "gateway-metrics")
+        self.ports = {name: free_port() for name in names}
         self.data_dir = tmp_path / "data"
         argv = [sys.executable, str(LOCAL / "cluster.py"), "--gateway", gateway_kind]
         argv += ["--data-dir", str(self.data_dir)]
@@ -715,6 +716,14 @@ def test_cluster_starts_wires_routes_and_stops(
     hidden = httpx.get(f"{base}/internal/profiles", trust_env=False)
     assert (registered["service"], profile["service"]) == ("auth", "user")
     assert (hidden.status_code, hidden.content) == (404, PROBLEM_404)
+    if gateway_kind == "nginx":
+        # The gateway's own refusal, counted by the exporter make run starts.
+        metrics = f"http://127.0.0.1:{ports['gateway-metrics']}/metrics"
+        assert f"gateway metrics (mtail)  {metrics}" in running.output
+        deadline = time.monotonic() + 10
+        while "gateway_not_routed_total 1\n" not in httpx.get(metrics, trust_env=False).text:
+            assert time.monotonic() < deadline, httpx.get(metrics, trust_env=False).text
+            time.sleep(0.2)
 
     for echoed, name in ((registered, "auth"), (profile, "user")):
         env_seen = echoed["env"]

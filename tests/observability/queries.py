@@ -58,6 +58,17 @@ def alert_signals() -> list[tuple[str, str]]:
     return [(rule["alert"], _THRESHOLD.sub("", rule["expr"])) for rule in alert_rules()]
 
 
+def gateway_metric_names(expr: str) -> set[str]:
+    """The gateway_* metric names (the mtail exporter's) an expression reads."""
+    return set(re.findall(r"\bgateway_[a-z_]+", expr))
+
+
+def mtail_counters() -> set[str]:
+    """The counters deploy/mtail/gateway.mtail declares."""
+    program = (DEPLOY / "mtail" / "gateway.mtail").read_text()
+    return set(re.findall(r"^counter (\w+)", program, re.MULTILINE))
+
+
 def metric_names(expr: str) -> set[str]:
     """The idp_* metric names an expression reads (histogram suffixes kept)."""
     return set(re.findall(r"\bidp_[a-z_]+", expr))

@@ -17,7 +17,9 @@ from tests.observability.queries import (
     alert_rules,
     dashboard_queries,
     dashboards,
+    gateway_metric_names,
     metric_names,
+    mtail_counters,
 )
 
 
@@ -43,6 +45,15 @@ def test_every_queried_metric_exists() -> None:
     for rule in alert_rules():
         used[rule["alert"]] = metric_names(rule["expr"])
     unknown = {where: names - defined for where, names in used.items() if names - defined}
+    assert unknown == {}
+
+
+def test_every_queried_gateway_metric_is_an_mtail_counter() -> None:
+    declared = mtail_counters()
+    queries = [*dashboard_queries(), *((r["alert"], r["expr"]) for r in alert_rules())]
+    used = {where: gateway_metric_names(expr) for where, expr in queries}
+    assert any(used.values())
+    unknown = {where: names - declared for where, names in used.items() if names - declared}
     assert unknown == {}
 
 

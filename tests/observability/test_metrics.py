@@ -82,6 +82,7 @@ async def test_security_counters_follow_the_flows(services: Services) -> None:
     assert _value(auth, "idp_tokens_issued_total", kind="service") == 1  # cached for 2 upserts
     assert _value(auth, "idp_refresh_reuse_total") == 1
     assert _value(auth, "idp_audit_events_total", event="user.register", outcome="success") == 2
+    assert _value(auth, "idp_registrations_total", result="success") == 2
     assert _value(auth, "idp_mfa_total", result="failure") == 0  # present before any MFA
     assert 0 <= _value(auth, "idp_signing_key_age_seconds") < 600
 
@@ -165,6 +166,7 @@ def test_audit_events_map_to_security_counters() -> None:
         ("rate_limited", "denied", "register-ip", {"action": "register"}),
         ("token.rejected", "failure", "Weird Reason; DROP", {}),  # unsafe -> "other"
         ("passkey.added", "success", None, {}),
+        ("user.register", "failure", "duplicate", {}),
     ]:
         m.observe_audit({"event": event, "outcome": outcome, "reason": reason, **extra})
     samples = {
@@ -189,6 +191,8 @@ def test_audit_events_map_to_security_counters() -> None:
     assert value("idp_rate_limited_total", limit="register-ip") == 1
     assert value("idp_token_rejections_total", reason="other") == 1
     assert value("idp_audit_events_total", event="passkey.added", outcome="success") == 1
+    assert value("idp_registrations_total", result="duplicate") == 1
+    assert value("idp_registrations_total", result="rate_limited") == 1
 
 
 async def test_probes_are_counted_though_never_traced(services: Services) -> None:
@@ -213,8 +217,8 @@ async def test_metrics_without_tracing_count_each_request_once(switched: Service
 
 
 def test_request_observations_match_the_client_librarys_own() -> None:
-    # observe_request writes the library's value cells directly: the samples
-    # must be exactly what Counter.inc and Histogram.observe produce,
+    # observe_request reuses cached label children: the samples must be
+    # exactly what Counter.inc and Histogram.observe produce,
     # bucket boundaries included (a value equal to a bound is in that bucket).
     fast, reference = ServiceMetrics("svc"), ServiceMetrics("svc")
     durations = [0.0, 0.005, 0.0050001, 0.3, 2.5, 10.0, 10.5, 1e9]
@@ -236,3 +240,72 @@ def test_request_observations_match_the_client_librarys_own() -> None:
     assert got == samples(reference)
     assert _value(got, "idp_http_request_duration_seconds_bucket", le="0.005") == 2
     assert _value(got, "idp_http_requests_total", status="404") == 3
+
+
+def _present(samples: Samples, name: str, **labels: str) -> list[float]:
+    want = set(labels.items())
+    return [v for (n, ls), v in samples.items() if n == name and want <= ls]
+
+
+async def test_every_series_a_panel_or_alert_reads_exists_at_zero_on_a_fresh_app(
+    services: Services,
+) -> None:
+    # Prometheus's first sample of a series created by its first event
+    # already holds that event, so increase() would never show it: the first
+    # attack on a fresh process must find its series there at 0.
+    from shared.metrics import AUDIT_EVENTS_ANY, AUDIT_EVENTS_ISSUER, RATE_LIMITS
+
+    _, auth = await _scrape(services.auth)
+    _, user = await _scrape(services.user)
+
+    for event in (*AUDIT_EVENTS_ISSUER, *AUDIT_EVENTS_ANY):
+        for outcome in ("success", "failure", "denied"):
+            assert _present(auth, "idp_audit_events_total", event=event, outcome=outcome) == [0]
+    for event in AUDIT_EVENTS_ANY:
+        assert _present(user, "idp_audit_events_total", event=event, outcome="failure") == [0]
+    for limit in RATE_LIMITS:
+        assert _present(auth, "idp_rate_limited_total", limit=limit) == [0], limit
+    for samples, method, route, status in [
+        (auth, "POST", "/users", "201"),
+        (auth, "POST", "/users", "409"),
+        (auth, "POST", "/login", "401"),
+        (auth, "POST", "/login", "429"),
+        (auth, "POST", "/token", "400"),
+        (auth, "POST", "/token/refresh", "401"),
+        (auth, "POST", "/login", "413"),
+        (auth, "GET", "/readyz", "503"),
+        (user, "GET", "/users/{user_id}", "403"),
+        (user, "GET", "/users/me", "401"),
+        (user, "GET", "<unmatched>", "404"),
+        (user, "OTHER", "<unmatched>", "404"),
+        (user, "POST", "/internal/profiles", "500"),
+    ]:
+        labels = {"method": method, "route": route, "status": status}
+        assert _present(samples, "idp_http_requests_total", **labels) == [0], labels
+        count = "idp_http_request_duration_seconds_count"
+        assert _present(samples, count, method=method, route=route) == [0], labels
+
+
+def test_known_label_values_cover_what_the_code_emits() -> None:
+    # The lists of events and limits are written by hand: a new event or
+    # limit in the code must be added there too, or its first burst is lost.
+    import re
+
+    from shared.metrics import AUDIT_EVENTS_ANY, AUDIT_EVENTS_ISSUER, RATE_LIMITS
+
+    root = Path(__file__).resolve().parents[2]
+    code = "\n".join(
+        p.read_text()
+        for d in ("auth_service", "user_service", "shared")
+        for p in (root / d).rglob("*.py")
+        if "migrations" not in p.parts and p.name not in ("admin.py", "keys.py")
+    )
+    limits = set(re.findall(r'\bLimit\(\s*"([a-z0-9-]+)"', code))
+    events = set(
+        re.findall(
+            r'\b(?:audit_event|audited_failure|validation_audited_route)\(\s*"([a-z_.]+)"', code
+        )
+    )
+    assert limits == set(RATE_LIMITS)
+    assert "login" in events
+    assert events <= set(AUDIT_EVENTS_ISSUER) | set(AUDIT_EVENTS_ANY)

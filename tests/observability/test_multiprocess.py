@@ -116,6 +116,34 @@ def _healthz_total(text: str) -> float:
     )
 
 
+def test_series_exist_at_zero_before_any_event_across_workers(
+    two_workers: tuple[str, Path],
+) -> None:
+    # Created at start-up in each worker's file, so the aggregated scrape
+    # shows them at 0 and the first burst shows in increase().
+    url, _ = two_workers
+    samples = {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text)
+        for s in family.samples
+    }
+    service = ("service", "user-service")
+    for name, labels in [
+        ("idp_audit_events_total", {("event", "token.rejected"), ("outcome", "failure")}),
+        ("idp_audit_events_total", {("event", "access.denied"), ("outcome", "denied")}),
+        (
+            "idp_http_requests_total",
+            {("method", "GET"), ("route", "/users/{user_id}"), ("status", "403")},
+        ),
+        (
+            "idp_http_requests_total",
+            {("method", "GET"), ("route", "<unmatched>"), ("status", "404")},
+        ),
+    ]:
+        key = (name, frozenset({service, *labels}))
+        assert samples.get(key) == 0, key
+
+
 def test_counts_add_up_across_workers(two_workers: tuple[str, Path]) -> None:
     url, metrics_dir = two_workers
 

@@ -20,3 +20,18 @@ if [ -n "${GATEWAY_REAL_IP_FROM:-}" ]; then
         printf 'set_real_ip_from %s;\n' "$cidr"
     done > "$prefix/real_ip.conf"
 fi
+
+# The gateway's metrics exporter (deploy/docker/gateway-metrics.Dockerfile)
+# reads log_format gateway_metrics from a file on a volume both containers
+# mount: GATEWAY_METRICS_LOG names it. Unset: no such log.
+rm -f "$prefix/metrics_log.conf"
+if [ -n "${GATEWAY_METRICS_LOG:-}" ]; then
+    case "$GATEWAY_METRICS_LOG" in
+        /*) ;;
+        *) echo "GATEWAY_METRICS_LOG: not an absolute path: $GATEWAY_METRICS_LOG" >&2; exit 1 ;;
+    esac
+    case "$GATEWAY_METRICS_LOG" in
+        *[!A-Za-z0-9._/-]*) echo "GATEWAY_METRICS_LOG: unexpected characters" >&2; exit 1 ;;
+    esac
+    printf 'access_log %s gateway_metrics;\n' "$GATEWAY_METRICS_LOG" > "$prefix/metrics_log.conf"
+fi
