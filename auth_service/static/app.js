@@ -92,9 +92,45 @@
 
   function problemText(res) {
     const body = res.body || {};
-    if (body.detail) return body.detail;
-    if (body.errors) return body.errors.map((e) => `${e.field}: ${e.message}`).join("; ");
-    return `Request failed (${res.status}).`;
+    // RFC 9457 problems of this API carry per-field reasons in `errors`:
+    // the summary alone ("does not meet the policy") does not say what to fix.
+    const reasons = (body.errors || []).map((e) => `${e.field}: ${e.message}`);
+    const text = [body.detail, ...reasons].filter(Boolean).join(" ");
+    return text || `Request failed (${res.status}).`;
+  }
+
+  // Show each field's reason under that field (and tie it to the input for
+  // screen readers); clear them before the next try.
+  function clearFieldErrors(form) {
+    for (const el of form.querySelectorAll(".field-error")) el.remove();
+    for (const input of form.querySelectorAll("[aria-invalid]")) {
+      input.removeAttribute("aria-invalid");
+      const ids = (input.getAttribute("aria-describedby") || "").split(" ").filter((id) => !id.endsWith("-error"));
+      if (ids.length) input.setAttribute("aria-describedby", ids.join(" ")); else input.removeAttribute("aria-describedby");
+    }
+  }
+
+  function showFieldErrors(form, res) {
+    clearFieldErrors(form);
+    let first = null;
+    for (const error of (res.body && res.body.errors) || []) {
+      const input = form.elements.namedItem(error.field);
+      if (!(input instanceof HTMLInputElement)) continue;
+      const id = `${input.id}-error`;
+      let note = document.getElementById(id);
+      if (!note) {
+        note = document.createElement("p");
+        note.id = id;
+        note.className = "field-error";
+        input.after(note);
+        const described = input.getAttribute("aria-describedby");
+        input.setAttribute("aria-describedby", described ? `${described} ${id}` : id);
+      }
+      note.textContent = note.textContent ? `${note.textContent} ${error.message}` : error.message;
+      input.setAttribute("aria-invalid", "true");
+      first = first || input;
+    }
+    if (first) first.focus();
   }
 
   // --- HTTP ---
@@ -212,7 +248,8 @@
     const body = Object.fromEntries(form.entries());
     say("Creating your account…");
     const res = await call("POST", "/users", body);
-    if (res.status !== 201) { fail(problemText(res)); return; }
+    if (res.status !== 201) { fail(problemText(res)); showFieldErrors(event.target, res); return; }
+    clearFieldErrors(event.target);
     event.target.reset();
     $("login-email").value = body.email;
     $("login-password").focus();

@@ -220,7 +220,7 @@ class PasskeyPage:
         self.page.goto("/")
         expect(self.page.locator("#login-heading")).to_be_visible()
 
-    def register(self, email: str, password: str = PASSWORD) -> None:
+    def submit_registration(self, email: str, password: str = PASSWORD) -> None:
         p = self.page
         p.locator("#reg-name").fill("Jane Doe")
         p.locator("#reg-email").fill(email)
@@ -228,6 +228,9 @@ class PasskeyPage:
         p.locator("#reg-job").fill("Engineer")
         p.locator("#reg-password").fill(password)
         p.get_by_role("button", name="Create account").click()
+
+    def register(self, email: str, password: str = PASSWORD) -> None:
+        self.submit_registration(email, password)
         self.expect_status("Account created")
 
     def password_login(self, email: str, password: str = PASSWORD) -> None:
