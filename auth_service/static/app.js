@@ -198,6 +198,7 @@
     $("codes-panel").hidden = true;
     $("codes-list").replaceChildren();
     $("step-up").hidden = true;
+    closeReauth();
     $("confirm-last").hidden = true;
     $("mfa").hidden = true;
     show("signed-out");
@@ -360,10 +361,17 @@
 
   async function addPasskey(event) {
     event.preventDefault();
-    const label = new FormData(event.target).get("label") || undefined;
-    const opts = await call("POST", "/webauthn/register/options", {}, { auth: true });
-    if (needsStepUp(opts, () => addPasskey(event))) return;
-    if (opts.status !== 200) { fail(problemText(opts)); return; }
+    await enrolPasskey(event.target, new FormData(event.target).get("label") || undefined);
+  }
+
+  // `password`: only when the server asked for it (the first passkey after a
+  // login that is not recent); it goes to the options request and nowhere else.
+  async function enrolPasskey(form, label, password) {
+    const opts = await call("POST", "/webauthn/register/options", password ? { password } : {}, { auth: true });
+    if (needsStepUp(opts, () => enrolPasskey(form, label))) return;
+    if (needsPassword(opts, (again) => enrolPasskey(form, label, again))) return;
+    if (opts.status !== 200) { closeReauth(); fail(problemText(opts)); return; }
+    closeReauth();
     say("Follow your browser's prompt to create the passkey…");
     let credential;
     try {
@@ -374,7 +382,7 @@
     }
     const res = await call("POST", "/webauthn/register/verify", { credential, label }, { auth: true });
     if (res.status !== 201) { fail(problemText(res)); return; }
-    event.target.reset();
+    form.reset();
     await loadPasskeys();
     if (res.body.recovery_codes) showCodes(res.body.recovery_codes);
     say(`Passkey "${res.body.credential.label}" added.`
@@ -416,6 +424,38 @@
     $("step-up-go").focus();
     say("Confirm it is you with a passkey to continue.");
     return true;
+  }
+
+  // --- the first passkey after a login that is not recent: the password again ---
+
+  let pendingReauth = null; // (password) => the enrolment to repeat with it
+
+  function needsPassword(res, retry) {
+    const asked = res.status === 403 && isProblem(res, "reauthentication-required");
+    const wrong = res.status === 403 && isProblem(res, "reauthentication-failed");
+    if (!asked && !wrong) return false;
+    pendingReauth = retry;
+    $("reauth").hidden = false;
+    $("reauth-password").value = "";
+    $("reauth-password").focus();
+    if (wrong) fail(`${problemText(res)} Try again.`);
+    else say("Confirm your password to add your first passkey.");
+    return true;
+  }
+
+  async function reauth(event) {
+    event.preventDefault();
+    const password = $("reauth-password").value;
+    $("reauth-password").value = "";
+    const retry = pendingReauth;
+    pendingReauth = null;
+    if (retry) await retry(password);
+  }
+
+  function closeReauth() {
+    pendingReauth = null;
+    $("reauth").hidden = true;
+    $("reauth-password").value = "";
   }
 
   async function stepUp() {
@@ -471,6 +511,8 @@
     $("new-codes").addEventListener("click", guard(newCodes));
     $("logout").addEventListener("click", guard(logout));
     $("step-up-go").addEventListener("click", guard(stepUp));
+    $("reauth").addEventListener("submit", guard(reauth));
+    $("reauth-cancel").addEventListener("click", () => { closeReauth(); say("Cancelled."); });
     $("step-up-cancel").addEventListener("click", () => { pendingRetry = null; $("step-up").hidden = true; say("Cancelled."); });
     $("confirm-last-yes").addEventListener("click", guard(async () => {
       const retry = pendingRetry;

@@ -78,7 +78,10 @@ def _pump(proc: subprocess.Popen[str], out: list[str], ready: threading.Event) -
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """The local cluster for one test module; a module's `CLUSTER_ENV` adds settings."""
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
         pytest.fail("nginx is required for the browser tests (apt-get install nginx)")
     data = tmp_path_factory.mktemp("cluster")
@@ -94,6 +97,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "RATE_LIMIT_ENABLED": "false",
         "WEBAUTHN_RP_ID": "localhost",
         "WEBAUTHN_ORIGINS": origin,
+        **getattr(request.module, "CLUSTER_ENV", {}),
     }
     argv = [sys.executable, str(ROOT / "deploy" / "local" / "cluster.py"), "--gateway", "nginx"]
     argv += ["--gateway-port", str(gateway), "--auth-port", str(auth), "--user-port", str(user)]
