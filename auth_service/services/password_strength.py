@@ -38,6 +38,10 @@ estimated, and the caller runs the estimate off the event loop, one at a time
 takes at least as many guesses as guessing its first 32 characters, so the
 bound can only refuse more (a weak start followed by a strong tail), never
 accept a weaker password.
+
+Memory: zxcvbn keeps its word lists (passwords, English words, names,
+surnames, TV and film) as Python dicts, about 14 MB of the auth service's
+resident memory, loaded at import.
 """
 
 from __future__ import annotations
