@@ -71,6 +71,10 @@ class AuthSettings(CommonSettings):
     # Removing a passkey or minting recovery codes needs a second factor
     # (amr hwk/otp) at most this old.
     step_up_max_age_seconds: int = Field(default=600, ge=60, le=3600)
+    # Enrolling the first passkey (which turns MFA on and hands out recovery
+    # codes) needs a login (`auth_time`) at most this old, or the password
+    # again; 0 asks for the password every time. docs/PASSKEYS.md.
+    enrol_reauth_max_age_seconds: int = Field(default=300, ge=0, le=3600)
     recovery_code_count: int = Field(default=10, ge=4, le=20)
     passkey_options_ip_limit: int = 60
     passkey_options_ip_window_seconds: int = 60

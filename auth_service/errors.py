@@ -85,6 +85,10 @@ class StepUpRequired(AuthError):
     """The action needs a second factor more recent than the token's."""
 
 
+class ReauthenticationRequired(AuthError):
+    """The action needs a recent login or the password again (first passkey)."""
+
+
 class CredentialNotFound(AuthError):
     """No such passkey, or not the caller's (indistinguishable on purpose)."""
 

@@ -51,6 +51,10 @@ class WebAuthnCredential(SQLModel, table=True):
     label: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
     last_used_at: datetime | None = None
+    # The session (`sid`) that enrolled it: the passkeys and sessions views
+    # show it, so an owner who finds a passkey they did not add can end the
+    # session that added it. None for passkeys enrolled before it was kept.
+    enrolled_sid: str | None = Field(default=None, max_length=64)
 
     @property
     def transport_list(self) -> list[str]:

@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr
 
+from auth_service.schemas_webauthn import PasskeyAdded
 from shared.fields import DateOfBirth, JobTitle, PersonName
 
 Password = Annotated[SecretStr, Field(min_length=1, max_length=1024)]
@@ -80,3 +81,6 @@ class SessionOut(BaseModel):
     ip: str
     user_agent: str
     amr: list[str]
+    # Passkeys this session enrolled: a session that added a passkey its
+    # owner does not know is the one to end.
+    passkeys_added: list[PasskeyAdded] = []

@@ -13,7 +13,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from auth_service.models_webauthn import WebAuthnCredential
 
@@ -24,6 +24,12 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 class _Request(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class RegisterOptionsRequest(_Request):
+    # Only for the account's first passkey after a login that is not recent
+    # (docs/PASSKEYS.md, "The first passkey"); ignored otherwise.
+    password: Annotated[SecretStr | None, Field(min_length=1, max_length=1024)] = None
 
 
 class RegisterVerifyRequest(_Request):
@@ -76,6 +82,8 @@ class CredentialOut(BaseModel):
     aaguid: str
     backup_eligible: bool
     backed_up: bool
+    # The session that enrolled it (GET /sessions lists it there too).
+    enrolled_by_session: str | None
 
     @classmethod
     def of(cls, row: WebAuthnCredential) -> CredentialOut:
@@ -88,7 +96,16 @@ class CredentialOut(BaseModel):
             aaguid=row.aaguid,
             backup_eligible=row.backup_eligible,
             backed_up=row.backed_up,
+            enrolled_by_session=row.enrolled_sid,
         )
+
+
+class PasskeyAdded(BaseModel):
+    """A passkey as the sessions view names it: which one a session enrolled."""
+
+    id: uuid.UUID
+    label: str
+    created_at: datetime
 
 
 class RecoveryCodesOut(BaseModel):

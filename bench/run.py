@@ -52,7 +52,9 @@ from bench.procs import ROOT, RssSampler, Server, Wrk, can_raise_priority, pin
 
 RESULTS = ROOT / "bench" / "results"
 ALL_TARGETS = frozenset(range(1, 9))
-PASSWORD = "Bench-Passw0rd-Long!"  # noqa: S105 - a throwaway account on a throwaway DB
+# Not "bench": the policy refuses passwords built from the account's own
+# name or email ("Bench User", bench-...@example.com).
+PASSWORD = "Steady-Passw0rd-Long!"  # noqa: S105 - a throwaway account on a throwaway DB
 # How many steps above normal the latency-measuring wrk runs in target 4 (see there).
 PROBE_NICENESS = -10
 TITLES = {

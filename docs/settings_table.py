@@ -77,6 +77,8 @@ DESCRIPTIONS: dict[str, str] = {
     "webauthn_timeout_seconds": "ceremony timeout",
     "mfa_token_ttl_seconds": "lifetime of the token between password and second factor",
     "step_up_max_age_seconds": "how recent a second factor must be for sensitive changes",
+    "enrol_reauth_max_age_seconds": "how recent a login (`auth_time`, kept by refreshes) must be "
+    "to enrol the first passkey without the password again; 0: always ask",
     "recovery_code_count": "recovery codes issued per set",
     "passkey_options_ip_limit": "passkey ceremony starts per client IP per window",
     "passkey_options_ip_window_seconds": "window of `PASSKEY_OPTIONS_IP_LIMIT`",

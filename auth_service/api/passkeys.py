@@ -8,19 +8,32 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
+from auth_service.api.auditing import audited_failure
 from auth_service.api.deps import Ctx, CurrentUser, ip_of, user_agent_of
-from auth_service.api.second_factor import NO_STORE, RecentMfaUser, token_response
+from auth_service.api.second_factor import (
+    NO_STORE,
+    RecentMfaUser,
+    reauthentication_failed_problem,
+    token_response,
+)
 from auth_service.api.second_factor import second_factor_problem as _problem
-from auth_service.errors import CeremonyFailed, StepUpRequired
+from auth_service.errors import (
+    CeremonyFailed,
+    InvalidCredentials,
+    RateLimited,
+    ReauthenticationRequired,
+    StepUpRequired,
+)
 from auth_service.schemas import TokenResponse
 from auth_service.schemas_webauthn import (
     CredentialOut,
     EnrolmentOut,
     LoginVerifyRequest,
     RecoveryCodesOut,
+    RegisterOptionsRequest,
     RegisterVerifyRequest,
 )
-from auth_service.services.mfa import recent_second_factor
+from auth_service.services.mfa import recent_login, recent_second_factor
 from shared.audit import audit_event
 from shared.openapi import problem_responses
 
@@ -46,28 +59,53 @@ def _options(options_json: str) -> Response:
 
 @router.post(
     "/register/options",
-    responses={**_OPTIONS_DOC, **problem_responses(401, 403, 409, 503)},
+    responses={**_OPTIONS_DOC, **problem_responses(401, 403, 409, 422, 429, 503)},
     summary="Start enrolling a passkey (PublicKeyCredentialCreationOptions)",
 )
-async def register_options(request: Request, claims: CurrentUser, ctx: Ctx) -> Response:
+async def register_options(
+    request: Request,
+    claims: CurrentUser,
+    ctx: Ctx,
+    body: RegisterOptionsRequest | None = None,
+) -> Response:
+    """The first passkey needs a recent login or `{"password": ...}`; later ones a
+    recent second factor (docs/PASSKEYS.md)."""
     max_age = ctx.settings.step_up_max_age_seconds
+    reauth_age = ctx.settings.enrol_reauth_max_age_seconds
+    password = body.password.get_secret_value() if body and body.password else None
+    who = {"user_id": claims.sub, "session_id": claims.sid}
     try:
-        options = await ctx.passkeys.registration_options(
-            user_id=claims.sub, recent_mfa=recent_second_factor(claims, max_age=max_age)
+        start = await ctx.passkeys.registration_options(
+            user_id=claims.sub,
+            recent_mfa=recent_second_factor(claims, max_age=max_age),
+            recent_login=recent_login(claims, max_age=reauth_age),
+            password=password,
+            ip=ip_of(request),
         )
     except Exception as exc:
-        if isinstance(exc, StepUpRequired):
+        if isinstance(exc, StepUpRequired | ReauthenticationRequired):
             audit_event(
                 "step_up",
                 outcome="denied",
                 request=request,
-                user_id=claims.sub,
-                session_id=claims.sid,
-                reason="no_recent_second_factor",
+                reason="no_recent_second_factor"
+                if isinstance(exc, StepUpRequired)
+                else "no_recent_login",
                 path=request.url.path,
+                **who,
             )
-        raise _problem(exc, ceremony_status=400, max_age=max_age) from None
-    return _options(options)
+        elif isinstance(exc, InvalidCredentials | RateLimited):
+            # A wrong password here is a failed login attempt: it counted
+            # toward the login limits, and the trail shows it.
+            audited_failure("reauthentication", exc, request, purpose="passkey.enrol", **who)
+            if isinstance(exc, InvalidCredentials):
+                raise reauthentication_failed_problem() from None
+        raise _problem(exc, ceremony_status=400, max_age=max_age, reauth_age=reauth_age) from None
+    if start.reauthenticated:
+        audit_event(
+            "reauthentication", outcome="success", request=request, purpose="passkey.enrol", **who
+        )
+    return _options(start.options_json)
 
 
 @router.post(
@@ -83,7 +121,7 @@ async def register_verify(
     max_age = ctx.settings.step_up_max_age_seconds
     try:
         enrolment = await ctx.passkeys.register(
-            user_id=claims.sub, credential=body.credential, label=body.label
+            user_id=claims.sub, credential=body.credential, label=body.label, sid=claims.sid
         )
         # The first passkey turns MFA on: its recovery codes come with it,
         # shown once, so that losing the device never locks the user out.
@@ -110,6 +148,20 @@ async def register_verify(
         aaguid=row.aaguid,
         first=enrolment.first,
     )
+    if enrolment.first:
+        # MFA is on from now, and whoever holds this passkey and the codes
+        # decides who logs in: its own event, naming the session and whether
+        # a recent login or the password again allowed it.
+        audit_event(
+            "mfa.enabled",
+            outcome="success",
+            request=request,
+            user_id=claims.sub,
+            session_id=claims.sid,
+            webauthn_id=str(row.id),
+            recent_login=recent_login(claims, max_age=ctx.settings.enrol_reauth_max_age_seconds),
+            auth_time=claims.auth_time,
+        )
     if codes is not None:
         audit_event(
             "recovery_codes.generated",

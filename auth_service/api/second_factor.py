@@ -14,6 +14,7 @@ from auth_service.errors import (
     CredentialNotFound,
     LastCredential,
     PasskeyRequired,
+    ReauthenticationRequired,
     StepUpRequired,
 )
 from auth_service.schemas import TokenResponse
@@ -81,7 +82,39 @@ async def recent_mfa_user(request: Request, claims: CurrentUser, ctx: Ctx) -> Ac
 RecentMfaUser = Annotated[AccessClaims, Depends(recent_mfa_user)]
 
 
-def second_factor_problem(exc: Exception, *, ceremony_status: int, max_age: int) -> Problem:
+def reauthentication_problem(max_age: int) -> Problem:
+    """403 for the first passkey after a login that is not recent (RFC 9470 style).
+
+    403, as for step-up: the token is valid; the login behind it is too old
+    for this action. The password in the request body (or a fresh login)
+    answers it.
+    """
+    return Problem(
+        403,
+        "Forbidden",
+        "Adding your first passkey turns on two-step login: confirm your password "
+        f"(send `password`), or log in again; a login counts for {max_age} seconds.",
+        slug="reauthentication-required",
+        headers={
+            "WWW-Authenticate": 'Bearer realm="auth-service", '
+            'error="insufficient_user_authentication", '
+            'error_description="A recent login or the password is required", '
+            f'max_age="{max_age}"'
+        },
+        extra={"max_age": max_age},
+    )
+
+
+def reauthentication_failed_problem() -> Problem:
+    """The password sent to re-authenticate was wrong. Not 401: the bearer
+    token is fine, and a client that refreshes on 401 would send the password
+    a second time."""
+    return Problem(403, "Forbidden", "The password is not right.", slug="reauthentication-failed")
+
+
+def second_factor_problem(
+    exc: Exception, *, ceremony_status: int, max_age: int, reauth_age: int = 0
+) -> Problem:
     """Map a passkey/MFA domain error to its problem.
 
     Every `CeremonyFailed` gets the same body whatever its reason: telling a
@@ -104,6 +137,8 @@ def second_factor_problem(exc: Exception, *, ceremony_status: int, max_age: int)
         )
     if isinstance(exc, StepUpRequired):
         return step_up_problem(max_age)
+    if isinstance(exc, ReauthenticationRequired):
+        return reauthentication_problem(reauth_age)
     if isinstance(exc, CredentialNotFound):
         return Problem(404, detail="No such passkey.", slug="passkey-not-found")
     if isinstance(exc, LastCredential):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -10,6 +11,7 @@ from fastapi import APIRouter, Path, Request, Response
 from auth_service.api.auditing import audited_failure
 from auth_service.api.deps import Ctx, CurrentUser, to_problem
 from auth_service.schemas import SessionOut
+from auth_service.schemas_webauthn import PasskeyAdded
 from shared.audit import audit_event
 from shared.openapi import problem_responses
 from shared.problems import Problem
@@ -27,8 +29,17 @@ def _ts(epoch_ms: int) -> datetime:
 async def list_sessions(claims: CurrentUser, ctx: Ctx) -> list[SessionOut]:
     try:
         sessions = await ctx.sessions.list(claims.sub)
+        passkeys = await ctx.passkeys.list(claims.sub)
     except Exception as exc:
         raise to_problem(exc) from None
+    # Which session enrolled which passkey: one that added a passkey its
+    # owner does not know is the session to end (docs/PASSKEYS.md).
+    added: dict[str, list[PasskeyAdded]] = defaultdict(list)
+    for p in passkeys:
+        if p.enrolled_sid:
+            added[p.enrolled_sid].append(
+                PasskeyAdded(id=p.id, label=p.label, created_at=p.created_at)
+            )
     return [
         SessionOut(
             sid=s.sid,
@@ -38,6 +49,7 @@ async def list_sessions(claims: CurrentUser, ctx: Ctx) -> list[SessionOut]:
             ip=s.ip,
             user_agent=s.user_agent,
             amr=list(s.amr),
+            passkeys_added=added.get(s.sid, []),
         )
         for s in sessions
     ]

@@ -39,7 +39,7 @@ class CredentialRepository:
         )
 
     async def add(
-        self, *, user_id: uuid.UUID, new: NewCredential, label: str
+        self, *, user_id: uuid.UUID, new: NewCredential, label: str, enrolled_sid: str | None = None
     ) -> WebAuthnCredential | None:
         """Store a verified credential; None when its id is registered already.
 
@@ -56,6 +56,7 @@ class CredentialRepository:
             backup_eligible=new.backup_eligible,
             backed_up=new.backed_up,
             label=label,
+            enrolled_sid=enrolled_sid,
         )
         async with self._sessions() as s:
             s.add(row)

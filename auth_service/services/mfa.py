@@ -50,6 +50,19 @@ def recent_second_factor(claims: AccessClaims, *, max_age: int, now: float | Non
     return -60 <= age <= max_age  # a minute of clock skew between replicas
 
 
+def recent_login(claims: AccessClaims, *, max_age: int, now: float | None = None) -> bool:
+    """Whether the token's session began with a login (any factor) within `max_age` seconds.
+
+    `auth_time` is when the user last authenticated interactively (OpenID
+    Connect Core §2); a refresh keeps it, so a stolen refresh token never
+    makes a recent login. `max_age` 0: never recent.
+    """
+    if max_age <= 0 or claims.auth_time is None:
+        return False
+    age = (time.time() if now is None else now) - claims.auth_time
+    return -60 <= age <= max_age  # a minute of clock skew between replicas
+
+
 @dataclass(frozen=True)
 class MfaPending:
     user_id: str

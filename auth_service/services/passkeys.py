@@ -19,6 +19,7 @@ from auth_service.errors import (
     CredentialNotFound,
     LastCredential,
     RateLimited,
+    ReauthenticationRequired,
     StepUpRequired,
 )
 from auth_service.models import Identity
@@ -64,6 +65,14 @@ class Enrolment:
     first: bool  # the account's first passkey: MFA is on from now
 
 
+@dataclass(frozen=True)
+class EnrolmentStart:
+    options_json: str
+    # The password was checked again for this ceremony (first passkey after
+    # a login that is not recent): the caller audits it.
+    reauthenticated: bool
+
+
 class PasskeyService:
     def __init__(
         self,
@@ -86,34 +95,63 @@ class PasskeyService:
 
     # --- enrolment (L3 §7.1) ---------------------------------------------
 
-    async def registration_options(self, *, user_id: str, recent_mfa: bool) -> str:
+    async def registration_options(
+        self,
+        *,
+        user_id: str,
+        recent_mfa: bool,
+        recent_login: bool,
+        password: str | None = None,
+        ip: str = "",
+    ) -> EnrolmentStart:
         """Creation options for the bearer's account.
 
         Adding a passkey to an account that has one already needs a recent
         second factor: otherwise a session from before MFA was turned on (a
         stolen password-only token) could add the thief's own passkey.
 
+        The first passkey turns MFA on and comes with the recovery codes, so
+        whoever enrols it decides who can log in from then on. It needs a
+        recent login (`recent_login`: the session's `auth_time`, which a
+        refresh keeps) or the password again: a stolen refresh token alone
+        must not be able to lock the owner out (docs/PASSKEYS.md, "The first
+        passkey"). The password check is a login attempt: same limits, same
+        cost, same errors.
+
         Raises:
-            StepUpRequired, CredentialNotFound (no such account), CredentialExists
-            (the per-account limit is reached).
+            StepUpRequired, ReauthenticationRequired, InvalidCredentials (wrong
+            password), RateLimited (login limits), CredentialNotFound (no such
+            account), CredentialExists (the per-account limit is reached).
         """
         identity = await self._identity(user_id)
         existing = await self._credentials.for_user(identity.id)
+        reauthenticated = False
         if existing and not recent_mfa:
             raise StepUpRequired
+        if not existing and not recent_login:
+            if password is None:
+                raise ReauthenticationRequired
+            await self._authenticator.check_password(identity.email, password, ip=ip)
+            reauthenticated = True
         if len(existing) >= MAX_PASSKEYS_PER_ACCOUNT:
             raise CredentialExists
         challenge = await self._challenges.begin(Ceremony.REGISTER, user_id=user_id)
-        return registration_options(
+        options = registration_options(
             rp=self._rp,
             user_handle=user_handle(identity.id),
             user_name=identity.email,
             challenge=challenge,
             exclude=[descriptor_of(c) for c in existing],
         )
+        return EnrolmentStart(options, reauthenticated)
 
     async def register(
-        self, *, user_id: str, credential: Mapping[str, Any], label: str | None
+        self,
+        *,
+        user_id: str,
+        credential: Mapping[str, Any],
+        label: str | None,
+        sid: str | None = None,
     ) -> Enrolment:
         """Verify an attestation response and store the new passkey.
 
@@ -139,7 +177,7 @@ class PasskeyService:
         identity = await self._identity(user_id)
         count = await self._credentials.count(identity.id)
         row = await self._credentials.add(
-            user_id=identity.id, new=new, label=label or f"Passkey {count + 1}"
+            user_id=identity.id, new=new, label=label or f"Passkey {count + 1}", enrolled_sid=sid
         )
         if row is None:
             raise CredentialExists

@@ -1,12 +1,15 @@
 """Password policy after NIST SP 800-63B-4 §3.1.1.2 (800-63B-3 §5.1.1.2).
 
 What it checks: length in Unicode code points after NFKC normalisation
-(12..128 by default, per DESIGN.md), a block-list of common passwords shipped
-with the project (auth_service/data/common_passwords.txt), the email's local
-part, and a single repeated character. What it deliberately does not check: no
-composition rules (one upper case letter, one digit, ...). NIST says verifiers
-SHALL NOT impose them, because they push people towards predictable patterns
-like "Password1!" and add no real strength.
+(12..128 by default), a block-list of common passwords shipped with the
+project (auth_service/data/common_passwords.txt), the email's local part, a
+single repeated character, and then how guessable the password is, estimated
+by zxcvbn with the account's name, email and date of birth as context
+(password_strength.py: score >= 3, keyboard walks, leet-speak, dates,
+repeats, personal data). What it deliberately does not check: no composition
+rules (one upper case letter, one digit, ...). NIST says verifiers SHALL NOT
+impose them, because they push people towards predictable patterns like
+"Password1!" and add no real strength.
 
 Messages are for the person choosing the password. They never repeat the
 password.
@@ -20,7 +23,12 @@ import string
 import unicodedata
 from array import array
 from collections.abc import Iterable, Iterator, Set
+from datetime import date
 from importlib import resources
+
+import anyio
+
+from auth_service.services.password_strength import MIN_SCORE, estimate, personal_words
 
 __all__ = ["PackedStringSet", "PasswordPolicy", "load_common_passwords"]
 
@@ -30,6 +38,9 @@ _COMMON_PASSWORDS_RESOURCE = ("data", "common_passwords.txt")  # inside auth_ser
 _SUFFIX_CHARS = frozenset(string.digits + string.punctuation + " ")
 # Shift + 1..0 on a US keyboard: "password!@#$%^" is a well-worn pattern.
 _SHIFTED_DIGITS = "!@#$%^&*()"
+# zxcvbn gives no feedback for a reading it scores 3 or more; the Shift-undone
+# reading can still be the weak one.
+_DEFAULT_ADVICE = "Add another word or two. Uncommon words are better."
 
 
 def _fold(text: str) -> str:
@@ -106,8 +117,8 @@ class PasswordPolicy:
     """Check a new password against the policy. No composition rules.
 
     Args:
-        min_length: fewest code points (after NFKC). DESIGN.md: 12.
-        max_length: most code points (after NFKC). DESIGN.md: 128. NIST asks
+        min_length: fewest code points (after NFKC): 12.
+        max_length: most code points (after NFKC): 128. NIST asks
             for at least 64, so that passphrases fit.
         common_passwords: the block-list. Defaults to the shipped list
             (loaded once per process). Entries are compared after NFKC and
@@ -134,18 +145,53 @@ class PasswordPolicy:
         self._common = (
             load_common_passwords() if common_passwords is None else _parse(common_passwords)
         )
+        # One estimate at a time: zxcvbn is pure Python (threads would only
+        # contend for the GIL) and keeps its inputs in module state.
+        self._estimates = anyio.CapacityLimiter(1)
 
-    def check(self, password: str, *, email: str) -> list[str]:
+    async def check_async(
+        self,
+        password: str,
+        *,
+        email: str,
+        name: str | None = None,
+        date_of_birth: date | None = None,
+    ) -> list[str]:
+        """``check`` in a worker thread: the estimate can take tens of
+        milliseconds of CPU (password_strength.py, "Cost"), which would stall
+        every other request on the event loop."""
+        return await anyio.to_thread.run_sync(
+            functools.partial(
+                self.check, password, email=email, name=name, date_of_birth=date_of_birth
+            ),
+            limiter=self._estimates,
+        )
+
+    def check(
+        self,
+        password: str,
+        *,
+        email: str,
+        name: str | None = None,
+        date_of_birth: date | None = None,
+    ) -> list[str]:
         """List the ways a new password breaks the policy.
+
+        The cheap checks run first; the strength estimate runs only on a
+        password that passes them, so each problem is reported once.
 
         Args:
             password: the password as the client sent it.
             email: the account's email. A password that contains its local part
-                (the part before the last "@", 3 or more characters) is rejected.
+                (the part before the last "@", 3 or more characters) is rejected;
+                its local part and domain words are context for the estimate.
+            name: the account holder's name, context for the estimate.
+            date_of_birth: context for the estimate (year, day and month forms).
 
         Returns:
             Human-readable problems. An empty list means the password is
-            acceptable. The messages never contain the password.
+            acceptable. The messages never contain the password (nor the
+            personal data they refer to).
         """
         problems: list[str] = []
         normalized = unicodedata.normalize("NFKC", password)
@@ -175,7 +221,19 @@ class PasswordPolicy:
             problems.append(
                 "Password must not contain the part of your email address before the @."
             )
-        return problems
+        if problems:
+            return problems
+        found = estimate(
+            normalized,
+            personal_words(name=name, email=email, date_of_birth=date_of_birth),
+            date_of_birth=date_of_birth,
+        )
+        if found.personal:
+            return [f"Password must not contain your {kind}." for kind in found.personal]
+        if found.score < MIN_SCORE:
+            advice = " ".join(found.feedback) or _DEFAULT_ADVICE
+            return [f"Password is too easy to guess. {advice}"]
+        return []
 
     def _is_common(self, folded: str) -> bool:
         if folded in self._common:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, Protocol
 
 from auth_service.clients.user_service import UserServiceClient
@@ -17,7 +18,9 @@ class _Hasher(Protocol):
 
 
 class _Policy(Protocol):
-    def check(self, password: str, *, email: str) -> list[str]: ...
+    async def check_async(
+        self, password: str, *, email: str, name: str | None, date_of_birth: date | None
+    ) -> list[str]: ...
 
 
 class RegistrationService:
@@ -63,7 +66,11 @@ class RegistrationService:
             if not decision.allowed:
                 raise RateLimited(decision.retry_after, limit.scope)
         password = req.password.get_secret_value()
-        problems = self._policy.check(password, email=req.email)
+        # The account's own data is context for the strength estimate: a
+        # password built from the name or birthday is among the first guesses.
+        problems = await self._policy.check_async(
+            password, email=req.email, name=req.name, date_of_birth=req.date_of_birth
+        )
         if problems:
             raise WeakPassword(problems)
         password_hash = await self._hasher.hash(password)

@@ -92,9 +92,45 @@
 
   function problemText(res) {
     const body = res.body || {};
-    if (body.detail) return body.detail;
-    if (body.errors) return body.errors.map((e) => `${e.field}: ${e.message}`).join("; ");
-    return `Request failed (${res.status}).`;
+    // RFC 9457 problems of this API carry per-field reasons in `errors`:
+    // the summary alone ("does not meet the policy") does not say what to fix.
+    const reasons = (body.errors || []).map((e) => `${e.field}: ${e.message}`);
+    const text = [body.detail, ...reasons].filter(Boolean).join(" ");
+    return text || `Request failed (${res.status}).`;
+  }
+
+  // Show each field's reason under that field (and tie it to the input for
+  // screen readers); clear them before the next try.
+  function clearFieldErrors(form) {
+    for (const el of form.querySelectorAll(".field-error")) el.remove();
+    for (const input of form.querySelectorAll("[aria-invalid]")) {
+      input.removeAttribute("aria-invalid");
+      const ids = (input.getAttribute("aria-describedby") || "").split(" ").filter((id) => !id.endsWith("-error"));
+      if (ids.length) input.setAttribute("aria-describedby", ids.join(" ")); else input.removeAttribute("aria-describedby");
+    }
+  }
+
+  function showFieldErrors(form, res) {
+    clearFieldErrors(form);
+    let first = null;
+    for (const error of (res.body && res.body.errors) || []) {
+      const input = form.elements.namedItem(error.field);
+      if (!(input instanceof HTMLInputElement)) continue;
+      const id = `${input.id}-error`;
+      let note = document.getElementById(id);
+      if (!note) {
+        note = document.createElement("p");
+        note.id = id;
+        note.className = "field-error";
+        input.after(note);
+        const described = input.getAttribute("aria-describedby");
+        input.setAttribute("aria-describedby", described ? `${described} ${id}` : id);
+      }
+      note.textContent = note.textContent ? `${note.textContent} ${error.message}` : error.message;
+      input.setAttribute("aria-invalid", "true");
+      first = first || input;
+    }
+    if (first) first.focus();
   }
 
   // --- HTTP ---
@@ -162,6 +198,7 @@
     $("codes-panel").hidden = true;
     $("codes-list").replaceChildren();
     $("step-up").hidden = true;
+    closeReauth();
     $("confirm-last").hidden = true;
     $("mfa").hidden = true;
     show("signed-out");
@@ -212,7 +249,8 @@
     const body = Object.fromEntries(form.entries());
     say("Creating your account…");
     const res = await call("POST", "/users", body);
-    if (res.status !== 201) { fail(problemText(res)); return; }
+    if (res.status !== 201) { fail(problemText(res)); showFieldErrors(event.target, res); return; }
+    clearFieldErrors(event.target);
     event.target.reset();
     $("login-email").value = body.email;
     $("login-password").focus();
@@ -323,10 +361,17 @@
 
   async function addPasskey(event) {
     event.preventDefault();
-    const label = new FormData(event.target).get("label") || undefined;
-    const opts = await call("POST", "/webauthn/register/options", {}, { auth: true });
-    if (needsStepUp(opts, () => addPasskey(event))) return;
-    if (opts.status !== 200) { fail(problemText(opts)); return; }
+    await enrolPasskey(event.target, new FormData(event.target).get("label") || undefined);
+  }
+
+  // `password`: only when the server asked for it (the first passkey after a
+  // login that is not recent); it goes to the options request and nowhere else.
+  async function enrolPasskey(form, label, password) {
+    const opts = await call("POST", "/webauthn/register/options", password ? { password } : {}, { auth: true });
+    if (needsStepUp(opts, () => enrolPasskey(form, label))) return;
+    if (needsPassword(opts, (again) => enrolPasskey(form, label, again))) return;
+    if (opts.status !== 200) { closeReauth(); fail(problemText(opts)); return; }
+    closeReauth();
     say("Follow your browser's prompt to create the passkey…");
     let credential;
     try {
@@ -337,7 +382,7 @@
     }
     const res = await call("POST", "/webauthn/register/verify", { credential, label }, { auth: true });
     if (res.status !== 201) { fail(problemText(res)); return; }
-    event.target.reset();
+    form.reset();
     await loadPasskeys();
     if (res.body.recovery_codes) showCodes(res.body.recovery_codes);
     say(`Passkey "${res.body.credential.label}" added.`
@@ -379,6 +424,38 @@
     $("step-up-go").focus();
     say("Confirm it is you with a passkey to continue.");
     return true;
+  }
+
+  // --- the first passkey after a login that is not recent: the password again ---
+
+  let pendingReauth = null; // (password) => the enrolment to repeat with it
+
+  function needsPassword(res, retry) {
+    const asked = res.status === 403 && isProblem(res, "reauthentication-required");
+    const wrong = res.status === 403 && isProblem(res, "reauthentication-failed");
+    if (!asked && !wrong) return false;
+    pendingReauth = retry;
+    $("reauth").hidden = false;
+    $("reauth-password").value = "";
+    $("reauth-password").focus();
+    if (wrong) fail(`${problemText(res)} Try again.`);
+    else say("Confirm your password to add your first passkey.");
+    return true;
+  }
+
+  async function reauth(event) {
+    event.preventDefault();
+    const password = $("reauth-password").value;
+    $("reauth-password").value = "";
+    const retry = pendingReauth;
+    pendingReauth = null;
+    if (retry) await retry(password);
+  }
+
+  function closeReauth() {
+    pendingReauth = null;
+    $("reauth").hidden = true;
+    $("reauth-password").value = "";
   }
 
   async function stepUp() {
@@ -434,6 +511,8 @@
     $("new-codes").addEventListener("click", guard(newCodes));
     $("logout").addEventListener("click", guard(logout));
     $("step-up-go").addEventListener("click", guard(stepUp));
+    $("reauth").addEventListener("submit", guard(reauth));
+    $("reauth-cancel").addEventListener("click", () => { closeReauth(); say("Cancelled."); });
     $("step-up-cancel").addEventListener("click", () => { pendingRetry = null; $("step-up").hidden = true; say("Cancelled."); });
     $("confirm-last-yes").addEventListener("click", guard(async () => {
       const retry = pendingRetry;

@@ -52,6 +52,29 @@ async def test_password_never_echoed_in_errors(services: Services) -> None:
     assert "hunter2" not in r.text
 
 
+@pytest.mark.parametrize(
+    ("password", "reason"),
+    [
+        ("P@ssword1234", "Password is too easy to guess."),  # leet-speak of a common word
+        ("1qaz@WSX3edc", "Password is too easy to guess."),  # keyboard walk
+        ("Jd14041980!!", "Password must not contain your date of birth."),  # the seed's 1980-04-14
+    ],
+)
+async def test_guessable_password_is_a_422_naming_the_reason(
+    services: Services, password: str, reason: str
+) -> None:
+    body = new_user(password=password)
+    r = await services.auth.post("/users", json=body)
+    assert r.status_code == 422, r.text
+    errors = r.json()["errors"]
+    assert [e["field"] for e in errors] == ["password"]
+    assert errors[0]["message"].startswith(reason)
+    assert password.casefold() not in r.text.casefold()
+    # Nothing was created: the same email registers with the seed's password.
+    retry = await services.auth.post("/users", json=new_user(email=body["email"]))
+    assert retry.status_code == 201
+
+
 async def test_unknown_fields_are_refused(services: Services) -> None:
     r = await services.auth.post("/users", json={**new_user(), "roles": ["admin"]})
     assert r.status_code == 422

@@ -67,8 +67,11 @@ async def test_list_shows_metadata_and_no_key_material(services: Services) -> No
         "aaguid",
         "backup_eligible",
         "backed_up",
+        "enrolled_by_session",  # the session that added it, also in GET /sessions
     }
     assert item["last_used_at"] is not None  # the MFA login used it
+    assert item["enrolled_by_session"]  # the password login's session, not this MFA one
+    assert item["enrolled_by_session"] != claims(tokens)["sid"]
     assert (await services.auth.get("/webauthn/credentials")).status_code == 401
 
 

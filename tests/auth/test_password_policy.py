@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import unicodedata
+from datetime import date
 
 import pytest
 
@@ -11,6 +13,7 @@ from auth_service.services.password_policy import (
     PasswordPolicy,
     load_common_passwords,
 )
+from auth_service.services.password_strength import ESTIMATED_LENGTH
 
 EMAIL = "john@example.com"
 
@@ -68,7 +71,7 @@ def test_empty_password_is_too_short(policy: PasswordPolicy) -> None:
 
 
 def test_128_characters_accepted_129_rejected(policy: PasswordPolicy) -> None:
-    at_limit = "ab3$" * 32
+    at_limit = hashlib.sha512(b"fixed").hexdigest()  # 128 characters, no pattern
     assert len(at_limit) == 128
     assert policy.check(at_limit, email=EMAIL) == []
 
@@ -88,7 +91,12 @@ def test_length_counts_code_points_after_nfkc(policy: PasswordPolicy) -> None:
     ]
 
     # One code point per character however many UTF-8 bytes it takes.
-    emoji = "\U0001f510\U0001f511" * 6  # 12 code points, 48 UTF-8 bytes
+    # 12 code points, 48 UTF-8 bytes; unrelated ones (a repeat or a run of
+    # neighbouring code points would be refused as too easy to guess).
+    emoji = "\U0001f510\U0001f419\U0001f335\U0001f3bb\U0001f6b2\U0001f34b" + (
+        "\U0001f989\U0001f9ed\U0001fa81\U0001f30b\U0001f3b2\U0001f994"
+    )
+    assert len(emoji) == 12
     assert policy.check(emoji, email=EMAIL) == []
 
     # A ligature expands under NFKC: 11 typed code points, 12 after NFKC.
@@ -99,7 +107,7 @@ def test_length_counts_code_points_after_nfkc(policy: PasswordPolicy) -> None:
 
 def test_custom_lengths() -> None:
     policy = PasswordPolicy(min_length=15, max_length=64, common_passwords=[])
-    assert policy.check("a" * 3 + "bcdefghijklm", email=EMAIL) == []
+    assert policy.check("kx7#Qm2!vLp9Rw4", email=EMAIL) == []
     assert policy.check("bcdefghijklmno", email=EMAIL)[0].startswith("Password must be at least 15")
     with pytest.raises(ValueError, match="min_length"):
         PasswordPolicy(min_length=0)
@@ -257,3 +265,93 @@ def test_packed_set_edge_cases() -> None:
     for other in ("a", "ab", "a\n", "\nb", "ete", "bb", 1, None, b"b"):
         assert other not in odd
     assert odd == {"b", "", "a\nb", "\u00e9t\u00e9", "\U0001f600"}
+
+
+# --- guessability (zxcvbn), issue: guessable passwords passed ----------------------------------
+
+# The seed client's account: its own data is context for the estimate.
+SEED_CONTEXT = {"email": "john@example.com", "name": "John Doe", "date_of_birth": date(1980, 4, 14)}
+GUESSABLE = "Password is too easy to guess."
+
+
+def test_seed_client_password_is_accepted_with_its_own_context(policy: PasswordPolicy) -> None:
+    assert policy.check("Str0ngP@ssw0rd!!", **SEED_CONTEXT) == []
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "P@ssword1234",  # the issue's examples: leet-speak of a common word + digits
+        "1qaz@WSX3edc",  # ... and a keyboard walk with Shift held on one column
+        "!QAZ2wsx#EDC",  # keyboard walk, Shift on the other columns
+        "Zaq1@wsx3edc",  # keyboard walk, reversed columns
+        "P@$$w0rd1234",  # leet-speak
+        "aaaabbbbcccc",  # repeats
+        "abcabcabcabc",  # repeated sequence
+        "Summer14041999",  # a word and a date
+    ],
+)
+def test_guessable_passwords_rejected_with_advice(policy: PasswordPolicy, password: str) -> None:
+    problems = policy.check(password, **SEED_CONTEXT)
+    assert len(problems) == 1
+    assert problems[0].startswith(GUESSABLE)
+    assert len(problems[0]) > len(GUESSABLE) + 10  # says what to do about it
+    _assert_no_echo(password, problems)
+
+
+def test_shift_on_the_digit_row_is_named(policy: PasswordPolicy) -> None:
+    problems = policy.check("1qaz@WSX3edc", **SEED_CONTEXT)
+    assert "Holding Shift on the number keys does not hide a common pattern." in problems[0]
+
+
+@pytest.mark.parametrize(
+    ("password", "kinds"),
+    [
+        ("Jd14041980!!", ["date of birth"]),
+        ("D0e-04141980", ["date of birth"]),  # the US order
+        ("j0hnd0e-1980", ["name"]),  # leet-speak of the full name
+        ("nhojeod1980!", ["name"]),  # reversed
+        ("1980-04-14-doe", ["name", "date of birth"]),  # a date zxcvbn reads is the birthday
+        ("eXaMpLe.1980", ["email address"]),  # the email's domain
+    ],
+)
+def test_passwords_built_from_the_account_data_rejected(
+    policy: PasswordPolicy, password: str, kinds: list[str]
+) -> None:
+    problems = policy.check(password, **SEED_CONTEXT)
+    assert problems == [f"Password must not contain your {kind}." for kind in kinds]
+    for message in problems:
+        for personal in ("john", "doe", "1980", "14041980", "0414", "example"):
+            assert personal not in message.casefold()
+    _assert_no_echo(password, problems)
+
+
+def test_email_local_part_rule_answers_first(policy: PasswordPolicy) -> None:
+    # Checked before the estimate, so the problem is reported once.
+    assert policy.check("John14041980!", **SEED_CONTEXT) == [LOCAL]
+
+
+def test_the_same_words_pass_for_another_account(policy: PasswordPolicy) -> None:
+    # Personal data counts only for the account it belongs to.
+    other = {"email": "ada@lovelace.example", "name": "Ada Lovelace"}
+    for password in ("Jd14041980!!", "D0e-04141980", "nhojeod1980!", "eXaMpLe.1980"):
+        assert policy.check(password, **other) == []
+
+
+def test_only_the_first_32_characters_are_estimated(policy: PasswordPolicy) -> None:
+    # Bounded work: the estimator grows much faster than linearly with the
+    # length. Guessing a whole password takes at least as long as guessing its
+    # start, so a strong start is enough whatever follows it ...
+    assert ESTIMATED_LENGTH == 32
+    head = hashlib.sha256(b"head").hexdigest()[:32]  # no pattern
+    assert policy.check(head + "aaaaaaaa", **SEED_CONTEXT) == []
+    # ... and a weak start is refused whatever strength follows it.
+    weak_head = ("abc" * 11)[:32]
+    assert policy.check(weak_head + head, **SEED_CONTEXT)[0].startswith(GUESSABLE)
+
+
+@pytest.mark.anyio
+async def test_check_async_answers_as_check_does(policy: PasswordPolicy) -> None:
+    for password in ("Str0ngP@ssw0rd!!", "P@ssword1234", "Jd14041980!!"):
+        expected = policy.check(password, **SEED_CONTEXT)
+        assert await policy.check_async(password, **SEED_CONTEXT) == expected

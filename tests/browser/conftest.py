@@ -78,7 +78,10 @@ def _pump(proc: subprocess.Popen[str], out: list[str], ready: threading.Event) -
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def cluster(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Cluster]:
+    """The local cluster for one test module; a module's `CLUSTER_ENV` adds settings."""
     if shutil.which("nginx") is None and not Path("/usr/sbin/nginx").exists():
         pytest.fail("nginx is required for the browser tests (apt-get install nginx)")
     data = tmp_path_factory.mktemp("cluster")
@@ -94,6 +97,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         "RATE_LIMIT_ENABLED": "false",
         "WEBAUTHN_RP_ID": "localhost",
         "WEBAUTHN_ORIGINS": origin,
+        **getattr(request.module, "CLUSTER_ENV", {}),
     }
     argv = [sys.executable, str(ROOT / "deploy" / "local" / "cluster.py"), "--gateway", "nginx"]
     argv += ["--gateway-port", str(gateway), "--auth-port", str(auth), "--user-port", str(user)]
@@ -220,7 +224,7 @@ class PasskeyPage:
         self.page.goto("/")
         expect(self.page.locator("#login-heading")).to_be_visible()
 
-    def register(self, email: str, password: str = PASSWORD) -> None:
+    def submit_registration(self, email: str, password: str = PASSWORD) -> None:
         p = self.page
         p.locator("#reg-name").fill("Jane Doe")
         p.locator("#reg-email").fill(email)
@@ -228,6 +232,9 @@ class PasskeyPage:
         p.locator("#reg-job").fill("Engineer")
         p.locator("#reg-password").fill(password)
         p.get_by_role("button", name="Create account").click()
+
+    def register(self, email: str, password: str = PASSWORD) -> None:
+        self.submit_registration(email, password)
         self.expect_status("Account created")
 
     def password_login(self, email: str, password: str = PASSWORD) -> None:

@@ -7,6 +7,7 @@ cancels, the authenticator cannot verify the user).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -46,6 +47,26 @@ def test_page_is_served_with_a_strict_csp(cluster: Cluster) -> None:
         assert "nosniff" in a.headers["x-content-type-options"]
     assert httpx.get(f"{cluster.base_url}/static/../main.py", timeout=10).status_code == 404
     assert httpx.get(f"{cluster.base_url}/static/index.html", timeout=10).status_code == 404
+
+
+def test_a_guessable_password_shows_the_reason_beside_the_field(ui: PasskeyPage) -> None:
+    email = new_email()
+    ui.open()
+    ui.submit_registration(email, "P@ssword1234")  # leet-speak of "password" + digits
+    field = ui.page.locator("#reg-password")
+    note = ui.page.locator("#reg-password-error")
+    # The API's per-field reason, under the field, not just "does not meet the policy".
+    expect(note).to_have_text(re.compile(r"^Password is too easy to guess\. \S"))
+    expect(field).to_have_attribute("aria-invalid", "true")
+    expect(field).to_have_attribute("aria-describedby", re.compile(r"\breg-password-error\b"))
+    expect(field).to_be_focused()
+    ui.expect_error("too easy to guess")
+    assert "P@ssword1234" not in ui.page.locator("main").inner_text()
+
+    # A better password: the note goes and the account is made.
+    ui.register(email)
+    expect(note).to_have_count(0)
+    expect(field).not_to_have_attribute("aria-invalid", "true")
 
 
 def test_the_whole_passkey_journey(ui: PasskeyPage) -> None:
