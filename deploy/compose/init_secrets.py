@@ -1,12 +1,15 @@
 """Create the secrets docker-compose.yml reads: passwords, env files, signing keys.
 
-    uv run python deploy/compose/init_secrets.py [--dir deploy/compose/secrets]
+The stack's `secrets-init` service runs this inside the auth image on every
+`up`, into the `idp-secrets` volume:
 
-Writes, into a 0700 directory that git ignores (`secrets/` in .gitignore):
+    python init_secrets.py --dir /run/secrets --owner 10001:10001
+
+Writes, into the directory:
 
     postgres_password  auth_db_password  user_db_password  redis_password
+    grafana_admin_password
     auth.env  user.env     DATABASE_URL and REDIS_URL of each service
-    grafana.env            GF_SECURITY_ADMIN_PASSWORD
     signing_keys/          the auth service's key directory (manifest + PEM),
                            made by `python -m auth_service.keys rotate`
 
@@ -52,17 +55,26 @@ def _write(path: Path, make: Callable[[], str], created: list[str], *, mode: int
     return content
 
 
-# Compose mounts file secrets into containers with their host owner and mode,
-# and PostgreSQL's init script reads them as the postgres user: they must be
-# world-readable *files*. The 0700 directory is what keeps them private on
-# this host. Env files are read by compose on the host only: 0600.
+# PostgreSQL's init script, Redis and Grafana read the passwords as their own
+# users, whose uids differ per image: world-readable *files*. What keeps them
+# private is where the directory lives: a volume mounted only into the stack's
+# containers (or a 0700 directory on a host). The env files and signing keys
+# belong to the services' uid (owner) and no one else reads them: 0600.
 _SECRET_FILE = 0o644
 
 
-def init_secrets(directory: Path) -> list[str]:
-    """Create whatever is missing in `directory`; returns the names created."""
+def init_secrets(directory: Path, owner: tuple[int, int] | None = None) -> list[str]:
+    """Create whatever is missing in `directory`; returns the names created.
+
+    Args:
+        directory: where the secrets live.
+        owner: uid and gid of the services (the volume case): they get the env
+            files and the signing keys, and the directory becomes traversable
+            (0711: files are read by name, never listed). None: a private 0700
+            directory of whoever runs this.
+    """
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
+    os.chmod(directory, 0o700 if owner is None else 0o711)
     created: list[str] = []
     _write(directory / "postgres_password", _password, created, mode=_SECRET_FILE)
     redis_pw = _write(directory / "redis_password", _password, created, mode=_SECRET_FILE)
@@ -76,7 +88,7 @@ def init_secrets(directory: Path) -> list[str]:
             ),
             created,
         )
-    _write(directory / "grafana.env", lambda: f"GF_SECURITY_ADMIN_PASSWORD={_password()}", created)
+    _write(directory / "grafana_admin_password", _password, created, mode=_SECRET_FILE)
 
     keys = directory / "signing_keys"
     if not (keys / "manifest.json").exists():
@@ -87,32 +99,29 @@ def init_secrets(directory: Path) -> list[str]:
         # Later rotations publish first and sign later (docs/OPERATIONS.md).
         key = rotate(keys, activate_after_seconds=0)
         created.append(f"signing_keys/ (kid {key.kid})")
+    if owner is not None:
+        for path in (directory / "auth.env", directory / "user.env", keys, *keys.iterdir()):
+            os.chown(path, *owner)
     return created
+
+
+def _owner(value: str) -> tuple[int, int]:
+    uid, _, gid = value.partition(":")
+    return int(uid), int(gid or uid)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"default {DEFAULT_DIR}")
+    parser.add_argument(
+        "--owner", type=_owner, default=None, help="UID:GID that gets the env files and keys"
+    )
     args = parser.parse_args(argv)
-    created = init_secrets(args.dir)
+    created = init_secrets(args.dir, args.owner)
     for name in created:
         print(f"created {args.dir / name}")
     if not created:
         print(f"{args.dir}: everything exists already; nothing changed")
-    uid = os.getuid()
-    keys = args.dir / "signing_keys"
-    if uid == 0:
-        # Never run the services as root to read them: hand them to the
-        # images' service user instead.
-        for path in (keys, *keys.iterdir()):
-            os.chown(path, 10001, 10001)
-        print(f"\n{keys} now belongs to uid 10001, the images' service user")
-    elif uid != 10001:
-        print(
-            f"\nThe signing keys are owned by uid {uid} (mode 0600). Either set "
-            f"IDP_UID={uid} and IDP_GID={os.getgid()} in .env, or run\n"
-            f"  sudo chown -R 10001:10001 {args.dir / 'signing_keys'}"
-        )
     return 0
 
 
