@@ -58,16 +58,36 @@ standins=(
   "prom/prometheus:v3.2.1 prometheus"
   "otel/opentelemetry-collector-contrib:0.120.0 otelcol"
 )
-for entry in "${standins[@]}"; do
-  read -r name file <<<"$entry"
-  if have "$name" && [ -z "${IDP_IMAGES_REBUILD:-}" ]; then
-    continue
+# The Python stand-in first (two others build on it), then the rest at once:
+# their time is mostly apt downloads.
+logs="$(mktemp -d /tmp/idp-images.XXXXXX)"
+build_standin() {  # name file
+  if have "$1" && [ -z "${IDP_IMAGES_REBUILD:-}" ]; then
+    return 0
   fi
-  log "stand-in $name (deploy/images/standins/$file.Dockerfile)"
-  docker build -q -f "deploy/images/standins/$file.Dockerfile" -t "$name" \
-    --label org.opencontainers.image.description="idp stand-in for $name, built from Debian packages" \
-    deploy/images/standins >/dev/null
+  log "stand-in $1 (deploy/images/standins/$2.Dockerfile)"
+  docker build -f "deploy/images/standins/$2.Dockerfile" -t "$1" \
+    --label org.opencontainers.image.description="idp stand-in for $1, built from Debian packages" \
+    deploy/images/standins >"$logs/$2.log" 2>&1 || {
+      echo "stand-in $1 failed:" >&2
+      tail -40 "$logs/$2.log" >&2
+      return 1
+    }
+}
+read -r name file <<<"${standins[0]}"
+build_standin "$name" "$file"
+pids=()
+for entry in "${standins[@]:1}"; do
+  read -r name file <<<"$entry"
+  build_standin "$name" "$file" &
+  pids+=("$!")
 done
+failed=0
+for pid in "${pids[@]}"; do
+  wait "$pid" || failed=1
+done
+rm -rf "$logs"
+[ "$failed" = 0 ] || exit 1
 
 # grafana/grafana: Debian has no Grafana, its own packages come from a
 # registry this machine cannot reach, and no stand-in could be Grafana.

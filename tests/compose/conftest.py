@@ -14,7 +14,9 @@ dockerd when it is installed and not running.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import random
 import shutil
 import subprocess
 import time
@@ -130,9 +132,32 @@ class Stack:
         self.wait_until("the gateway and the services behind it", ready)
 
     def up(self) -> None:
-        result = self.compose("up", "-d", *self.services)
-        if result.returncode != 0:
-            pytest.fail(f"compose up failed:\n{result.stderr[-5000:]}{self.diagnose()}")
+        for _ in range(3):
+            result = self.compose("up", "-d", *self.services)
+            if result.returncode == 0:
+                return
+            if "Pool overlaps" not in result.stderr:
+                break
+            # Another stack took the subnet between the choice and `up`.
+            self.compose("down", "--remove-orphans")
+            self.env |= app_network()
+        pytest.fail(f"compose up failed:\n{result.stderr[-5000:]}{self.diagnose()}")
+
+
+def app_network() -> dict[str, str]:
+    """A /24 for the stack's `app` network that no Docker network uses now
+    (the compose file fixes the gateway's address in it)."""
+    used: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    for network_id in docker("network", "ls", "-q").stdout.split():
+        subnets = docker(
+            "network", "inspect", "-f", "{{range .IPAM.Config}}{{.Subnet}} {{end}}", network_id
+        ).stdout.split()
+        used += [ipaddress.ip_network(n) for n in subnets]
+    for third in random.sample(range(64, 255), 191):
+        candidate = ipaddress.ip_network(f"172.30.{third}.0/24")
+        if not any(candidate.overlaps(u) for u in used):
+            return {"IDP_APP_SUBNET": str(candidate), "IDP_GATEWAY_IP": str(candidate[10])}
+    pytest.fail("no free 172.30.x.0/24 for the stack's app network")
 
 
 def _port_is_free(port: int) -> None:
@@ -162,6 +187,7 @@ def stack(
         "GATEWAY_PORT": str(gateway),
         "PROMETHEUS_PORT": str(prometheus),
         "GRAFANA_PORT": str(grafana),
+        **app_network(),
     }
     has_grafana = docker("image", "inspect", GRAFANA_IMAGE).returncode == 0
     all_services = [
