@@ -3,7 +3,7 @@
 The stack's `secrets-init` service runs this inside the auth image on every
 `up`, into the `idp-secrets` volume:
 
-    python init_secrets.py --dir /run/secrets --owner 10001:10001
+    python init_secrets.py --dir /run/secrets --in-stack
 
 Writes, into the directory:
 
@@ -55,26 +55,41 @@ def _write(path: Path, make: Callable[[], str], created: list[str], *, mode: int
     return content
 
 
-# PostgreSQL's init script, Redis and Grafana read the passwords as their own
-# users, whose uids differ per image: world-readable *files*. What keeps them
-# private is where the directory lives: a volume mounted only into the stack's
-# containers (or a 0700 directory on a host). The env files and signing keys
-# belong to the services' uid (owner) and no one else reads them: 0600.
+# On a host: one private 0700 directory, files 0644 inside it (compose used
+# to mount them with their host owner and mode, and PostgreSQL read them as
+# its own user).
 _SECRET_FILE = 0o644
 
+# In the stack (--in-stack): each file belongs to the one image user that
+# reads it, mode 0600, so a container that mounts the volume reads only its
+# own secrets. uids as the images define them: postgres 70 (the official
+# image; the stand-in of `make images` uses the same), Grafana 472, the auth
+# service 10001 and the user service 10002 (docker-compose.yml `user:`);
+# Redis's start.sh and health check read as root.
+IN_STACK_OWNERS: dict[str, int] = {
+    "postgres_password": 70,
+    "auth_db_password": 70,
+    "user_db_password": 70,
+    "redis_password": 0,
+    "grafana_admin_password": 472,
+    "auth.env": 10001,
+    "user.env": 10002,
+    "signing_keys": 10001,
+}
 
-def init_secrets(directory: Path, owner: tuple[int, int] | None = None) -> list[str]:
+
+def init_secrets(directory: Path, owners: dict[str, int] | None = None) -> list[str]:
     """Create whatever is missing in `directory`; returns the names created.
 
     Args:
         directory: where the secrets live.
-        owner: uid and gid of the services (the volume case): they get the env
-            files and the signing keys, and the directory becomes traversable
-            (0711: files are read by name, never listed). None: a private 0700
-            directory of whoever runs this.
+        owners: file name -> uid that owns it (0600; `signing_keys` covers the
+            key directory and its files); the directory becomes traversable
+            (0711: files are read by name, never listed). None: a private
+            0700 directory of whoever runs this.
     """
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(directory, 0o700 if owner is None else 0o711)
+    os.chmod(directory, 0o700 if owners is None else 0o711)
     created: list[str] = []
     _write(directory / "postgres_password", _password, created, mode=_SECRET_FILE)
     redis_pw = _write(directory / "redis_password", _password, created, mode=_SECRET_FILE)
@@ -99,25 +114,24 @@ def init_secrets(directory: Path, owner: tuple[int, int] | None = None) -> list[
         # Later rotations publish first and sign later (docs/OPERATIONS.md).
         key = rotate(keys, activate_after_seconds=0)
         created.append(f"signing_keys/ (kid {key.kid})")
-    if owner is not None:
-        for path in (directory / "auth.env", directory / "user.env", keys, *keys.iterdir()):
-            os.chown(path, *owner)
+    for name, uid in (owners or {}).items():
+        path = directory / name
+        for item in (path, *path.iterdir()) if path.is_dir() else (path,):
+            os.chown(item, uid, uid)
+            os.chmod(item, 0o700 if item.is_dir() else 0o600)
     return created
-
-
-def _owner(value: str) -> tuple[int, int]:
-    uid, _, gid = value.partition(":")
-    return int(uid), int(gid or uid)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"default {DEFAULT_DIR}")
     parser.add_argument(
-        "--owner", type=_owner, default=None, help="UID:GID that gets the env files and keys"
+        "--in-stack",
+        action="store_true",
+        help="give each file to the uid of the container that reads it (docker-compose.yml)",
     )
     args = parser.parse_args(argv)
-    created = init_secrets(args.dir, args.owner)
+    created = init_secrets(args.dir, IN_STACK_OWNERS if args.in_stack else None)
     for name in created:
         print(f"created {args.dir / name}")
     if not created:

@@ -438,6 +438,32 @@ def test_init_secrets_is_idempotent_and_private(tmp_path: Path) -> None:
     KeyRing.load(directory / "signing_keys", generate_if_missing=False, allow_dev_keys=False)
 
 
+def test_in_the_stack_each_secret_belongs_to_its_one_reader(
+    tmp_path: Path, resolved: dict[str, Any]
+) -> None:
+    """A container that mounts the secrets volume reads its own secrets only:
+    0600 files of the reader's uid, a directory that cannot be listed."""
+    owners = init_secrets.IN_STACK_OWNERS
+    services = resolved["services"]
+    # The services' uids are the ones compose runs them as.
+    assert services["auth"]["user"] == services["auth-migrate"]["user"] == "10001:10001"
+    assert services["user"]["user"] == services["user-migrate"]["user"] == "10002:10002"
+    assert owners["auth.env"] == owners["signing_keys"] == 10001
+    assert owners["user.env"] == 10002
+    assert "--in-stack" in services["secrets-init"]["entrypoint"]
+    # chown to this test's own uid: the modes are what is checked here; the
+    # stack itself runs with the real owners (tests/compose).
+    directory = tmp_path / "volume"
+    init_secrets.init_secrets(directory, {name: os.getuid() for name in owners})
+    assert directory.stat().st_mode & 0o777 == 0o711
+    for name in owners:
+        path = directory / name
+        assert path.stat().st_mode & 0o777 == (0o700 if path.is_dir() else 0o600), name
+    for key_file in (directory / "signing_keys").iterdir():
+        assert key_file.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in directory.iterdir()) == sorted(owners)
+
+
 @pytest.mark.postgres
 def test_postgres_init_script_makes_one_owned_database_per_service(tmp_path: Path) -> None:
     from tests.conftest import PG_ADMIN_URL

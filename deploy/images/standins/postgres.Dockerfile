@@ -6,7 +6,12 @@
 # on TCP with password (scram) authentication; pg_isready and psql on PATH.
 # Its data volume is a PostgreSQL 15 one: keep it with this image.
 FROM debian:bookworm-slim
-RUN install -d /etc/postgresql-common \
+# The postgres user has the official image's uid 70 (the secrets it reads
+# belong to that uid: deploy/compose/init_secrets.py); the package keeps it.
+RUN groupadd --system --gid 70 postgres \
+ && useradd --system --uid 70 --gid 70 --home-dir /var/lib/postgresql --no-create-home \
+        --shell /bin/bash postgres \
+ && install -d /etc/postgresql-common \
  && echo 'create_main_cluster = false' > /etc/postgresql-common/createcluster.conf \
  && apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends postgresql-15 >/dev/null \
