@@ -1,32 +1,50 @@
 # One target per task. `make help` lists them.
 #
-# uv is required. When it is missing, make stops and says how to install it
-# (python3 -m pip install --user uv) instead of installing it behind your back;
-# CI (.ci/run) installs it itself. With uv installed elsewhere, point at it:
-#   make test UV="python3 -m uv"
-UV ?= uv
+# uv runs everything. The uv on PATH is used; without one, make installs uv
+# into .tools/uv (git-ignored, this checkout only) with the machine's pip and
+# says so. Point at another one with:  make test UV="python3 -m uv"
+LOCAL_UV := $(CURDIR)/.tools/uv/bin/uv
+UV ?= $(or $(shell command -v uv 2>/dev/null),$(LOCAL_UV))
+# Debian's docker client first: BuildKit built in.
+DOCKER_PATH := /usr/bin:$(PATH)
 
 .DEFAULT_GOAL := help
-.PHONY: help run up test lint fmt bench clean check-uv
+.PHONY: help run up images compose-test test lint fmt bench clean check-uv
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
 
 check-uv:
-	@$(UV) --version >/dev/null 2>&1 || { \
-	  echo "uv not found (UV=$(UV))." >&2; \
-	  echo "Install it:  python3 -m pip install --user uv" >&2; \
-	  echo "then re-run, or use:  make $(MAKECMDGOALS) UV='python3 -m uv'" >&2; \
-	  exit 1; }
+	@if ! $(UV) --version >/dev/null 2>&1; then \
+	  if [ "$(UV)" != "$(LOCAL_UV)" ]; then \
+	    echo "uv not found (UV=$(UV))." >&2; exit 1; \
+	  fi; \
+	  echo "uv is not installed: installing it into .tools/uv for this checkout"; \
+	  echo "  python3 -m pip install --target .tools/uv uv"; \
+	  python3 -m pip install --quiet --disable-pip-version-check --target .tools/uv uv || { \
+	    echo "could not install uv with pip (apt-get install python3-pip, or see" >&2; \
+	    echo "https://docs.astral.sh/uv/ and re-run)" >&2; exit 1; }; \
+	  $(LOCAL_UV) --version; \
+	fi
 
 run: check-uv ## local cluster: gateway :8000, auth :8001, user :8002 (Ctrl-C stops)
 	$(UV) run python deploy/local/cluster.py
 
-up: check-uv ## production-like stack with Docker (docs/OPERATIONS.md; needs .env)
-	$(UV) run python deploy/compose/init_secrets.py
-	docker compose up --build
+up: ## the whole stack with Docker on http://localhost:8000 (docs/OPERATIONS.md)
+	@PATH="$(DOCKER_PATH)" DOCKER_BUILDKIT=1 COMPOSE_DOCKER_CLI_BUILD=1 sh -c \
+	  'if docker compose version >/dev/null 2>&1; then exec docker compose up --build; else exec docker-compose up --build; fi'
 
-test: check-uv ## the whole suite; tests start the processes they need
+images: ## without a registry: base, stand-ins and the project's images (docs/OPERATIONS.md)
+	@deploy/images/ensure-dockerd.sh
+	deploy/images/make-images.sh
+
+compose-test: check-uv ## run the compose stack for real: api.http, passkeys, restart (~5 min)
+	@$(UV) sync --frozen --quiet
+	@deploy/images/ensure-dockerd.sh
+	deploy/images/make-images.sh
+	$(UV) run pytest -m compose tests/compose -p no:cacheprovider
+
+test: check-uv ## the whole suite but the compose stack; tests start what they need
 	@$(UV) sync --frozen --quiet
 	$(UV) run pytest
 

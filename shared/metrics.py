@@ -98,6 +98,8 @@ AUDIT_EVENTS_ISSUER: tuple[str, ...] = (
     "passkey.login",
     "passkey.added",
     "passkey.removed",
+    "mfa.enabled",
+    "reauthentication",
     "recovery_codes.generated",
     "step_up",
     "token.refresh",

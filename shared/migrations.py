@@ -7,10 +7,18 @@ stepping on each other's history. The services never call `create_all`:
 - development and test: `prepare_schema` runs `upgrade head` at start, on the
   embedded SQLite as on PostgreSQL, so every developer runs the same scripts
   that production will;
-- production: `prepare_schema` only checks that the database is at head and
-  refuses to start otherwise. Migrations run as an explicit step
+- production: `prepare_schema` only checks the schema and refuses to start
+  when this code cannot run on it. Migrations run as an explicit step
   (`python -m <service>.migrate upgrade`: a compose one-shot service, a
   Kubernetes init container), never as a side effect of a replica starting.
+
+Rollbacks (docs/OPERATIONS.md, "Migrations and rollbacks"): every migration
+script declares `backward_compatible` (True: expand only, the previous
+release's code still runs on the new schema). Each upgrade or downgrade
+records, in `<version table>_compatible`, the revisions whose code can run on
+the schema as it now is; older code that finds its own head there starts on
+a schema that is "ahead" of it. It reads the record, not the newer scripts,
+which it does not have.
 
 Nothing here owns an engine: callers pass the one they built.
 """
@@ -31,7 +39,7 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import MetaData, Table, inspect, pool
+from sqlalchemy import Column, MetaData, String, Table, delete, insert, inspect, pool, select
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.types import TypeDecorator
@@ -43,6 +51,7 @@ __all__ = [
     "SchemaNotAtHead",
     "ServiceMigrations",
     "check_at_head",
+    "check_schema",
     "main",
     "model_drift",
     "prepare_schema",
@@ -105,7 +114,18 @@ class ServiceMigrations:
         return cfg
 
     def heads(self) -> tuple[str, ...]:
-        return tuple(ScriptDirectory.from_config(self.config()).get_heads())
+        return tuple(self.script().get_heads())
+
+    def script(self) -> ScriptDirectory:
+        return ScriptDirectory.from_config(self.config())
+
+    def compatible_table(self) -> Table:
+        """Revisions whose code runs on the schema as it is (see the module doc)."""
+        return Table(
+            f"{self.version_table}_compatible",
+            MetaData(),
+            Column("revision", String(32), primary_key=True),
+        )
 
 
 # --- env.py -----------------------------------------------------------------------
@@ -248,7 +268,80 @@ def _upgrade(connection: Connection, migrations: ServiceMigrations, revision: st
             migrations.baseline_revision,
         )
         command.stamp(cfg, migrations.baseline_revision)
+    if revision == "head":
+        current = _current(connection, migrations)
+        if _unknown(migrations, current):
+            # A newer release migrated this database (a rollback or a restart
+            # of older code): nothing to upgrade, if this code can run on it.
+            problem = _ahead_problem(connection, migrations, current)
+            if problem is not None:
+                raise SchemaNotAtHead(problem)
+            return
     command.upgrade(cfg, revision)
+    _record_compatible(connection, migrations)
+
+
+def compatible_revisions(script: ScriptDirectory, current: Sequence[str]) -> set[str]:
+    """The revisions whose code can run on a schema at `current`.
+
+    Each current revision, and below it each parent as long as the migration
+    above that parent declares `backward_compatible = True`. A merge point, or
+    a script that declares nothing, ends the walk: unknown means incompatible.
+    """
+    found: set[str] = set()
+    for rev in current:
+        script_rev = script.get_revision(rev)
+        while script_rev is not None:
+            found.add(script_rev.revision)
+            down = script_rev.down_revision
+            if getattr(script_rev.module, "backward_compatible", False) is not True:
+                break
+            if not isinstance(down, str):
+                break
+            script_rev = script.get_revision(down)
+    return found
+
+
+def _record_compatible(connection: Connection, migrations: ServiceMigrations) -> None:
+    table = migrations.compatible_table()
+    table.create(connection, checkfirst=True)
+    current = _current(connection, migrations)
+    revisions = compatible_revisions(migrations.script(), current)
+    connection.execute(delete(table))
+    if revisions:
+        connection.execute(insert(table), [{"revision": r} for r in sorted(revisions)])
+
+
+def _unknown(migrations: ServiceMigrations, current: Sequence[str]) -> list[str]:
+    """The database's revisions this code has no script for (a newer release's)."""
+    known = {r.revision for r in migrations.script().walk_revisions()}
+    return [r for r in current if r not in known]
+
+
+def _ahead_problem(
+    connection: Connection, migrations: ServiceMigrations, current: Sequence[str]
+) -> str | None:
+    """None when this code's head is recorded as compatible with the schema."""
+    table = migrations.compatible_table()
+    recorded: set[str] = set()
+    if inspect(connection).has_table(table.name):
+        recorded = set(connection.execute(select(table.c.revision)).scalars())
+    heads = migrations.heads()
+    if set(heads) <= recorded:
+        _log.warning(
+            "%s: the database is at revision %s, newer than this code's head %s; the "
+            "migrations since are backward compatible, starting",
+            migrations.service,
+            ", ".join(current),
+            ", ".join(heads),
+        )
+        return None
+    return (
+        f"the {migrations.service} database is at revision {', '.join(current)}, newer than "
+        f"this code's head {', '.join(heads)}, and a migration since is not backward "
+        f"compatible: run the newer release, or first revert the schema with its "
+        f"`python -m {migrations.service}_service.migrate downgrade {heads[0]}`"
+    )
 
 
 async def upgrade_to_head(engine: AsyncEngine, migrations: ServiceMigrations) -> None:
@@ -264,14 +357,7 @@ def _current(connection: Connection, migrations: ServiceMigrations) -> tuple[str
     return tuple(context.get_current_heads())
 
 
-async def check_at_head(engine: AsyncEngine, migrations: ServiceMigrations) -> str | None:
-    """Say what is wrong when the database is not at head, else None.
-
-    Behind (migrations not run) and ahead (a newer release migrated it, this
-    code is older) are both wrong: this code would query tables it does not know.
-    """
-    async with engine.connect() as conn:
-        current = await conn.run_sync(_current, migrations)
+def _not_at_head(migrations: ServiceMigrations, current: Sequence[str]) -> str | None:
     heads = migrations.heads()
     if set(current) == set(heads):
         return None
@@ -282,18 +368,48 @@ async def check_at_head(engine: AsyncEngine, migrations: ServiceMigrations) -> s
     )
 
 
+async def check_at_head(engine: AsyncEngine, migrations: ServiceMigrations) -> str | None:
+    """Say what is wrong when the database is not exactly at head, else None
+    (`migrate check`; the services start on what `check_schema` accepts)."""
+    async with engine.connect() as conn:
+        current = await conn.run_sync(_current, migrations)
+    return _not_at_head(migrations, current)
+
+
+async def check_schema(engine: AsyncEngine, migrations: ServiceMigrations) -> str | None:
+    """Say why this code cannot run on the database's schema, else None.
+
+    At head, or ahead by backward-compatible migrations only (a rollback or
+    a restart of the previous release): fine. Behind (this code would query
+    tables that do not exist yet), or ahead by a migration that is not
+    backward compatible: what is wrong and what to do.
+    """
+
+    def problem(connection: Connection) -> str | None:
+        current = _current(connection, migrations)
+        if _unknown(migrations, current):
+            return _ahead_problem(connection, migrations, current)
+        return _not_at_head(migrations, current)
+
+    async with engine.connect() as conn:
+        return await conn.run_sync(problem)
+
+
 async def prepare_schema(
     engine: AsyncEngine, migrations: ServiceMigrations, *, production: bool
 ) -> None:
-    """Bring the schema to head (development), or insist that it is (production).
+    """Bring the schema to head (development), or insist that this code can
+    run on it (production: `check_schema`).
 
     Raises:
-        SchemaNotAtHead: production and the database is not at head.
+        SchemaNotAtHead: production and the database is not at head, or
+            (either mode) it is ahead by a migration that is not backward
+            compatible.
     """
     if not production:
         await upgrade_to_head(engine, migrations)
         return
-    problem = await check_at_head(engine, migrations)
+    problem = await check_schema(engine, migrations)
     if problem is not None:
         raise SchemaNotAtHead(problem)
 
@@ -361,8 +477,10 @@ def main(
         elif args.command == "downgrade":
             _lock(connection, migrations)
             command.downgrade(cfg, args.revision)
+            _record_compatible(connection, migrations)
         elif args.command == "stamp":
             command.stamp(cfg, args.revision)
+            _record_compatible(connection, migrations)
         elif args.command == "revision":
             command.revision(
                 cfg, message=args.message, autogenerate=args.autogenerate, rev_id=args.rev_id

@@ -16,7 +16,7 @@ from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.migrations import ServiceMigrations, check_at_head, upgrade_to_head
+from shared.migrations import ServiceMigrations, check_schema, upgrade_to_head
 from shared.settings import ProductionConfigError
 
 __all__ = ["prepare_backends", "prepare_or_release", "redis_problem"]
@@ -51,7 +51,7 @@ async def prepare_backends(
     """Upgrade the schema (development), or refuse unsafe backends (production).
 
     Raises:
-        ProductionConfigError: production, and the schema is not at head, the
+        ProductionConfigError: production, and this code cannot run on the schema, the
             database cannot be reached to tell, or Redis is not a real Redis.
             The message lists every problem found, not only the first.
     """
@@ -60,7 +60,7 @@ async def prepare_backends(
         return
     problems: list[str] = []
     try:
-        schema = await check_at_head(engine, migrations)
+        schema = await check_schema(engine, migrations)
     except (SQLAlchemyError, OSError) as exc:
         schema = f"DATABASE_URL could not be checked ({type(exc).__name__})"
     if schema is not None:

@@ -1,12 +1,15 @@
 """Create the secrets docker-compose.yml reads: passwords, env files, signing keys.
 
-    uv run python deploy/compose/init_secrets.py [--dir deploy/compose/secrets]
+The stack's `secrets-init` service runs this inside the auth image on every
+`up`, into the `idp-secrets` volume:
 
-Writes, into a 0700 directory that git ignores (`secrets/` in .gitignore):
+    python init_secrets.py --dir /run/secrets --in-stack
+
+Writes, into the directory:
 
     postgres_password  auth_db_password  user_db_password  redis_password
+    grafana_admin_password
     auth.env  user.env     DATABASE_URL and REDIS_URL of each service
-    grafana.env            GF_SECURITY_ADMIN_PASSWORD
     signing_keys/          the auth service's key directory (manifest + PEM),
                            made by `python -m auth_service.keys rotate`
 
@@ -52,17 +55,41 @@ def _write(path: Path, make: Callable[[], str], created: list[str], *, mode: int
     return content
 
 
-# Compose mounts file secrets into containers with their host owner and mode,
-# and PostgreSQL's init script reads them as the postgres user: they must be
-# world-readable *files*. The 0700 directory is what keeps them private on
-# this host. Env files are read by compose on the host only: 0600.
+# On a host: one private 0700 directory, files 0644 inside it (compose used
+# to mount them with their host owner and mode, and PostgreSQL read them as
+# its own user).
 _SECRET_FILE = 0o644
 
+# In the stack (--in-stack): each file belongs to the one image user that
+# reads it, mode 0600, so a container that mounts the volume reads only its
+# own secrets. uids as the images define them: postgres 70 (the official
+# image; the stand-in of `make images` uses the same), Grafana 472, the auth
+# service 10001 and the user service 10002 (docker-compose.yml `user:`);
+# Redis's start.sh and health check read as root.
+IN_STACK_OWNERS: dict[str, int] = {
+    "postgres_password": 70,
+    "auth_db_password": 70,
+    "user_db_password": 70,
+    "redis_password": 0,
+    "grafana_admin_password": 472,
+    "auth.env": 10001,
+    "user.env": 10002,
+    "signing_keys": 10001,
+}
 
-def init_secrets(directory: Path) -> list[str]:
-    """Create whatever is missing in `directory`; returns the names created."""
+
+def init_secrets(directory: Path, owners: dict[str, int] | None = None) -> list[str]:
+    """Create whatever is missing in `directory`; returns the names created.
+
+    Args:
+        directory: where the secrets live.
+        owners: file name -> uid that owns it (0600; `signing_keys` covers the
+            key directory and its files); the directory becomes traversable
+            (0711: files are read by name, never listed). None: a private
+            0700 directory of whoever runs this.
+    """
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(directory, 0o700)
+    os.chmod(directory, 0o700 if owners is None else 0o711)
     created: list[str] = []
     _write(directory / "postgres_password", _password, created, mode=_SECRET_FILE)
     redis_pw = _write(directory / "redis_password", _password, created, mode=_SECRET_FILE)
@@ -76,7 +103,7 @@ def init_secrets(directory: Path) -> list[str]:
             ),
             created,
         )
-    _write(directory / "grafana.env", lambda: f"GF_SECURITY_ADMIN_PASSWORD={_password()}", created)
+    _write(directory / "grafana_admin_password", _password, created, mode=_SECRET_FILE)
 
     keys = directory / "signing_keys"
     if not (keys / "manifest.json").exists():
@@ -87,32 +114,28 @@ def init_secrets(directory: Path) -> list[str]:
         # Later rotations publish first and sign later (docs/OPERATIONS.md).
         key = rotate(keys, activate_after_seconds=0)
         created.append(f"signing_keys/ (kid {key.kid})")
+    for name, uid in (owners or {}).items():
+        path = directory / name
+        for item in (path, *path.iterdir()) if path.is_dir() else (path,):
+            os.chown(item, uid, uid)
+            os.chmod(item, 0o700 if item.is_dir() else 0o600)
     return created
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help=f"default {DEFAULT_DIR}")
+    parser.add_argument(
+        "--in-stack",
+        action="store_true",
+        help="give each file to the uid of the container that reads it (docker-compose.yml)",
+    )
     args = parser.parse_args(argv)
-    created = init_secrets(args.dir)
+    created = init_secrets(args.dir, IN_STACK_OWNERS if args.in_stack else None)
     for name in created:
         print(f"created {args.dir / name}")
     if not created:
         print(f"{args.dir}: everything exists already; nothing changed")
-    uid = os.getuid()
-    keys = args.dir / "signing_keys"
-    if uid == 0:
-        # Never run the services as root to read them: hand them to the
-        # images' service user instead.
-        for path in (keys, *keys.iterdir()):
-            os.chown(path, 10001, 10001)
-        print(f"\n{keys} now belongs to uid 10001, the images' service user")
-    elif uid != 10001:
-        print(
-            f"\nThe signing keys are owned by uid {uid} (mode 0600). Either set "
-            f"IDP_UID={uid} and IDP_GID={os.getgid()} in .env, or run\n"
-            f"  sudo chown -R 10001:10001 {args.dir / 'signing_keys'}"
-        )
     return 0
 
 

@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1.7
-#
 # The gateway: stock nginx serving deploy/nginx/gateway.conf.template, the same
 # file `make run` renders. The image's entrypoint renders templates with
 # envsubst (/docker-entrypoint.d/20-envsubst-on-templates.sh); the filter keeps

@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1.7
-#
 # Image of one Python service. Both services share this file and the lock file;
 # each image holds only its own package plus shared/:
 #
@@ -20,8 +18,10 @@ FROM ${UV_IMAGE} AS uv
 # --- build: the locked dependencies, then the code -------------------------------
 FROM ${PYTHON_IMAGE} AS build
 COPY --from=uv /uv /usr/local/bin/uv
+# UV_NATIVE_TLS: trust the system's CA bundle (a proxy's CA added there too).
 ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
+    UV_NATIVE_TLS=1 \
     UV_PYTHON_DOWNLOADS=never \
     UV_PYTHON=/usr/local/bin/python3 \
     UV_PROJECT_ENVIRONMENT=/app/.venv
@@ -53,6 +53,7 @@ WORKDIR /app
 # Owned by root and not writable by the service user: code cannot be changed
 # from inside even where the root filesystem is not mounted read-only.
 COPY --from=build /app /app
+COPY --chmod=0755 deploy/docker/service/entrypoint.sh /usr/local/bin/idp-entrypoint
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONPATH=/app \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -75,4 +76,5 @@ EXPOSE ${PORT}
 HEALTHCHECK --interval=10s --timeout=4s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen('http://127.0.0.1:%s/readyz' % os.environ['UVICORN_PORT'], timeout=3)"]
 STOPSIGNAL SIGTERM
+ENTRYPOINT ["idp-entrypoint"]
 CMD ["uvicorn"]

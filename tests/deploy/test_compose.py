@@ -1,10 +1,10 @@
 """docker-compose.yml: valid (`docker-compose config`), and the same topology as
 `make run` (deploy/local/cluster.py), so the local cluster tests cover it.
 
-There is no Docker engine on these machines; what can run without one runs:
-the compose file's validation, its secrets generator, PostgreSQL's init
-script (on the real server), Redis's config (on a real redis-server), and the
-gateway image's prefix script with `nginx -t`.
+These are the checks that need no Docker engine: the compose file's model,
+its secrets generator, PostgreSQL's init script (on the real server), Redis's
+config (on a real redis-server), and the gateway image's prefix script with
+`nginx -t`. tests/compose/ runs the stack itself (`make compose-test`).
 """
 
 from __future__ import annotations
@@ -33,8 +33,12 @@ COMPOSE = REPO / "docker-compose.yml"
 COMPOSE_DIR = REPO / "deploy" / "compose"
 DOCKER_DIR = REPO / "deploy" / "docker"
 ENV_EXAMPLE = COMPOSE_DIR / ".env.example"
+PRODUCTION = COMPOSE_DIR / "production.yml"
+# An empty env file stands for "no .env" (docker-compose 1.29 wants a file).
+EMPTY_ENV = REPO / "tests" / "deploy" / "empty.env"
 
 EXPECTED_SERVICES = {
+    "secrets-init",
     "gateway",
     "gateway-metrics",
     "auth",
@@ -47,7 +51,7 @@ EXPECTED_SERVICES = {
     "prometheus",
     "grafana",
 }
-LONG_RUNNING = EXPECTED_SERVICES - {"auth-migrate", "user-migrate"}
+LONG_RUNNING = EXPECTED_SERVICES - {"secrets-init", "auth-migrate", "user-migrate"}
 # The collector image is distroless: nothing inside it could probe its health.
 NO_HEALTHCHECK = {"otel-collector"}
 
@@ -73,20 +77,13 @@ def _compose_command() -> list[str]:
     return [found]
 
 
-@pytest.fixture(scope="module")
-def secrets_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    directory = tmp_path_factory.mktemp("compose") / "secrets"
-    init_secrets.init_secrets(directory)
-    return directory
-
-
 def compose(
-    *args: str, secrets_dir: Path, env_file: Path = ENV_EXAMPLE, files: tuple[Path, ...] = ()
+    *args: str, env_file: Path | None = None, files: tuple[Path, ...] = ()
 ) -> subprocess.CompletedProcess[str]:
     # Only what this test sets: a developer's shell or .env must not leak in.
     env = {k: v for k, v in os.environ.items() if k in {"PATH", "HOME", "LANG", "LC_ALL"}}
-    env["IDP_SECRETS_DIR"] = str(secrets_dir)
-    argv = [*_compose_command(), "--project-directory", str(REPO), "--env-file", str(env_file)]
+    argv = [*_compose_command(), "--project-directory", str(REPO)]
+    argv += ["--env-file", str(env_file or EMPTY_ENV)]
     for f in (COMPOSE, *files):
         argv += ["-f", str(f)]
     return subprocess.run(
@@ -95,9 +92,18 @@ def compose(
 
 
 @pytest.fixture(scope="module")
-def resolved(secrets_dir: Path) -> dict[str, Any]:
-    """The compose model after interpolation, env files and anchors."""
-    result = compose("config", secrets_dir=secrets_dir)
+def resolved() -> dict[str, Any]:
+    """The compose model after interpolation and anchors, as `docker compose up` sees it."""
+    result = compose("config")
+    assert result.returncode == 0, result.stderr
+    document: dict[str, Any] = yaml.safe_load(result.stdout)
+    return document
+
+
+@pytest.fixture(scope="module")
+def production() -> dict[str, Any]:
+    """The model with deploy/compose/production.yml and the example's settings."""
+    result = compose("config", env_file=ENV_EXAMPLE, files=(PRODUCTION,))
     assert result.returncode == 0, result.stderr
     document: dict[str, Any] = yaml.safe_load(result.stdout)
     return document
@@ -112,32 +118,56 @@ def raw() -> dict[str, Any]:
 # --- validity ------------------------------------------------------------------------
 
 
-def test_docker_compose_config_is_valid(secrets_dir: Path) -> None:
-    result = compose("config", "-q", secrets_dir=secrets_dir)
+def test_docker_compose_config_is_valid() -> None:
+    result = compose("config", "-q")
     assert result.returncode == 0, result.stderr
 
 
-def test_ops_ports_override_is_valid(secrets_dir: Path) -> None:
-    result = compose(
-        "config", "-q", secrets_dir=secrets_dir, files=(COMPOSE_DIR / "ops-ports.yml",)
-    )
+def test_ops_ports_override_is_valid() -> None:
+    result = compose("config", "-q", files=(COMPOSE_DIR / "ops-ports.yml",))
     assert result.returncode == 0, result.stderr
 
 
-def test_compose_refuses_to_run_without_generated_secrets(tmp_path: Path) -> None:
-    result = compose("config", "-q", secrets_dir=tmp_path / "nothing-here")
-    assert result.returncode != 0
-    assert "auth.env" in result.stderr or "user.env" in result.stderr
+def test_compose_up_needs_nothing_first(resolved: dict[str, Any]) -> None:
+    """No .env, no generated files: local defaults that work on localhost
+    (passkeys need the RP ID `localhost` and the page's exact origin)."""
+    services = resolved["services"]
+    auth = services["auth"]["environment"]
+    assert auth["ENV"] == "development"
+    assert auth["ISSUER"] == "http://localhost:8000"
+    assert auth["WEBAUTHN_RP_ID"] == "localhost"
+    assert auth["WEBAUTHN_ORIGINS"] == "http://localhost:8000"
+    for name, svc in services.items():
+        assert not svc.get("env_file"), f"{name} reads an env file from the host"
+    assert "secrets" not in resolved, "compose secrets are files someone must make first"
 
 
-def test_compose_refuses_to_run_without_deployment_settings(
-    secrets_dir: Path, tmp_path: Path
-) -> None:
-    empty = tmp_path / "empty.env"
-    empty.write_text("")
-    result = compose("config", "-q", secrets_dir=secrets_dir, env_file=empty)
+def test_the_gateway_port_moves_the_origins_with_it(tmp_path: Path) -> None:
+    env_file = tmp_path / "port.env"
+    env_file.write_text("GATEWAY_PORT=18555\n")
+    result = compose("config", env_file=env_file)
+    assert result.returncode == 0, result.stderr
+    services = yaml.safe_load(result.stdout)["services"]
+    assert services["auth"]["environment"]["WEBAUTHN_ORIGINS"] == "http://localhost:18555"
+    assert services["user"]["environment"]["ISSUER"] == "http://localhost:18555"
+    ((_, published, _),) = (_port(p) for p in services["gateway"]["ports"])
+    assert published == 18555
+
+
+def test_production_override_needs_the_deployment_settings(tmp_path: Path) -> None:
+    result = compose("config", "-q", files=(PRODUCTION,))
     assert result.returncode != 0
     assert "ISSUER" in result.stderr
+
+
+def test_production_override_turns_on_production_mode(production: dict[str, Any]) -> None:
+    services = production["services"]
+    for name in ("auth", "user", "auth-migrate", "user-migrate"):
+        env = services[name]["environment"]
+        assert env["ENV"] == "production", name
+        assert env["ISSUER"] == "https://idp.example.com", name
+        assert env["DOCS_ENABLED"] == "false", name
+    assert services["auth"]["environment"]["WEBAUTHN_ORIGINS"] == "https://idp.example.com"
 
 
 # --- the same topology as `make run` ------------------------------------------------
@@ -225,6 +255,9 @@ def test_dependencies_wait_for_health(resolved: dict[str, Any]) -> None:
         assert deps[f"{svc}-migrate"] == "service_completed_successfully"
         assert deps["redis"] == deps["postgres"] == "service_healthy"
         assert conditions(f"{svc}-migrate") == {"postgres": "service_healthy"}
+    # Everything that reads a generated password waits until it exists.
+    for name in ("redis", "postgres", "grafana"):
+        assert conditions(name)["secrets-init"] == "service_completed_successfully"
     for name in LONG_RUNNING - NO_HEALTHCHECK:
         assert services[name].get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
 
@@ -235,8 +268,7 @@ def test_migrations_run_as_their_own_step(resolved: dict[str, Any]) -> None:
         job = services[f"{svc}-migrate"]
         assert job["command"] == ["python", "-m", f"{svc}_service.migrate", "upgrade"]
         assert job["image"] == services[svc]["image"]
-        assert job["environment"]["DATABASE_URL"] == services[svc]["environment"]["DATABASE_URL"]
-        assert services[svc]["environment"]["ENV"] == "production"
+        assert job["environment"] == services[svc]["environment"]
 
 
 def test_containers_are_locked_down(resolved: dict[str, Any]) -> None:
@@ -246,22 +278,38 @@ def test_containers_are_locked_down(resolved: dict[str, Any]) -> None:
     for name in ("auth", "user", "auth-migrate", "user-migrate"):
         assert services[name]["user"] not in {"0", "0:0", "root"}
         assert services[name]["cap_drop"] == ["ALL"]
+    # Root only to hand files to uid 10001: no network, no other capability.
+    init = services["secrets-init"]
+    assert init["network_mode"] == "none"
+    assert init["cap_drop"] == ["ALL"]
+    assert set(init["cap_add"]) <= {"CHOWN", "DAC_OVERRIDE", "FOWNER"}
+
+
+def _secrets_mount(service: dict[str, Any]) -> dict[str, Any]:
+    (mount,) = (v for v in _volumes(service) if v["source"] == "idp-secrets")
+    return mount
 
 
 def test_state_is_persistent_and_password_protected(
-    resolved: dict[str, Any], secrets_dir: Path
+    resolved: dict[str, Any], tmp_path: Path
 ) -> None:
     services = resolved["services"]
     assert "/data" in " ".join(v["target"] for v in _volumes(services["redis"]))
-    assert {s["source"] for s in services["redis"]["secrets"]} == {"redis_password"}
+    for name in ("redis", "postgres", "grafana", "auth", "user"):
+        assert _secrets_mount(services[name])["target"] == "/run/secrets"
     conf = (COMPOSE_DIR / "redis" / "redis.conf").read_text()
     assert re.search(r"^appendonly yes$", conf, re.M)
     assert re.search(r"^maxmemory-policy noeviction$", conf, re.M)
     pg_env = services["postgres"]["environment"]
     assert pg_env["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
-    # Each service has its own database, reached with a password.
+    # Each service has its own database, reached with a password: the env
+    # file secrets-init writes, which the service's entrypoint reads.
+    init_secrets.init_secrets(tmp_path)
     for svc, db in (("auth", "idp_auth"), ("user", "idp_user")):
-        env = services[svc]["environment"]
+        assert services[svc]["environment"]["IDP_ENV_FILE"] == f"/run/secrets/{svc}.env"
+        env = dict(
+            line.split("=", 1) for line in (tmp_path / f"{svc}.env").read_text().splitlines()
+        )
         assert re.fullmatch(
             rf"postgresql\+asyncpg://{db}:[^@]{{20,}}@postgres:5432/{db}", env["DATABASE_URL"]
         )
@@ -283,16 +331,22 @@ def _volumes(service: dict[str, Any]) -> list[dict[str, Any]]:
         if isinstance(v, dict):
             mounts.append(v)
             continue
-        source, target = v.split(":")[:2]
+        source, target, *mode = v.split(":")
         kind = "bind" if source.startswith(("/", ".")) else "volume"
-        mounts.append({"type": kind, "source": source, "target": target})
+        read_only = bool(mode) and "ro" in mode[0].split(",")
+        mounts.append({"type": kind, "source": source, "target": target, "read_only": read_only})
     return mounts
 
 
 def test_signing_keys_are_a_secret_not_an_image_layer(resolved: dict[str, Any]) -> None:
-    auth = resolved["services"]["auth"]
-    assert [s["source"] for s in auth["secrets"]] == ["signing_keys"]
+    services = resolved["services"]
+    auth = services["auth"]
     assert auth["environment"]["KEY_DIR"] == "/run/secrets/signing_keys"
+    # Read-only everywhere but in the one service that makes them.
+    for name, svc in services.items():
+        if any(v["source"] == "idp-secrets" for v in _volumes(svc)):
+            read_only = bool(_secrets_mount(svc).get("read_only"))
+            assert read_only == (name != "secrets-init"), name
     ignored = (REPO / ".dockerignore").read_text()
     for pattern in ("**/secrets", "**/*.pem", "**/.env", "**/.data"):
         assert pattern in ignored
@@ -388,6 +442,27 @@ def test_service_image_is_multi_stage_and_locked() -> None:
     assert "uv" not in re.sub(r"UVICORN\w*|uvicorn", "", runtime).lower().replace("--", "")
 
 
+def test_make_images_provides_every_image_the_stack_names(raw: dict[str, Any]) -> None:
+    """Without a registry, `make images` is what makes `up` possible: a base
+    image bumped in the compose file or a Dockerfile needs its stand-in too."""
+    script = (REPO / "deploy" / "images" / "make-images.sh").read_text()
+    made = set(re.findall(r'^  "(\S+) \w+"$', script, re.M))
+    base = re.search(r"^BASE=(\S+)$", script, re.M)
+    assert base
+    made.add(base.group(1))
+    named = {svc["image"] for svc in raw["services"].values() if "build" not in svc}
+    for dockerfile in DOCKER_DIR.glob("*.Dockerfile"):
+        text = dockerfile.read_text()
+        named |= set(re.findall(r"^ARG \w+_IMAGE=(\S+)$", text, re.M))
+        named |= {
+            image
+            for image in re.findall(r"^FROM (\S+)", text, re.M)
+            if "$" not in image and image != "scratch"
+        }
+    # Grafana: no Debian package and no honest stand-in (docs/OPERATIONS.md).
+    assert named - made == {"grafana/grafana:11.5.2"}
+
+
 # --- what runs without Docker --------------------------------------------------------
 
 
@@ -399,13 +474,39 @@ def test_init_secrets_is_idempotent_and_private(tmp_path: Path) -> None:
     assert init_secrets.init_secrets(directory) == []
     assert before == {p.name: p.read_bytes() for p in directory.iterdir() if p.is_file()}
     assert directory.stat().st_mode & 0o777 == 0o700
-    for env_file in ("auth.env", "user.env", "grafana.env"):
+    for env_file in ("auth.env", "user.env"):
         assert (directory / env_file).stat().st_mode & 0o777 == 0o600
     manifest = (directory / "signing_keys" / "manifest.json").read_text()
     assert '"dev"' not in manifest, "compose keys are operator keys, not development ones"
     from auth_service.keys import KeyRing
 
     KeyRing.load(directory / "signing_keys", generate_if_missing=False, allow_dev_keys=False)
+
+
+def test_in_the_stack_each_secret_belongs_to_its_one_reader(
+    tmp_path: Path, resolved: dict[str, Any]
+) -> None:
+    """A container that mounts the secrets volume reads its own secrets only:
+    0600 files of the reader's uid, a directory that cannot be listed."""
+    owners = init_secrets.IN_STACK_OWNERS
+    services = resolved["services"]
+    # The services' uids are the ones compose runs them as.
+    assert services["auth"]["user"] == services["auth-migrate"]["user"] == "10001:10001"
+    assert services["user"]["user"] == services["user-migrate"]["user"] == "10002:10002"
+    assert owners["auth.env"] == owners["signing_keys"] == 10001
+    assert owners["user.env"] == 10002
+    assert "--in-stack" in services["secrets-init"]["entrypoint"]
+    # chown to this test's own uid: the modes are what is checked here; the
+    # stack itself runs with the real owners (tests/compose).
+    directory = tmp_path / "volume"
+    init_secrets.init_secrets(directory, {name: os.getuid() for name in owners})
+    assert directory.stat().st_mode & 0o777 == 0o711
+    for name in owners:
+        path = directory / name
+        assert path.stat().st_mode & 0o777 == (0o700 if path.is_dir() else 0o600), name
+    for key_file in (directory / "signing_keys").iterdir():
+        assert key_file.stat().st_mode & 0o777 == 0o600
+    assert sorted(p.name for p in directory.iterdir()) == sorted(owners)
 
 
 @pytest.mark.postgres

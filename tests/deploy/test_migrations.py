@@ -7,6 +7,7 @@ migrated schema differ from the models, and the suite fails saying what
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from shared.migrations import (
     SchemaNotAtHead,
     ServiceMigrations,
     check_at_head,
+    check_schema,
     main,
     model_drift,
     prepare_schema,
@@ -56,7 +58,8 @@ async def test_migrated_schema_matches_the_models(db_urls: dict[str, str], servi
             f"and review it. Differences: {drift}"
         )
         owned = {t.name for t in migrations.tables()}
-        assert tables == owned | {migrations.version_table}
+        bookkeeping = {migrations.version_table, migrations.compatible_table().name}
+        assert tables == owned | bookkeeping
         assert await check_at_head(engine, migrations) is None
     finally:
         await engine.dispose()
@@ -77,7 +80,10 @@ async def test_every_migration_reverts_and_reapplies(db_urls: dict[str, str], se
         async with engine.begin() as conn:
             await conn.run_sync(downgrade_to_base)
         async with engine.connect() as conn:
-            assert await conn.run_sync(_tables) == {migrations.version_table}
+            assert await conn.run_sync(_tables) == {
+                migrations.version_table,
+                migrations.compatible_table().name,
+            }
         await upgrade_to_head(engine, migrations)
         async with engine.connect() as conn:
             assert await conn.run_sync(model_drift, migrations) == []
@@ -188,3 +194,105 @@ def test_python_dash_m_migrate_runs(tmp_path: Path, service: str) -> None:
     assert up.returncode == 0, up.stderr
     check = run("check")
     assert check.returncode == 0, check.stderr
+
+
+# --- rollbacks: older code against a newer schema (docs/OPERATIONS.md) ------------
+
+EXPAND = '''"""A newer release's migration, for the rollback tests."""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "9001"
+down_revision = "{down}"
+branch_labels = None
+depends_on = None
+backward_compatible = {compatible}
+
+
+def upgrade() -> None:
+    op.create_table("rollback_probe", sa.Column("id", sa.Integer(), primary_key=True))
+
+
+def downgrade() -> None:
+    op.drop_table("rollback_probe")
+'''
+
+
+def _newer_release(
+    tmp_path: Path, migrations: ServiceMigrations, *, compatible: bool
+) -> ServiceMigrations:
+    """This service's migrations plus one more revision, as the next release ships them."""
+    import dataclasses
+    import shutil
+
+    location = tmp_path / "newer" / "migrations"
+    shutil.copytree(
+        migrations.script_location, location, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    (head,) = migrations.heads()
+    (location / "versions" / "9001_newer.py").write_text(
+        EXPAND.format(down=head, compatible=compatible)
+    )
+    return dataclasses.replace(migrations, script_location=location)
+
+
+@pytest.mark.parametrize("service", SERVICE_PARAMS)
+async def test_older_code_runs_on_a_schema_migrated_by_a_compatible_release(
+    tmp_path: Path, service: str
+) -> None:
+    """A rollback or restart of the previous release after an expand-only
+    migration: it starts, in production and in development, and changes nothing."""
+    migrations = SERVICES[service]
+    newer = _newer_release(tmp_path, migrations, compatible=True)
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/{service}.db")
+    try:
+        await upgrade_to_head(engine, newer)
+        await prepare_schema(engine, migrations, production=True)
+        await prepare_schema(engine, migrations, production=False)
+        assert await check_schema(engine, migrations) is None
+        # `migrate check` stays strict: the database is not at this code's head.
+        assert await check_at_head(engine, migrations) is not None
+        async with engine.connect() as conn:
+            assert "rollback_probe" in await conn.run_sync(_tables)
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("service", SERVICE_PARAMS)
+async def test_older_code_refuses_a_schema_a_release_changed_incompatibly(
+    tmp_path: Path, service: str
+) -> None:
+    migrations = SERVICES[service]
+    newer = _newer_release(tmp_path, migrations, compatible=False)
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/{service}.db")
+    try:
+        await upgrade_to_head(engine, newer)
+        problem = await check_schema(engine, migrations)
+        assert problem is not None
+        assert "newer than this code" in problem
+        assert "not backward compatible" in problem
+        for production in (True, False):
+            with pytest.raises(SchemaNotAtHead, match="not backward compatible"):
+                await prepare_schema(engine, migrations, production=production)
+        # The way back: the newer release's own downgrade, then the old code runs.
+        url = f"sqlite+aiosqlite:///{tmp_path}/{service}.db"
+        (head,) = migrations.heads()
+        # (In a thread: the CLI runs its own event loop.)
+        downgrade = ["downgrade", head]
+        assert await asyncio.to_thread(main, newer, lambda: url, downgrade) == 0
+        assert await check_schema(engine, migrations) is None
+        assert await check_at_head(engine, migrations) is None
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("service", SERVICE_PARAMS)
+def test_every_migration_says_whether_older_code_survives_it(service: str) -> None:
+    """The rule is only as good as the declarations: each script states it."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(SERVICES[service].config())
+    for revision in script.walk_revisions():
+        declared = getattr(revision.module, "backward_compatible", None)
+        assert isinstance(declared, bool), f"{revision.path}: set backward_compatible"

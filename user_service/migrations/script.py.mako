@@ -16,6 +16,11 @@ revision: str = ${repr(up_revision)}
 down_revision: str | None = ${repr(down_revision)}
 branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
 depends_on: str | Sequence[str] | None = ${repr(depends_on)}
+# True only when the previous release's code still runs on the upgraded schema
+# (expand only: new tables, new nullable columns, new indexes). Then a
+# rollback or a restart of older replicas keeps working; False makes older
+# code refuse to start until the schema is downgraded (docs/OPERATIONS.md).
+backward_compatible: bool = False
 
 
 def upgrade() -> None:

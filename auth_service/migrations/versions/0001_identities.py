@@ -19,6 +19,8 @@ revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# The first schema: there is no older code to keep running.
+backward_compatible: bool = False
 
 
 def upgrade() -> None:

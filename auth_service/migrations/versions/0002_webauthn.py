@@ -19,6 +19,8 @@ revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# New tables and indexes only: release 0001's code never touches them.
+backward_compatible: bool = True
 
 
 def upgrade() -> None:

@@ -19,6 +19,8 @@ revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# A new table only: older code never touches it.
+backward_compatible: bool = True
 
 
 def upgrade() -> None:
