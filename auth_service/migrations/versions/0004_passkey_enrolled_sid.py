@@ -20,6 +20,9 @@ revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
+# Expand only: a nullable column older code neither reads nor needs to write
+# (docs/OPERATIONS.md, "Migrations and rollbacks").
+backward_compatible: bool = True
 
 
 def upgrade() -> None:
