@@ -97,6 +97,8 @@ def _build_context(
         prefix=settings.redis_prefix,
         session_ttl=settings.refresh_token_ttl_seconds,
         marker_ttl=settings.access_token_ttl_seconds + _MARKER_LEEWAY,
+        idle_timeout=settings.refresh_idle_timeout_seconds,
+        retry_grace=settings.refresh_retry_grace_seconds,
     )
     limiter = RateLimiter(redis, prefix=settings.redis_prefix, enabled=settings.rate_limit_enabled)
     issuer = TokenIssuer(

@@ -34,7 +34,6 @@ _REASONS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], str], ...] 
     (InvalidCredentials, "invalid_credentials"),
     (EmailTaken, "duplicate"),
     (WeakPassword, "password_policy"),
-    (RefreshTokenInvalid, "invalid_refresh_token"),
     ((UpstreamUnavailable, RedisError, SQLAlchemyError, OSError), "unavailable"),
 )
 
@@ -44,6 +43,8 @@ _ACTIONS = {"user.register": "register", "token.refresh": "refresh"}
 
 def failure_reason(exc: Exception) -> str:
     """A stable, non-secret label for why a call failed."""
+    if isinstance(exc, RefreshTokenInvalid):
+        return exc.reason  # which refusal: unknown, idle session, wrong client
     for types, reason in _REASONS:
         if isinstance(exc, types):
             return reason

@@ -87,7 +87,10 @@ async def refresh(
     _no_store(response)
     try:
         grant = await ctx.authenticator.refresh(
-            body.refresh_token, ip=ip_of(request), user_agent=user_agent_of(request)
+            body.refresh_token,
+            ip=ip_of(request),
+            user_agent=user_agent_of(request),
+            client_id=body.client_id,
         )
     except Exception as exc:
         raise to_problem(audited_failure("token.refresh", exc, request)) from None
@@ -184,7 +187,10 @@ async def token(request: Request, ctx: Ctx) -> Any:
             rt = fields.get("refresh_token", "")
             if not rt:
                 return _oauth_error(400, "invalid_request", "refresh_token is required.")
-            grant = await ctx.authenticator.refresh(rt, ip=ip, user_agent=ua)
+            # RFC 6749 §6: the token must have been issued to this client.
+            grant = await ctx.authenticator.refresh(
+                rt, ip=ip, user_agent=ua, client_id=fields.get("client_id") or None
+            )
         else:
             return _oauth_error(
                 400, "unsupported_grant_type", "Supported: password, refresh_token."
