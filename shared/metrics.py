@@ -57,6 +57,8 @@ _KNOWN: Mapping[str, tuple[str, ...]] = {
     ),
     "denials": ("not_owner", "not_admin", "service_token", "not_a_service", "missing_scope"),
     "jwks": ("ok", "error"),
+    # POST /revoke (RFC 7009): a session ended, nothing to revoke, refused.
+    "revocations": ("revoked", "unknown_token", "wrong_client"),
 }
 
 
@@ -124,6 +126,11 @@ class ServiceMetrics:
         self.refresh_reuse = counter(
             "idp_refresh_reuse", "Rotated refresh tokens presented again (sessions revoked)."
         )
+        self.revocations = counter(
+            "idp_token_revocations",
+            "Token revocation requests (RFC 7009) by result.",
+            "result",
+        )
         self.rate_limited = counter(
             "idp_rate_limited", "Requests refused by a rate limit.", "limit"
         )
@@ -163,6 +170,7 @@ class ServiceMetrics:
                 (self.logins, _KNOWN["login_results"]),
                 (self.mfa, _KNOWN["mfa_results"]),
                 (self.tokens_issued, _KNOWN["token_kinds"]),
+                (self.revocations, _KNOWN["revocations"]),
             ]
             self.refresh_reuse.labels(s)
         else:
@@ -226,6 +234,8 @@ class ServiceMetrics:
             self.tokens_issued.labels(s, "refresh").inc()
         elif event == "refresh.reuse_detected":
             self.refresh_reuse.labels(s).inc()
+        elif event == "token.revoke" and outcome in ("success", "denied"):
+            self.revocations.labels(s, "revoked" if raw_reason is None else reason).inc()
         elif event == "rate_limited":
             self.rate_limited.labels(s, reason).inc()
             if record.get("action") == "login":

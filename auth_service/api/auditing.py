@@ -38,7 +38,7 @@ _REASONS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], str], ...] 
 )
 
 # The `action` of a rate_limited event: what the client was attempting.
-_ACTIONS = {"user.register": "register", "token.refresh": "refresh"}
+_ACTIONS = {"user.register": "register", "token.refresh": "refresh", "token.revoke": "revoke"}
 
 
 def failure_reason(exc: Exception) -> str:
