@@ -27,7 +27,8 @@ async def read_form(request: Request, *, max_field: int) -> dict[str, str] | JSO
     if ctype != "application/x-www-form-urlencoded":
         return oauth_error(400, "invalid_request", "Use application/x-www-form-urlencoded.")
     try:
-        form = await request.form(max_files=0, max_fields=16, max_part_size=max_field)
+        # The part cap counts bytes; the exact bound (characters) is checked below.
+        form = await request.form(max_files=0, max_fields=16, max_part_size=4 * max_field + 64)
     except Exception:
         return oauth_error(400, "invalid_request", "Malformed form body.")
     fields = {k: v for k, v in form.items() if isinstance(v, str)}

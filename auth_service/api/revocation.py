@@ -15,13 +15,18 @@ from shared.audit import audit_event
 
 router = APIRouter(tags=["tokens"])
 
-# Access tokens are JWTs (the verifier's own cap); refresh tokens are 43 characters.
-_MAX_FIELD = 8192
+# Our access tokens are under 1,500 characters, refresh tokens 43. The bound
+# keeps the largest valid form (4-byte characters, percent-encoded) under the
+# 64 KiB body limit, so an over-long field is a 400, never a 413.
+_MAX_FIELD = 4096
+# Each field's own bound, as the OpenAPI document states it.
+_FIELD_LIMITS = {"token_type_hint": 64, "client_id": 128}
 
 
 @router.post(
     "/revoke",
     status_code=200,
+    response_class=Response,  # RFC 7009 §2.2: an empty 200, no JSON
     summary="Revoke a refresh or access token (RFC 7009): its session ends",
     openapi_extra={
         "requestBody": {
@@ -33,11 +38,16 @@ _MAX_FIELD = 8192
                         "required": ["token"],
                         "properties": {
                             "token": {"type": "string", "maxLength": _MAX_FIELD},
+                            # A hint only: other values are ignored (RFC 7009 §2.1).
                             "token_type_hint": {
                                 "type": "string",
-                                "enum": ["refresh_token", "access_token"],
+                                "maxLength": _FIELD_LIMITS["token_type_hint"],
+                                "examples": ["refresh_token", "access_token"],
                             },
-                            "client_id": {"type": "string", "maxLength": 128},
+                            "client_id": {
+                                "type": "string",
+                                "maxLength": _FIELD_LIMITS["client_id"],
+                            },
                         },
                     }
                 }
@@ -57,6 +67,8 @@ async def revoke(request: Request, ctx: Ctx) -> Any:
     token = fields.get("token", "")
     if not token:
         return oauth_error(400, "invalid_request", "token is required.")
+    if any(len(fields.get(name, "")) > limit for name, limit in _FIELD_LIMITS.items()):
+        return oauth_error(400, "invalid_request", "A parameter is too long.")
     try:
         result = await ctx.revoker.revoke(
             token,

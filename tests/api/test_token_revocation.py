@@ -97,7 +97,7 @@ async def test_a_rotated_refresh_token_revokes_its_session_too(services: Service
         "A" * 43,  # looks like a refresh token
         "not a token at all",
         "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.",  # alg none
-        "x" * 5000,
+        "x" * 4096,
     ],
 )
 async def test_unknown_or_garbage_tokens_answer_200_and_change_nothing(
@@ -139,7 +139,7 @@ async def test_malformed_requests_are_rfc6749_errors(services: Services) -> None
     tokens = await _login(services)
     missing = await services.auth.post("/revoke", data={"token_type_hint": "refresh_token"})
     as_json = await services.auth.post("/revoke", json={"token": tokens["refresh_token"]})
-    too_long = await services.auth.post("/revoke", data={"token": "x" * 9000})
+    too_long = await services.auth.post("/revoke", data={"token": "x" * 4097})
     for r in (missing, as_json, too_long):
         assert r.status_code == 400
         assert r.json()["error"] == "invalid_request"
