@@ -29,6 +29,13 @@ class AuthSettings(CommonSettings):
     key_dir: Path = Path(".data/keys")
     access_token_ttl_seconds: int = Field(default=600, ge=30, le=3600)
     refresh_token_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=300)
+    # A session nobody refreshed for this long ends (ASVS 7.3.1), well before
+    # the absolute lifetime above. docs/ASVS.md has the reasoning.
+    refresh_idle_timeout_seconds: int = Field(default=7 * 24 * 3600, ge=1)
+    # A rotated refresh token whose successor was never used gets that same
+    # successor back for this long: the retry of a refresh whose answer was
+    # lost. 0 makes every second presentation a reuse. docs/ASVS.md, 7.2.
+    refresh_retry_grace_seconds: int = Field(default=30, ge=0, le=300)
     service_token_ttl_seconds: int = Field(default=120, ge=30, le=600)
     user_service_url: str = "http://127.0.0.1:8002"
     user_service_timeout_seconds: float = Field(default=3.0, gt=0, le=30)

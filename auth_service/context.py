@@ -16,6 +16,7 @@ from auth_service.services.mfa import MfaService
 from auth_service.services.passkeys import PasskeyService
 from auth_service.services.passwords import PasswordHasher
 from auth_service.services.registration import RegistrationService
+from auth_service.services.revocation import TokenRevoker
 from auth_service.services.tokens import TokenIssuer
 from auth_service.stores.sessions import SessionStore
 from shared.bearer import BearerAuthenticator
@@ -33,6 +34,7 @@ class AuthContext:
     issuer: TokenIssuer
     registration: RegistrationService
     authenticator: Authenticator
+    revoker: TokenRevoker
     bearer: BearerAuthenticator
     passkeys: PasskeyService
     mfa: MfaService

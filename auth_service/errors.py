@@ -24,6 +24,20 @@ class InvalidCredentials(AuthError):
 class RefreshTokenInvalid(AuthError):
     """Unknown, expired, or belonging to a revoked session."""
 
+    reason = "invalid_refresh_token"
+
+
+class RefreshSessionIdle(RefreshTokenInvalid):
+    """Not used within the idle timeout: the session has ended (ASVS 7.3.1)."""
+
+    reason = "session_idle"
+
+
+class RefreshTokenWrongClient(RefreshTokenInvalid):
+    """Issued to another client than the one presenting it (RFC 6749 §6)."""
+
+    reason = "wrong_client"
+
 
 class RefreshTokenReused(AuthError):
     """A rotated token came back: the session was revoked (RFC 9700 §4.14.2)."""

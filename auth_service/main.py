@@ -15,7 +15,15 @@ from sqlalchemy import text
 
 from auth_service.api import audit as audit_api
 from auth_service.api import mfa as mfa_api
-from auth_service.api import page, passkeys, registration, sessions, tokens, wellknown
+from auth_service.api import (
+    page,
+    passkeys,
+    registration,
+    revocation,
+    sessions,
+    tokens,
+    wellknown,
+)
 from auth_service.config import AuthSettings
 from auth_service.context import AuthContext
 from auth_service.keys import KeyRing
@@ -28,6 +36,7 @@ from auth_service.services.authentication import Authenticator, LoginLimits
 from auth_service.services.password_policy import PasswordPolicy
 from auth_service.services.passwords import Argon2Params, PasswordHasher
 from auth_service.services.registration import RegistrationService
+from auth_service.services.revocation import TokenRevoker
 from auth_service.services.second_factor import build_second_factor
 from auth_service.services.tokens import TokenIssuer
 from auth_service.stores.rate_limit import Limit, RateLimiter
@@ -95,6 +104,8 @@ def _build_context(
         prefix=settings.redis_prefix,
         session_ttl=settings.refresh_token_ttl_seconds,
         marker_ttl=settings.access_token_ttl_seconds + MARKER_OUTLIVES_TOKEN_SECONDS,
+        idle_timeout=settings.refresh_idle_timeout_seconds,
+        retry_grace=settings.refresh_retry_grace_seconds,
     )
     limiter = RateLimiter(redis, prefix=settings.redis_prefix, enabled=settings.rate_limit_enabled)
     issuer = TokenIssuer(
@@ -157,14 +168,23 @@ def _build_context(
     )
     # The auth service verifies its own tokens with its own key ring: no
     # HTTP round trip to itself, same rules as every resource server.
+    verifier = TokenVerifier(
+        key_source=keyring,
+        expected_issuer=settings.issuer,
+        expected_audience=settings.api_audience,
+    )
     bearer = BearerAuthenticator(
-        verifier=TokenVerifier(
-            key_source=keyring,
-            expected_issuer=settings.issuer,
-            expected_audience=settings.api_audience,
-        ),
+        verifier=verifier,
         revocation=RedisRevocationChecker(redis, prefix=settings.redis_prefix),
         realm="auth-service",
+    )
+    revoker = TokenRevoker(
+        sessions=sessions_store,
+        verifier=verifier,
+        limiter=limiter,
+        # Its own counter with the refresh numbers: the same clients, the
+        # same flood, and revocations never eat a client's refresh budget.
+        limit=Limit("revoke-ip", settings.refresh_ip_limit, settings.refresh_ip_window_seconds),
     )
     return AuthContext(
         settings=settings,
@@ -177,6 +197,7 @@ def _build_context(
         issuer=issuer,
         registration=registration_service,
         authenticator=authenticator,
+        revoker=revoker,
         bearer=bearer,
         passkeys=passkeys,
         mfa=mfa,
@@ -258,7 +279,7 @@ def create_app(
     )
     app.state.service_name = settings.service_name
     install_problem_handlers(app, unavailable=DEPENDENCY_ERRORS)
-    modules = (registration, tokens, mfa_api, passkeys, sessions, wellknown, page)
+    modules = (registration, tokens, revocation, mfa_api, passkeys, sessions, wellknown, page)
     add_routes(app, *(module.router for module in modules))
 
     def checks() -> dict[str, Check]:

@@ -62,6 +62,8 @@ class LoginRequest(_Request):
 
 class RefreshRequest(_Request):
     refresh_token: Annotated[str, Field(min_length=1, max_length=512)]
+    # The client the token was issued to (RFC 6749 §6); absent: `idp-web`.
+    client_id: Annotated[str | None, Field(min_length=1, max_length=128)] = None
 
 
 class TokenResponse(BaseModel):

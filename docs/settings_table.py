@@ -47,7 +47,12 @@ DESCRIPTIONS: dict[str, str] = {
     # --- auth service (auth_service/config.py) ---
     "key_dir": "signing keys (manifest + PEMs). Production: operator keys, none made by dev mode",
     "access_token_ttl_seconds": "access token lifetime",
-    "refresh_token_ttl_seconds": "session and refresh-token family lifetime",
+    "refresh_token_ttl_seconds": "absolute lifetime of a session and its refresh tokens",
+    "refresh_idle_timeout_seconds": "a session not refreshed for this long ends (idle timeout)",
+    "refresh_retry_grace_seconds": (
+        "a rotated refresh token whose successor was never used gets that successor back"
+        " for this long (the retry of a lost answer); 0: every second use is reuse"
+    ),
     "service_token_ttl_seconds": "lifetime of the auth service's tokens to the user service",
     "user_service_url": "where POST /internal/profiles goes",
     "user_service_timeout_seconds": "timeout of calls to the user service",

@@ -56,6 +56,8 @@ _KNOWN: Mapping[str, tuple[str, ...]] = {
     ),
     "denials": ("not_owner", "not_admin", "service_token", "not_a_service", "missing_scope"),
     "jwks": ("ok", "error"),
+    # POST /revoke (RFC 7009): a session ended, nothing to revoke, refused.
+    "revocations": ("revoked", "unknown_token", "wrong_client"),
     # user.register failure reasons (auth_service/api/auditing.py), plus
     # sign-ups refused by a rate limit.
     "registrations": (
@@ -78,6 +80,7 @@ _KNOWN: Mapping[str, tuple[str, ...]] = {
         "register-ip",
         "register-email",
         "refresh-ip",
+        "revoke-ip",
         "passkey-options-ip",
     ),
 }
@@ -103,6 +106,7 @@ AUDIT_EVENTS_ISSUER: tuple[str, ...] = (
     "recovery_codes.generated",
     "step_up",
     "token.refresh",
+    "token.revoke",
     "refresh.reuse_detected",
     "logout",
     "session.revoked",
@@ -177,6 +181,11 @@ class ServiceMetrics:
         self.refresh_reuse = counter(
             "idp_refresh_reuse", "Rotated refresh tokens presented again (sessions revoked)."
         )
+        self.revocations = counter(
+            "idp_token_revocations",
+            "Token revocation requests (RFC 7009) by result.",
+            "result",
+        )
         self.rate_limited = counter(
             "idp_rate_limited", "Requests refused by a rate limit.", "limit"
         )
@@ -217,6 +226,7 @@ class ServiceMetrics:
                 (self.mfa, _KNOWN["mfa_results"]),
                 (self.tokens_issued, _KNOWN["token_kinds"]),
                 (self.registrations, _KNOWN["registrations"]),
+                (self.revocations, _KNOWN["revocations"]),
             ]
             self.refresh_reuse.labels(s)
         else:
@@ -299,6 +309,8 @@ class ServiceMetrics:
             self.tokens_issued.labels(s, "refresh").inc()
         elif event == "refresh.reuse_detected":
             self.refresh_reuse.labels(s).inc()
+        elif event == "token.revoke" and outcome in ("success", "denied"):
+            self.revocations.labels(s, "revoked" if raw_reason is None else reason).inc()
         elif event == "rate_limited":
             self.rate_limited.labels(s, reason).inc()
             if record.get("action") == "login":

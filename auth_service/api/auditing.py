@@ -34,16 +34,17 @@ _REASONS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], str], ...] 
     (InvalidCredentials, "invalid_credentials"),
     (EmailTaken, "duplicate"),
     (WeakPassword, "password_policy"),
-    (RefreshTokenInvalid, "invalid_refresh_token"),
     ((UpstreamUnavailable, RedisError, SQLAlchemyError, OSError), "unavailable"),
 )
 
 # The `action` of a rate_limited event: what the client was attempting.
-_ACTIONS = {"user.register": "register", "token.refresh": "refresh"}
+_ACTIONS = {"user.register": "register", "token.refresh": "refresh", "token.revoke": "revoke"}
 
 
 def failure_reason(exc: Exception) -> str:
     """A stable, non-secret label for why a call failed."""
+    if isinstance(exc, RefreshTokenInvalid):
+        return exc.reason  # which refusal: unknown, idle session, wrong client
     for types, reason in _REASONS:
         if isinstance(exc, types):
             return reason

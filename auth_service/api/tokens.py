@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from auth_service.api.auditing import audited_failure
 from auth_service.api.deps import Ctx, CurrentUser, ip_of, to_problem, user_agent_of
 from auth_service.api.mfa import begin_mfa
+from auth_service.api.oauth_forms import NO_STORE, oauth_error, read_form
 from auth_service.errors import (
     InvalidCredentials,
     RateLimited,
@@ -25,9 +26,6 @@ from shared.openapi import problem_responses
 
 router = APIRouter(tags=["tokens"])
 
-# RFC 6749 §5.1: token responses must not be cached by anyone.
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
 
 def _token_body(grant: TokenGrant) -> TokenResponse:
     return TokenResponse(
@@ -40,7 +38,7 @@ def _token_body(grant: TokenGrant) -> TokenResponse:
 
 
 def _no_store(response: Response) -> None:
-    response.headers.update(_NO_STORE)
+    response.headers.update(NO_STORE)
 
 
 @router.post(
@@ -87,7 +85,10 @@ async def refresh(
     _no_store(response)
     try:
         grant = await ctx.authenticator.refresh(
-            body.refresh_token, ip=ip_of(request), user_agent=user_agent_of(request)
+            body.refresh_token,
+            ip=ip_of(request),
+            user_agent=user_agent_of(request),
+            client_id=body.client_id,
         )
     except Exception as exc:
         raise to_problem(audited_failure("token.refresh", exc, request)) from None
@@ -112,18 +113,7 @@ async def logout(request: Request, claims: CurrentUser, ctx: Ctx) -> Response:
     except Exception as exc:
         raise to_problem(audited_failure("logout", exc, request, **who)) from None
     audit_event("logout", outcome="success", request=request, **who)
-    return Response(status_code=204, headers=_NO_STORE)
-
-
-def _oauth_error(
-    status: int, error: str, description: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    """RFC 6749 §5.2 error response."""
-    return JSONResponse(
-        {"error": error, "error_description": description},
-        status_code=status,
-        headers={**_NO_STORE, **(headers or {})},
-    )
+    return Response(status_code=204, headers=NO_STORE)
 
 
 _MAX_FIELD = 1024
@@ -161,16 +151,9 @@ _MAX_FIELD = 1024
     },
 )
 async def token(request: Request, ctx: Ctx) -> Any:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if ctype != "application/x-www-form-urlencoded":
-        return _oauth_error(400, "invalid_request", "Use application/x-www-form-urlencoded.")
-    try:
-        form = await request.form(max_files=0, max_fields=16, max_part_size=_MAX_FIELD)
-    except Exception:
-        return _oauth_error(400, "invalid_request", "Malformed form body.")
-    fields = {k: v for k, v in form.items() if isinstance(v, str)}
-    if any(len(v) > _MAX_FIELD for v in fields.values()):
-        return _oauth_error(400, "invalid_request", "A parameter is too long.")
+    fields = await read_form(request, max_field=_MAX_FIELD)
+    if isinstance(fields, JSONResponse):
+        return fields
     grant_type = fields.get("grant_type", "")
     ip, ua = ip_of(request), user_agent_of(request)
     event = "token.refresh" if grant_type == "refresh_token" else "login"  # audit event
@@ -178,20 +161,21 @@ async def token(request: Request, ctx: Ctx) -> Any:
         if grant_type == "password":
             username, password = fields.get("username", ""), fields.get("password", "")
             if not username or not password:
-                return _oauth_error(400, "invalid_request", "username and password are required.")
+                return oauth_error(400, "invalid_request", "username and password are required.")
             grant = await ctx.authenticator.login_password(username, password, ip=ip, user_agent=ua)
         elif grant_type == "refresh_token":
             rt = fields.get("refresh_token", "")
             if not rt:
-                return _oauth_error(400, "invalid_request", "refresh_token is required.")
-            grant = await ctx.authenticator.refresh(rt, ip=ip, user_agent=ua)
-        else:
-            return _oauth_error(
-                400, "unsupported_grant_type", "Supported: password, refresh_token."
+                return oauth_error(400, "invalid_request", "refresh_token is required.")
+            # RFC 6749 §6: the token must have been issued to this client.
+            grant = await ctx.authenticator.refresh(
+                rt, ip=ip, user_agent=ua, client_id=fields.get("client_id") or None
             )
+        else:
+            return oauth_error(400, "unsupported_grant_type", "Supported: password, refresh_token.")
     except (InvalidCredentials, RefreshTokenInvalid, RefreshTokenReused) as exc:
         audited_failure(event, exc, request, grant=grant_type)
-        return _oauth_error(400, "invalid_grant", "The credentials or refresh token are not valid.")
+        return oauth_error(400, "invalid_grant", "The credentials or refresh token are not valid.")
     except SecondFactorRequired as exc:
         # The password grant has no second step (RFC 6749 §4.3): an account
         # with a passkey gets no tokens here, only a pointer to the flow that
@@ -204,14 +188,14 @@ async def token(request: Request, ctx: Ctx) -> Any:
             reason="second_factor_required",
             grant=grant_type,
         )
-        return _oauth_error(
+        return oauth_error(
             400,
             "invalid_grant",
             "This account requires a second factor: use POST /login, then POST /login/mfa.",
         )
     except RateLimited as exc:
         audited_failure(event, exc, request)
-        return _oauth_error(
+        return oauth_error(
             429,
             "rate_limited",
             "Too many attempts; retry later.",
@@ -227,4 +211,4 @@ async def token(request: Request, ctx: Ctx) -> Any:
         session_id=grant.sid,
         grant=grant_type,
     )
-    return JSONResponse(_token_body(grant).model_dump(mode="json"), headers=_NO_STORE)
+    return JSONResponse(_token_body(grant).model_dump(mode="json"), headers=NO_STORE)

@@ -36,6 +36,9 @@ async def metadata(ctx: Ctx) -> JSONResponse:
         "issuer": iss,
         "jwks_uri": f"{iss}/.well-known/jwks.json",
         "token_endpoint": f"{iss}/token",
+        # RFC 7009 / RFC 8414 §2: public clients revoke with their client_id alone.
+        "revocation_endpoint": f"{iss}/revoke",
+        "revocation_endpoint_auth_methods_supported": ["none"],
         "grant_types_supported": ["password", "refresh_token"],
         "response_types_supported": [],
         "token_endpoint_auth_methods_supported": ["none"],

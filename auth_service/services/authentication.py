@@ -13,8 +13,10 @@ from email_validator import EmailNotValidError, validate_email
 from auth_service.errors import (
     InvalidCredentials,
     RateLimited,
+    RefreshSessionIdle,
     RefreshTokenInvalid,
     RefreshTokenReused,
+    RefreshTokenWrongClient,
     SecondFactorRequired,
 )
 from auth_service.models import Identity
@@ -173,27 +175,51 @@ class Authenticator:
             raise SecondFactorRequired(str(identity.id))
         return await self.start_session(identity, amr=("pwd",), ip=ip, user_agent=user_agent)
 
-    async def refresh(self, refresh_token: str, *, ip: str, user_agent: str) -> TokenGrant:
+    async def refresh(
+        self, refresh_token: str, *, ip: str, user_agent: str, client_id: str | None = None
+    ) -> TokenGrant:
         """Rotate a refresh token (one use each).
+
+        The account is read *before* the rotation is committed: a database
+        fault then answers 503 with the token untouched, and the client's
+        retry is an ordinary refresh, never a false reuse. A rotation whose
+        answer is lost after the commit (a Redis reply timeout) is covered by
+        the store's retry grace: the retry gets the same successor.
+
+        Args:
+            client_id: the client presenting the token; None means the
+                platform's own public client (`idp-web`).
 
         Raises:
             RefreshTokenInvalid: unknown, expired, or its session is gone.
+            RefreshSessionIdle: unused past the idle timeout; the session ended.
+            RefreshTokenWrongClient: issued to another client (RFC 6749 §6).
             RefreshTokenReused: an already-rotated token; the session is now revoked.
         """
         if self._limits.refresh_per_ip is not None:
             decision = await self._limiter.hit(self._limits.refresh_per_ip, ip)
             if not decision.allowed:
                 raise RateLimited(decision.retry_after, self._limits.refresh_per_ip.scope)
-        rot = await self._sessions.rotate(refresh_token, ip=ip, user_agent=user_agent)
-        if rot.outcome == "reused":
-            raise RefreshTokenReused(rot.sid, rot.user_id)
-        if rot.outcome != "ok":
+        owner = await self._sessions.owner(refresh_token)
+        if owner is None:
             raise RefreshTokenInvalid
+        sid, user_id, _ = owner
         # Re-read the account: a deleted or disabled identity must not keep
         # minting tokens, and role changes take effect at the next refresh.
-        roles = await self._identities.active_roles_by_id(uuid.UUID(rot.user_id))
+        roles = await self._identities.active_roles_by_id(uuid.UUID(user_id))
         if roles is None:
-            await self._sessions.revoke(rot.sid)
+            await self._sessions.revoke(sid)
+            raise RefreshTokenInvalid
+        rot = await self._sessions.rotate(
+            refresh_token, ip=ip, user_agent=user_agent, client_id=client_id
+        )
+        if rot.outcome == "reused":
+            raise RefreshTokenReused(rot.sid, rot.user_id)
+        if rot.outcome == "idle":
+            raise RefreshSessionIdle
+        if rot.outcome == "wrong_client":
+            raise RefreshTokenWrongClient
+        if rot.outcome != "ok":
             raise RefreshTokenInvalid
         access = self._issuer.access_token(
             user_id=rot.user_id,

@@ -4,43 +4,86 @@ A session (`sid`) is one login on one device; its refresh tokens form one
 rotation family. Tokens are opaque, 256-bit, and stored only as SHA-256
 hashes: a Redis dump does not hand out live refresh tokens. Every multi-step
 update runs as one Lua script, so rotation, reuse detection and revocation
-are atomic: of N concurrent refreshes with one token exactly one wins.
+are atomic: of N concurrent refreshes with one token exactly one successor is
+minted (the others, within the retry grace, get that same successor back;
+after it, they are reuse).
+
+A rotated token remembers its successor for the retry grace window, sealed
+(AES-GCM) under a key derived from the rotated token itself: only a holder of
+that token can open it, so the dump still hands out nothing.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from redis.asyncio import Redis
 
 from shared.revocation import revocation_channel, revoked_key
 
-# KEYS[1] old token, KEYS[2] new token. ARGV: prefix, now, ip, ua, marker ttl.
+# KEYS[1] presented token, KEYS[2] its would-be successor. ARGV: prefix, now ms,
+# ip, ua, marker ttl, idle ms (0: no idle limit), retry grace ms, client id
+# presented, client id of records made before the binding, the successor
+# sealed under the presented token, the successor's hash.
 _ROTATE = """
-local rt = redis.call('HMGET', KEYS[1], 'sid', 'user_id', 'state')
+local p, now = ARGV[1], tonumber(ARGV[2])
+local rt = redis.call('HMGET', KEYS[1], 'sid', 'user_id', 'state', 'client_id',
+                      'next', 'rotated_at', 'sealed')
 local sid, uid, state = rt[1], rt[2], rt[3]
 if not sid then return {'unknown'} end
-local skey = ARGV[1] .. 'sess:' .. sid
+-- Bound to the client it was issued to (RFC 6749 section 6). Checked first
+-- and changing nothing: another client's presentation is no theft signal.
+if (rt[4] or ARGV[9]) ~= ARGV[8] then return {'wrong_client'} end
+local skey = p .. 'sess:' .. sid
+local function revoke()
+  redis.call('DEL', skey)
+  redis.call('SREM', p .. 'usess:' .. uid, sid)
+  redis.call('SET', p .. 'revoked:sid:' .. sid, '1', 'EX', ARGV[5])
+  redis.call('PUBLISH', p .. 'revocations', sid)
+end
+local function touch()
+  redis.call('HSET', skey, 'last_used_at', ARGV[2], 'ip', ARGV[3], 'user_agent', ARGV[4])
+  return redis.call('HMGET', skey, 'amr', 'auth_time')
+end
 if state ~= 'active' then
+  -- The retry of a rotation whose answer was lost (a reply timeout, a 5xx
+  -- after the commit): within the grace window, and while the successor
+  -- has never been used, the presenter gets that same successor back. No
+  -- second branch exists, so nothing forks; a later double use of the
+  -- successor is still reuse.
+  if state == 'rotated' and rt[5] and rt[6] and now - tonumber(rt[6]) < tonumber(ARGV[7])
+     and redis.call('HGET', p .. 'rt:' .. rt[5], 'state') == 'active'
+     and redis.call('PTTL', skey) > 0 then
+    local s = touch()
+    return {'retry', sid, uid, s[1], s[2], rt[7]}
+  end
   -- A rotated token came back: two parties hold this family. Revoke it all
   -- (RFC 9700 section 4.14.2); the legitimate client simply logs in again.
-  redis.call('DEL', skey)
-  redis.call('SREM', ARGV[1] .. 'usess:' .. uid, sid)
-  redis.call('SET', ARGV[1] .. 'revoked:sid:' .. sid, '1', 'EX', ARGV[5])
-  redis.call('PUBLISH', ARGV[1] .. 'revocations', sid)
+  revoke()
   return {'reused', sid, uid}
 end
 local ttl = redis.call('PTTL', skey)
 if ttl <= 0 then return {'unknown'} end
-redis.call('HSET', KEYS[1], 'state', 'rotated')
-redis.call('HSET', KEYS[2], 'sid', sid, 'user_id', uid, 'state', 'active')
+local idle = tonumber(ARGV[6])
+if idle > 0 and now - tonumber(redis.call('HGET', skey, 'last_used_at') or '0') > idle then
+  -- Idle too long (ASVS 7.3.1): the session ends, not only this token.
+  revoke()
+  return {'idle', sid, uid}
+end
+redis.call('HSET', KEYS[1], 'state', 'rotated', 'next', ARGV[11], 'rotated_at', ARGV[2],
+           'sealed', ARGV[10])
+redis.call('HSET', KEYS[2], 'sid', sid, 'user_id', uid, 'state', 'active',
+           'client_id', rt[4] or ARGV[9])
 redis.call('PEXPIRE', KEYS[2], ttl)
-redis.call('HSET', skey, 'last_used_at', ARGV[2], 'ip', ARGV[3], 'user_agent', ARGV[4])
-local s = redis.call('HMGET', skey, 'amr', 'auth_time')
+local s = touch()
 return {'ok', sid, uid, s[1], s[2]}
 """
 
@@ -65,6 +108,30 @@ def new_refresh_token() -> str:
     return secrets.token_urlsafe(32)  # 256 bits: unguessable, no structure
 
 
+# Each key seals exactly one successor (a token is rotated once), so a fixed
+# nonce never repeats under one key.
+_SEAL_NONCE = bytes(12)
+
+
+def _seal_key(token: str) -> bytes:
+    # The token is 256 random bits: one hash is a sound KDF for it, and the
+    # label keeps this key apart from the token's storage hash.
+    return hashlib.sha256(b"idp refresh successor v1\0" + token.encode()).digest()
+
+
+def seal_successor(token: str, successor: str) -> str:
+    sealed = AESGCM(_seal_key(token)).encrypt(_SEAL_NONCE, successor.encode(), None)
+    return base64.b64encode(sealed).decode()
+
+
+def open_successor(token: str, sealed: str) -> str | None:
+    try:
+        raw = AESGCM(_seal_key(token)).decrypt(_SEAL_NONCE, base64.b64decode(sealed), None)
+    except (InvalidTag, ValueError):
+        return None
+    return raw.decode()
+
+
 @dataclass(frozen=True)
 class SessionInfo:
     sid: str
@@ -79,7 +146,16 @@ class SessionInfo:
 
 @dataclass(frozen=True)
 class Rotation:
-    outcome: Literal["ok", "unknown", "reused"]
+    """What presenting a refresh token did.
+
+    `ok`: rotated, `refresh_token` is the successor (for a retry within the
+    grace window, the same successor as before). `unknown`: no such live
+    token. `reused`: a rotated token came back, the session is revoked.
+    `idle`: unused past the idle timeout, the session has ended.
+    `wrong_client`: issued to another client; nothing changed.
+    """
+
+    outcome: Literal["ok", "unknown", "reused", "idle", "wrong_client"]
     sid: str = ""
     user_id: str = ""
     amr: tuple[str, ...] = ()
@@ -88,13 +164,40 @@ class Rotation:
 
 
 class SessionStore:
-    """Redis-backed sessions. `marker_ttl` must cover an access token's life."""
+    """Redis-backed sessions.
 
-    def __init__(self, redis: Redis, *, prefix: str, session_ttl: int, marker_ttl: int) -> None:
+    Args:
+        session_ttl: absolute lifetime of a session, never extended by use.
+        marker_ttl: life of a revocation marker; must cover an access token's.
+        idle_timeout: seconds without a refresh after which the session ends
+            (0: none).
+        retry_grace: seconds during which a rotated token, whose successor
+            was never used, gets that successor back (0: any reuse revokes).
+        default_client_id: the client of records made before tokens were
+            bound to one, and of requests that name none.
+        clock: wall clock in seconds (tests move it).
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str,
+        session_ttl: int,
+        marker_ttl: int,
+        idle_timeout: int = 0,
+        retry_grace: int = 0,
+        default_client_id: str = "idp-web",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self._r = redis
         self._p = prefix
         self._session_ttl = session_ttl
         self._marker_ttl = marker_ttl
+        self._idle_ms = idle_timeout * 1000
+        self._grace_ms = retry_grace * 1000
+        self._default_client = default_client_id
+        self._clock = clock
         self._rotate = redis.register_script(_ROTATE)
         self._revoke = redis.register_script(_REVOKE)
 
@@ -107,13 +210,24 @@ class SessionStore:
     def _rt(self, token: str) -> str:
         return f"{self._p}rt:{hash_token(token)}"
 
+    def _now_ms(self) -> int:
+        # Milliseconds: two logins in one second still list in the order they happened.
+        return int(self._clock() * 1000)
+
     async def create(
-        self, *, user_id: str, amr: tuple[str, ...], auth_time: int, ip: str, user_agent: str
+        self,
+        *,
+        user_id: str,
+        amr: tuple[str, ...],
+        auth_time: int,
+        ip: str,
+        user_agent: str,
+        client_id: str | None = None,
     ) -> tuple[str, str]:
         """Start a session; returns (sid, refresh token)."""
         sid = secrets.token_urlsafe(16)
         token = new_refresh_token()
-        now = _now_ms()
+        now = self._now_ms()
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.hset(
                 self._sess(sid),
@@ -130,22 +244,64 @@ class SessionStore:
             pipe.expire(self._sess(sid), self._session_ttl)
             pipe.sadd(self._usess(user_id), sid)
             pipe.expire(self._usess(user_id), self._session_ttl)
-            pipe.hset(self._rt(token), mapping={"sid": sid, "user_id": user_id, "state": "active"})
+            pipe.hset(
+                self._rt(token),
+                mapping={
+                    "sid": sid,
+                    "user_id": user_id,
+                    "state": "active",
+                    "client_id": client_id or self._default_client,
+                },
+            )
             pipe.expire(self._rt(token), self._session_ttl)
             await pipe.execute()
         return sid, token
 
-    async def rotate(self, token: str, *, ip: str, user_agent: str) -> Rotation:
+    async def owner(self, token: str) -> tuple[str, str, str] | None:
+        """(sid, user id, client id) of a refresh token in any state; None if unknown.
+
+        A read only: refresh looks the account up before it commits the
+        rotation, so a database fault cannot consume the token.
+        """
+        sid, uid, cid = await self._r.hmget(self._rt(token), ["sid", "user_id", "client_id"])
+        if sid is None or uid is None:
+            return None
+        return _s(sid), _s(uid), _s(cid) if cid is not None else self._default_client
+
+    async def rotate(
+        self, token: str, *, ip: str, user_agent: str, client_id: str | None = None
+    ) -> Rotation:
         new_token = new_refresh_token()
         res: list[Any] = await self._rotate(
             keys=[self._rt(token), self._rt(new_token)],
-            args=[self._p, _now_ms(), ip, user_agent[:256], self._marker_ttl],
+            args=[
+                self._p,
+                self._now_ms(),
+                ip,
+                user_agent[:256],
+                self._marker_ttl,
+                self._idle_ms,
+                self._grace_ms,
+                client_id or self._default_client,
+                self._default_client,
+                seal_successor(token, new_token),
+                hash_token(new_token),
+            ],
         )
         outcome = _s(res[0])
         if outcome == "unknown":
             return Rotation("unknown")
+        if outcome == "wrong_client":
+            return Rotation("wrong_client")
         if outcome == "reused":
             return Rotation("reused", sid=_s(res[1]), user_id=_s(res[2]))
+        if outcome == "idle":
+            return Rotation("idle", sid=_s(res[1]), user_id=_s(res[2]))
+        if outcome == "retry":
+            opened = open_successor(token, _s(res[5] or b""))
+            if opened is None:  # cannot happen unless the record was tampered with
+                return Rotation("unknown")
+            new_token = opened
         return Rotation(
             "ok",
             sid=_s(res[1]),
@@ -205,11 +361,6 @@ class SessionStore:
     @property
     def channel(self) -> str:
         return revocation_channel(self._p)
-
-
-def _now_ms() -> int:
-    # Milliseconds: two logins in one second still list in the order they happened.
-    return int(time.time() * 1000)
 
 
 def _s(v: Any) -> str:

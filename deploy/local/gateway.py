@@ -34,7 +34,7 @@ _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 # (exact paths, path prefixes) per upstream; "/users" is decided by method.
 _AUTH_EXACT = frozenset(
-    {"/", "/login", "/login/mfa", "/token", "/token/refresh", "/logout", "/sessions"}
+    {"/", "/login", "/login/mfa", "/token", "/token/refresh", "/revoke", "/logout", "/sessions"}
 )
 _AUTH_PREFIXES = ("/sessions/", "/webauthn/", "/.well-known/", "/static/")
 _USER_PREFIXES = ("/users/",)

@@ -2,7 +2,7 @@
 
 Logout (or revoking a session from another device) racing a refresh of the
 same session: whichever Lua script Redis runs first, the end state has no
-usable token of that session. Exactly one refresh may win, and what it minted
+usable token of that session. At most one successor may be minted, and it
 dies with the logout. Repeated rounds, because a race that loses once in ten
 is still a bug.
 """
@@ -79,7 +79,9 @@ async def test_logout_racing_refresh_never_leaves_a_live_session(
         results = await _race(services, logout, tokens["refresh_token"], refreshers)
         winners = [r.json() for r in results if r.request.url.path == "/token/refresh"
                    and r.status_code == 200]  # fmt: skip
-        assert len(winners) <= 1, [r.status_code for r in results]
+        # At most one successor: refreshers that lose the race inside the
+        # retry grace get that same one back, never a second branch.
+        assert len({w["refresh_token"] for w in winners}) <= 1, [r.status_code for r in results]
         # 401 too: with several refreshers, a loser's reuse may revoke the
         # session first (reuse detection), and the logout then finds it gone.
         logout_status = next(r.status_code for r in results if r.request.url.path == "/logout")

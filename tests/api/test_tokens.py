@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import Services, new_user, rejected_within_a_second
+from tests.conftest import Services, new_user, rejected_within_a_second, start_services
 
 pytestmark = pytest.mark.anyio
 
@@ -76,14 +77,59 @@ async def test_refresh_rotates_and_reuse_revokes_the_session(services: Services)
     assert r.status_code == 200
     rotated = r.json()
     assert rotated["refresh_token"] != first
-    # The old token comes back: theft suspected, the whole session dies.
+    r = await services.auth.post("/token/refresh", json={"refresh_token": rotated["refresh_token"]})
+    assert r.status_code == 200
+    latest = r.json()
+    # The first token comes back after its successor was used: two parties
+    # hold this family. Theft suspected, the whole session dies.
     reuse = await services.auth.post("/token/refresh", json={"refresh_token": first})
     assert reuse.status_code == 401
     after = await services.auth.post(
-        "/token/refresh", json={"refresh_token": rotated["refresh_token"]}
+        "/token/refresh", json={"refresh_token": latest["refresh_token"]}
     )
     assert after.status_code == 401
-    assert await rejected_within_a_second(services.user, "/users/me", _bearer(rotated))
+    assert await rejected_within_a_second(services.user, "/users/me", _bearer(latest))
+
+
+async def test_retry_of_a_refresh_gets_the_same_successor_and_forks_nothing(
+    services: Services,
+) -> None:
+    """The retry of a refresh whose answer was lost (docs/ASVS.md, 7.2)."""
+    _, tokens = await _registered_login(services)
+    first = tokens["refresh_token"]
+    lost = await services.auth.post("/token/refresh", json={"refresh_token": first})
+    assert lost.status_code == 200
+    # The client never saw that answer and retries with the same token.
+    retry = await services.auth.post("/token/refresh", json={"refresh_token": first})
+    assert retry.status_code == 200, retry.text
+    assert retry.json()["refresh_token"] == lost.json()["refresh_token"]
+    assert (await services.user.get("/users/me", headers=_bearer(retry.json()))).status_code == 200
+    # One successor only: once it is used, the first token is plain reuse.
+    nxt = await services.auth.post(
+        "/token/refresh", json={"refresh_token": retry.json()["refresh_token"]}
+    )
+    assert nxt.status_code == 200
+    assert (
+        await services.auth.post("/token/refresh", json={"refresh_token": first})
+    ).status_code == 401
+    assert await rejected_within_a_second(services.user, "/users/me", _bearer(nxt.json()))
+
+
+async def test_without_a_retry_grace_any_second_presentation_is_reuse(
+    tmp_path: Path, redis_prefix: str, sqlite_urls: dict[str, str]
+) -> None:
+    async for s in start_services(
+        tmp_path=tmp_path,
+        redis_prefix=redis_prefix,
+        urls=sqlite_urls,
+        auth={"refresh_retry_grace_seconds": 0},
+    ):
+        _, tokens = await _registered_login(s)
+        r = await s.auth.post("/token/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert r.status_code == 200
+        again = await s.auth.post("/token/refresh", json={"refresh_token": tokens["refresh_token"]})
+        assert again.status_code == 401
+        assert await rejected_within_a_second(s.user, "/users/me", _bearer(r.json()))
 
 
 async def test_concurrent_refreshes_have_exactly_one_winner(services: Services) -> None:
@@ -94,7 +140,18 @@ async def test_concurrent_refreshes_have_exactly_one_winner(services: Services) 
             for _ in range(10)
         )
     )
-    assert sorted(r.status_code for r in results).count(200) == 1
+    # One successor is minted; every presentation inside the retry grace
+    # gets that same one back, so the family cannot fork.
+    winners = {r.json()["refresh_token"] for r in results if r.status_code == 200}
+    assert len(winners) == 1, [r.status_code for r in results]
+    (successor,) = winners
+    assert (
+        await services.auth.post("/token/refresh", json={"refresh_token": successor})
+    ).status_code == 200
+    # The successor was used: the original is now reuse.
+    assert (
+        await services.auth.post("/token/refresh", json={"refresh_token": tokens["refresh_token"]})
+    ).status_code == 401
 
 
 async def test_unknown_refresh_token_is_401(services: Services) -> None:

@@ -62,6 +62,7 @@ ROUTES = [
     ("POST", "/login/mfa", "auth"),
     ("POST", "/token", "auth"),
     ("POST", "/token/refresh", "auth"),
+    ("POST", "/revoke", "auth"),
     ("POST", "/logout", "auth"),
     ("GET", "/sessions", "auth"),
     ("DELETE", "/sessions/some-sid", "auth"),

@@ -108,6 +108,10 @@ class StallingProxy:
     """A TCP proxy in a thread that forwards until `stall()`, then holds every
     byte (new connections too) until `resume()`: a database that stopped
     answering without closing anything, which no server-side timeout covers.
+
+    `hold_replies_after(marker)` is the subtler fault: requests still reach
+    the server and run, but a connection that sent `marker` gets no answer
+    until `resume()`, as when a reply times out after the command executed.
     """
 
     def __init__(self, upstream_host: str, upstream_port: int) -> None:
@@ -115,6 +119,8 @@ class StallingProxy:
         self.port = free_port()
         self._loop = asyncio.new_event_loop()
         self._flowing: asyncio.Event | None = None
+        self._hold_marker: bytes | None = None
+        self._held: set[asyncio.Event] = set()
         self._server: asyncio.Server | None = None
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -146,6 +152,17 @@ class StallingProxy:
     def resume(self) -> None:
         if self._flowing is not None:
             self._loop.call_soon_threadsafe(self._flowing.set)
+        self._loop.call_soon_threadsafe(self._release)
+
+    def hold_replies_after(self, marker: bytes) -> None:
+        """Until `resume()`, hold the replies on every connection that sends `marker`."""
+        self._loop.call_soon_threadsafe(setattr, self, "_hold_marker", marker)
+
+    def _release(self) -> None:
+        self._hold_marker = None
+        for gate in self._held:
+            gate.set()
+        self._held.clear()
 
     def _run(self) -> None:
         asyncio.set_event_loop(self._loop)
@@ -168,11 +185,21 @@ class StallingProxy:
             writer.close()
             return
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        replies = asyncio.Event()  # set: this connection's replies flow
+        replies.set()
+
+        async def pipe(
+            src: asyncio.StreamReader, dst: asyncio.StreamWriter, *, upstream: bool
+        ) -> None:
             assert self._flowing is not None
             try:
                 while data := await src.read(65536):
                     await self._flowing.wait()
+                    if upstream and self._hold_marker and self._hold_marker in data:
+                        replies.clear()
+                        self._held.add(replies)
+                    if not upstream:
+                        await replies.wait()
                     dst.write(data)
                     await dst.drain()
             except (OSError, asyncio.CancelledError):
@@ -181,7 +208,9 @@ class StallingProxy:
                 with contextlib.suppress(OSError, RuntimeError):
                     dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(
+            pipe(reader, up_writer, upstream=True), pipe(up_reader, writer, upstream=False)
+        )
 
 
 class ThreadedApp:

@@ -110,6 +110,12 @@ async def test_refresh_reuse_logout_and_session_revocation(
     )
     assert rotated.status_code == 200
     assert _only(audit, "token.refresh")["outcome"] == "success"
+    # The successor is used: from now on the first token is reuse, not a retry.
+    assert (
+        await services.auth.post(
+            "/token/refresh", json={"refresh_token": rotated.json()["refresh_token"]}
+        )
+    ).status_code == 200
     audit.clear()
     reused = await services.auth.post(
         "/token/refresh", json={"refresh_token": tokens["refresh_token"]}
@@ -218,14 +224,15 @@ async def test_every_request_emits_at_most_one_event(
     services: Services, audit: AuditCapture
 ) -> None:
     uid, body, tokens = await account(services)
-    await services.auth.post("/token/refresh", json={"refresh_token": tokens["refresh_token"]})
+    r = await services.auth.post("/token/refresh", json={"refresh_token": tokens["refresh_token"]})
+    await services.auth.post("/token/refresh", json={"refresh_token": r.json()["refresh_token"]})
     await services.auth.post("/token/refresh", json={"refresh_token": tokens["refresh_token"]})
     await services.auth.post("/login", json={"email": body["email"], "password": "nope" * 4})
     await services.user.get(f"/users/{uid}", headers=bearer(tokens))
     await services.user.get("/users/me")
     per_request = Counter(e["request_id"] for e in audit.events)
-    # register, login, refresh, reuse, failed login, revoked token, no token
-    assert len(per_request) == 7
+    # register, login, refresh, refresh, reuse, failed login, revoked token, no token
+    assert len(per_request) == 8
     assert max(per_request.values()) == 1, per_request
 
 

@@ -63,7 +63,12 @@ async def test_security_counters_follow_the_flows(services: Services) -> None:
         "/token/refresh", json={"refresh_token": tokens["refresh_token"]}
     )
     assert rotated.status_code == 200
-    # Reuse revokes the whole session: its tokens are refused from now on.
+    rotated = await services.auth.post(
+        "/token/refresh", json={"refresh_token": rotated.json()["refresh_token"]}
+    )
+    assert rotated.status_code == 200
+    # The successor was used, so the first token is reuse: that revokes the
+    # whole session, and its tokens are refused from now on.
     await services.auth.post("/token/refresh", json={"refresh_token": tokens["refresh_token"]})
     await services.user.get(f"/users/{uid}", headers=bearer(rotated.json()))
     await services.user.get("/users", headers=bearer(rotated.json()))
@@ -77,8 +82,8 @@ async def test_security_counters_follow_the_flows(services: Services) -> None:
 
     assert _value(auth, "idp_logins_total", result="success") == 2
     assert _value(auth, "idp_logins_total", result="invalid_credentials") == 1
-    assert _value(auth, "idp_tokens_issued_total", kind="access") == 3  # 2 logins + refresh
-    assert _value(auth, "idp_tokens_issued_total", kind="refresh") == 3
+    assert _value(auth, "idp_tokens_issued_total", kind="access") == 4  # 2 logins + 2 refreshes
+    assert _value(auth, "idp_tokens_issued_total", kind="refresh") == 4
     assert _value(auth, "idp_tokens_issued_total", kind="service") == 1  # cached for 2 upserts
     assert _value(auth, "idp_refresh_reuse_total") == 1
     assert _value(auth, "idp_audit_events_total", event="user.register", outcome="success") == 2

@@ -79,6 +79,11 @@ async def _flows(s: Services, secrets: _Secrets) -> None:
         await s.auth.post("/token/refresh", json={"refresh_token": login["refresh_token"]})
     ).json()
     secrets.tokens(rotated)
+    # Its successor used, the first token is reuse (not a retry within the grace).
+    rotated = (
+        await s.auth.post("/token/refresh", json={"refresh_token": rotated["refresh_token"]})
+    ).json()
+    secrets.tokens(rotated)
     reuse = await s.auth.post("/token/refresh", json={"refresh_token": login["refresh_token"]})
     assert reuse.status_code == 401
 

@@ -1,0 +1,114 @@
+"""POST /revoke: OAuth 2.0 Token Revocation (RFC 7009)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+
+from auth_service.api.auditing import audited_failure
+from auth_service.api.deps import Ctx, ip_of, to_problem
+from auth_service.api.oauth_forms import NO_STORE, oauth_error, read_form
+from auth_service.errors import RateLimited
+from shared.audit import audit_event
+
+router = APIRouter(tags=["tokens"])
+
+# Our access tokens are under 1,500 characters, refresh tokens 43. The bound
+# keeps the largest valid form (4-byte characters, percent-encoded) under the
+# 64 KiB body limit, so an over-long field is a 400, never a 413.
+_MAX_FIELD = 4096
+# Each field's own bound, as the OpenAPI document states it.
+_FIELD_LIMITS = {"token_type_hint": 64, "client_id": 128}
+
+
+@router.post(
+    "/revoke",
+    status_code=200,
+    response_class=Response,  # RFC 7009 §2.2: an empty 200, no JSON
+    summary="Revoke a refresh or access token (RFC 7009): its session ends",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "required": ["token"],
+                        "properties": {
+                            "token": {"type": "string", "maxLength": _MAX_FIELD},
+                            # A hint only: other values are ignored (RFC 7009 §2.1).
+                            "token_type_hint": {
+                                "type": "string",
+                                "maxLength": _FIELD_LIMITS["token_type_hint"],
+                                "examples": ["refresh_token", "access_token"],
+                            },
+                            "client_id": {
+                                "type": "string",
+                                "maxLength": _FIELD_LIMITS["client_id"],
+                            },
+                        },
+                    }
+                }
+            },
+        },
+        "responses": {
+            "200": {"description": "Revoked, or nothing to revoke (RFC 7009 §2.2)"},
+            "400": {"description": "RFC 6749 error", "content": {"application/json": {}}},
+            "429": {"description": "Rate limited", "content": {"application/json": {}}},
+        },
+    },
+)
+async def revoke(request: Request, ctx: Ctx) -> Any:
+    fields = await read_form(request, max_field=_MAX_FIELD)
+    if isinstance(fields, JSONResponse):
+        return fields
+    token = fields.get("token", "")
+    if not token:
+        return oauth_error(400, "invalid_request", "token is required.")
+    if any(len(fields.get(name, "")) > limit for name, limit in _FIELD_LIMITS.items()):
+        return oauth_error(400, "invalid_request", "A parameter is too long.")
+    try:
+        result = await ctx.revoker.revoke(
+            token,
+            hint=fields.get("token_type_hint"),
+            client_id=fields.get("client_id") or None,
+            ip=ip_of(request),
+        )
+    except RateLimited as exc:
+        audited_failure("token.revoke", exc, request)
+        return oauth_error(
+            429,
+            "rate_limited",
+            "Too many attempts; retry later.",
+            {"Retry-After": str(exc.retry_after)},
+        )
+    except Exception as exc:
+        raise to_problem(audited_failure("token.revoke", exc, request)) from None
+    who = {"user_id": result.user_id, "session_id": result.sid}
+    kind = result.kind.removesuffix("_token") if result.kind else None
+    if result.outcome == "wrong_client":
+        audit_event(
+            "token.revoke",
+            outcome="denied",
+            request=request,
+            reason="wrong_client",
+            kind=kind,
+            **who,
+        )
+        # RFC 7009 §2.1: the client is told; the token itself stays valid.
+        return oauth_error(400, "unauthorized_client", "The token was not issued to this client.")
+    revoked = result.outcome == "revoked"
+    audit_event(
+        "token.revoke",
+        outcome="success",
+        request=request,
+        reason=None if revoked else "unknown_token",
+        kind=kind,
+        session_revoked=revoked,
+        **who,
+    )
+    # RFC 7009 §2.2: 200 whether or not there was anything to revoke, so the
+    # answer says nothing about a token the caller may have made up.
+    return Response(status_code=200, headers=NO_STORE)
