@@ -1,7 +1,7 @@
 """Password policy after NIST SP 800-63B-4 §3.1.1.2 (800-63B-3 §5.1.1.2).
 
 What it checks: length in Unicode code points after NFKC normalisation
-(12..128 by default, per DESIGN.md), a block-list of common passwords shipped
+(12..128 by default, docs/ARCHITECTURE.md), a block-list of common passwords shipped
 with the project (auth_service/data/common_passwords.txt), the email's local
 part, and a single repeated character. What it deliberately does not check: no
 composition rules (one upper case letter, one digit, ...). NIST says verifiers
@@ -106,8 +106,8 @@ class PasswordPolicy:
     """Check a new password against the policy. No composition rules.
 
     Args:
-        min_length: fewest code points (after NFKC). DESIGN.md: 12.
-        max_length: most code points (after NFKC). DESIGN.md: 128. NIST asks
+        min_length: fewest code points (after NFKC). docs/ARCHITECTURE.md: 12.
+        max_length: most code points (after NFKC). docs/ARCHITECTURE.md: 128. NIST asks
             for at least 64, so that passphrases fit.
         common_passwords: the block-list. Defaults to the shipped list
             (loaded once per process). Entries are compared after NFKC and
