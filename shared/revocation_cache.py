@@ -27,7 +27,7 @@ session's tokens are rejected within one second), and how:
   that starts after the call (`PubSub.get_message(timeout=0)` until it has
   come back empty twice). A revocation that reached this host is applied
   before the answer, so the first request after a `POST /logout` returns is
-  already refused, as it was with a Redis check per request. Concurrent
+  already refused, exactly as with a Redis check per request. Concurrent
   callers share one read (`_catch_up`).
 - Nothing else is cached: no profile, no claims, no token; entries are
   bounded and dropping one only costs a Redis check.
