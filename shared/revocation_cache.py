@@ -269,6 +269,14 @@ class SubscribedRevocationChecker:
                         break
                     await pubsub.ping()
                     await asyncio.sleep(self._heartbeat)
+            except ValueError as exc:
+                # A URL redis-py cannot use (the message could hold it: not logged).
+                _log.warning(
+                    "revocation feed off (%s in REDIS_URL); checking Redis per request",
+                    type(exc).__name__,
+                )
+                await self._close()
+                return
             except (RedisError, OSError) as exc:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
