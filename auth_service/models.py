@@ -20,7 +20,7 @@ class Identity(SQLModel, table=True):
     id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
     email: str = Field(max_length=320)
     # Case-folded, NFKC-normalised email: the uniqueness key, so "John@x" and
-    # "john@X" can never be two accounts (DESIGN.md: 409 case-insensitive).
+    # "john@X" can never be two accounts (docs/ARCHITECTURE.md: 409 case-insensitive).
     email_key: str = Field(max_length=320, unique=True, index=True)
     password_hash: str = Field(max_length=255)
     roles: str = Field(default="", max_length=255)

@@ -1,7 +1,7 @@
 """The `audit_events` table each service keeps in its own database, and its queries.
 
 One table per service, same shape: the services own separate schemas
-(DESIGN.md), and an event is stored by the service that saw it. Rows are
+(docs/ARCHITECTURE.md), and an event is stored by the service that saw it. Rows are
 only ever inserted; nothing in the platform updates or deletes them.
 """
 

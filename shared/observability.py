@@ -30,7 +30,7 @@ from shared.audit_sink import (
 from shared.http_metrics import HttpMetricsMiddleware, known_requests
 from shared.metrics import CONTENT_TYPE_LATEST, ServiceMetrics
 from shared.settings import CommonSettings
-from shared.tracing import Tracing
+from shared.tracing import Tracing, sdk_disabled
 
 if TYPE_CHECKING:
     from shared.otlp_audit import OtlpAuditLogs
@@ -71,8 +71,10 @@ class Observability:
         if settings.metrics_enabled:
             self.metrics = ServiceMetrics(service_name)
             self.metrics.initialise(issuer=issuer)
-        self._tracing_enabled = settings.tracing_enabled
-        self._otlp_endpoint = settings.otel_exporter_otlp_endpoint
+        # OTEL_SDK_DISABLED is the operator's OpenTelemetry-wide off switch.
+        off = sdk_disabled()
+        self._tracing_enabled = settings.tracing_enabled and not off
+        self._otlp_endpoint = "" if off else settings.otel_exporter_otlp_endpoint
         self._stdout = settings.audit_stdout
         self._writer: AuditTableWriter | None = None
         self._otlp_logs: OtlpAuditLogs | None = None  # with an OTLP endpoint

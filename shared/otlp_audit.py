@@ -24,7 +24,6 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExp
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
 from shared.audit_sink import AuditCallbackHandler
-from shared.otlp_http import pinned_session
 
 __all__ = ["OtlpAuditLogs"]
 
@@ -50,8 +49,7 @@ class OtlpAuditLogs:
         self._provider = LoggerProvider(resource=Resource.create({SERVICE_NAME: service_name}))
         if exporter is None:
             url = f"{endpoint.rstrip('/')}/v1/logs"
-            # The environment read once, not on every export (shared/otlp_http.py).
-            exporter = OTLPLogExporter(endpoint=url, session=pinned_session(url, "logs"))
+            exporter = OTLPLogExporter(endpoint=url)
         # Batched on the SDK's thread: never a network call on the event loop.
         self._provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
         self._logger = self._provider.get_logger("idp.audit")

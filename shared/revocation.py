@@ -2,7 +2,7 @@
 
 The auth service writes a marker per revoked session id; resource servers
 check it on every request, so a session's still-unexpired access tokens stop
-working at once (DESIGN.md: within one second). Markers live as long as an
+working at once (docs/ARCHITECTURE.md, "Revocation": within one second). Markers live as long as an
 access token could, then expire by themselves.
 """
 

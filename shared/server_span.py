@@ -1,12 +1,20 @@
 """One span per HTTP request, recorded without the SDK's per-span machinery.
 
-Why not `FastAPIInstrumentor`, nor `Tracer.start_span` (bench/README.md,
-target 6): the instrumentor matched every route a second time, built a dozen
-attributes (among them `http.url`, which carries the query string) and
-wrapped `send`; with no exporter it cost more than the uninstrumented
-request. The SDK's own `Span` then costs ~45 µs a request in the service
-(attribute cleaning under a lock, on start and again on `set_attributes`,
-the sampler chain, `end`), more than the profile read it measures.
+Why not `opentelemetry-instrumentation-fastapi` (bench/README.md,
+optimisation 25, measured again for this choice): around a one-route app in
+process, the instrumentor added ~530 µs a request where this middleware adds
+~50 (same provider, a processor that drops the spans): it matches every
+route a second time, makes a span for each `send` besides the server span,
+and builds a dozen attributes (among them `http.url`, which carries the
+query string). Nor `Tracer.start_span`: the SDK's own `Span` costs ~45 µs a
+request in the service (attribute cleaning under a lock, the sampler chain,
+`end`), more than the profile read it measures.
+
+What the instrumentor and the SDK would honour is honoured here:
+`OTEL_SEMCONV_STABILITY_OPT_IN` (`http`, `http/dup`) names the attributes;
+`OTEL_SDK_DISABLED`, `OTEL_TRACES_EXPORTER` and
+`OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` are read where the exporters are made
+(shared/tracing.py). tests/observability/test_otel_env.py checks all four.
 
 Here, at the start of a request, the middleware only mints the span's ids
 and makes a `NonRecordingSpan` with them current, so everything that runs
@@ -38,19 +46,15 @@ import os
 import time
 import traceback
 from collections.abc import Sequence
-from contextvars import ContextVar
+from typing import NamedTuple
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
-from opentelemetry.context.context import Context
-from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
 from opentelemetry.sdk.trace import Event, ReadableSpan, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import (
-    INVALID_SPAN_CONTEXT,
     NonRecordingSpan,
-    Span,
     SpanContext,
     SpanKind,
     Status,
@@ -58,7 +62,6 @@ from opentelemetry.trace import (
     TraceFlags,
     TraceState,
 )
-from opentelemetry.trace.propagation import _SPAN_KEY
 from opentelemetry.util.types import AttributeValue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -81,23 +84,46 @@ _SCOPE = InstrumentationScope("shared.server_span")
 _log = logging.getLogger(__name__)
 
 
-def _context_var() -> ContextVar[Context] | None:
-    """The variable that holds OpenTelemetry's current `Context`, if it is the default one.
+class _Names(NamedTuple):
+    """The attribute names of each value, per OTEL_SEMCONV_STABILITY_OPT_IN."""
 
-    `trace.get_current_span`, `set_span_in_context`, `attach` and `detach`
-    come to six Python calls around two `ContextVar` operations: ~2 µs of
-    every request (bench/README.md, optimisation 23). With the default
-    runtime context (`contextvars`) the middleware reads and sets that
-    variable itself, with the same values: a `Context` copied from the
-    current one with the span under the API's own key. Any other runtime
-    context (`OTEL_PYTHON_CONTEXT`) goes through the API.
+    method: tuple[str, ...]
+    path: tuple[str, ...]
+    user_agent: tuple[str, ...]
+    peer: tuple[str, ...]
+    status: tuple[str, ...]
+
+
+_OLD_NAMES = ("http.method", "http.target", "http.user_agent", "net.peer.ip", "http.status_code")
+_STABLE_NAMES = (
+    "http.request.method",
+    "url.path",
+    "user_agent.original",
+    "client.address",
+    "http.response.status_code",
+)
+
+
+def _semconv_names() -> _Names:
+    """Old HTTP attribute names, the stable ones, or both, as the instrumentations choose.
+
+    OTEL_SEMCONV_STABILITY_OPT_IN (a comma-separated list): `http` emits the
+    stable names only, `http/dup` both; anything else the old names, the
+    default of opentelemetry-instrumentation-fastapi/-asgi too.
+    https://opentelemetry.io/docs/specs/semconv/non-normative/http-migration/
     """
-    runtime = getattr(otel_context, "_RUNTIME_CONTEXT", None)
-    if type(runtime) is ContextVarsRuntimeContext:
-        var = getattr(runtime, "_current_context", None)
-        if isinstance(var, ContextVar):
-            return var
-    return None
+    opt_in = {
+        part.strip().lower()
+        for part in os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "").split(",")
+    }
+    chosen: list[tuple[str, ...]]
+    if "http/dup" in opt_in:
+        chosen = [(old, new) for old, new in zip(_OLD_NAMES, _STABLE_NAMES, strict=True)]
+    elif "http" in opt_in:
+        chosen = [(new,) for new in _STABLE_NAMES]
+    else:
+        chosen = [(old,) for old in _OLD_NAMES]
+    return _Names(*chosen)
 
 
 def _default_sampler() -> bool:
@@ -153,7 +179,7 @@ class ServerSpanMiddleware:
         self._sampler = None if _default_sampler() else provider.sampler
         self._processors = processors
         self._fields = frozenset(f.encode("latin-1") for f in propagate.get_global_textmap().fields)
-        self._context = _context_var()
+        self._names = _semconv_names()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -176,26 +202,22 @@ class ServerSpanMiddleware:
                 user_agent = value.decode("latin-1")[:_MAX_USER_AGENT]
         # Only what an investigation uses: every attribute is paid for on
         # every request, when recorded and again when exported.
-        attributes: dict[str, AttributeValue] = {
-            "http.method": method if known else "_OTHER",
+        names = self._names
+        attributes: dict[str, AttributeValue] = {}
+        for key in names.method:
+            attributes[key] = method if known else "_OTHER"
+        for key in names.path:
             # The path only: a query string may carry anything a client put there.
-            "http.target": scope["path"],
-        }
+            attributes[key] = scope["path"]
         if user_agent:
-            attributes["http.user_agent"] = user_agent
+            for key in names.user_agent:
+                attributes[key] = user_agent
         client = scope.get("client")
         if client:
-            attributes["net.peer.ip"] = client[0]
+            for key in names.peer:
+                attributes[key] = client[0]
 
-        var = self._context
-        current = var.get() if var is not None else otel_context.get_current()
-        live_span = current.get(_SPAN_KEY)
-        # What get_current_span() answers: anything but a Span is no span.
-        live = (
-            live_span.get_span_context()
-            if live_span is not None and isinstance(live_span, Span)
-            else INVALID_SPAN_CONTEXT
-        )
+        live = trace.get_current_span().get_span_context()
         if live.is_valid:
             kind, parent_ctx = SpanKind.INTERNAL, None  # a call inside this process
             parent: SpanContext | None = live
@@ -219,12 +241,11 @@ class ServerSpanMiddleware:
         context = SpanContext(
             trace_id, span_id, False, _SAMPLED if sampled else _NOT_SAMPLED, state
         )
-        # set_span_in_context(span, parent_ctx), attached: a copy of the
-        # extracted context, or else of the current one, with the span in it.
-        values = dict(parent_ctx if parent_ctx is not None else current)
-        values[_SPAN_KEY] = NonRecordingSpan(context)
-        attached = Context(values)
-        token = var.set(attached) if var is not None else otel_context.attach(attached)
+        # The span is current for everything the request runs: in the
+        # extracted context when the caller sent one, else in the current one.
+        token = otel_context.attach(
+            trace.set_span_in_context(NonRecordingSpan(context), parent_ctx)
+        )
         status = 500  # an exception before the response started
         error: BaseException | None = None
 
@@ -240,13 +261,7 @@ class ServerSpanMiddleware:
             error = exc
             raise
         finally:
-            if var is None:
-                otel_context.detach(token)
-            else:
-                try:
-                    var.reset(token)
-                except (ValueError, RuntimeError):  # as detach(): log, never mask the response
-                    _log.exception("Failed to detach context")
+            otel_context.detach(token)
             # No processor (tracing on for its ids only): nobody to hand a span to.
             record_span = sampled and bool(self._processors)
             if self._metrics is not None or record_span:
@@ -276,7 +291,8 @@ class ServerSpanMiddleware:
         if template != UNMATCHED:
             name = f"{method} {template}"
             attributes["http.route"] = template
-        attributes["http.status_code"] = status
+        for key in self._names.status:
+            attributes[key] = status
         outcome = _OK
         events: tuple[Event, ...] = ()
         if error is not None:

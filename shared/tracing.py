@@ -8,13 +8,16 @@ instrumented httpx client injects and the instrumented app extracts: one
 registration is one trace across both services.
 
 Spans are exported over OTLP/HTTP only when an endpoint is configured
-(`OTEL_EXPORTER_OTLP_ENDPOINT`); otherwise they are still created, so that
-audit events carry a trace id, and dropped when they end.
+(`OTEL_EXPORTER_OTLP_ENDPOINT` or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`);
+otherwise they are still created, so that audit events carry a trace id,
+and dropped when they end. `OTEL_TRACES_EXPORTER` and `OTEL_SDK_DISABLED`
+are honoured as the SDK's auto-configuration honours them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import types
 from collections.abc import Sequence
 from typing import Any, Final
@@ -30,7 +33,7 @@ from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.util.types import Attributes
@@ -40,7 +43,7 @@ from starlette.types import ASGIApp
 from shared.metrics import ServiceMetrics
 from shared.server_span import ServerSpanMiddleware
 
-__all__ = ["FASTAPI_TELEMETRY_OFF", "Tracing"]
+__all__ = ["FASTAPI_TELEMETRY_OFF", "Tracing", "sdk_disabled"]
 
 _log = logging.getLogger(__name__)
 _NO_METRICS = NoOpMeterProvider()  # Prometheus has the numbers; no OTel metrics pipeline
@@ -112,6 +115,52 @@ class _WhileReceived(Sampler):
         return f"WhileReceived{{{self._inner.get_description()}}}"
 
 
+def sdk_disabled() -> bool:
+    """OTEL_SDK_DISABLED=true: no spans, no OTLP audit logs (the SDK's own switch)."""
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+def _span_exporters(otlp_endpoint: str) -> list[SpanExporter]:
+    """The exporters OTEL_TRACES_EXPORTER names, as the SDK's auto-configuration reads it.
+
+    `otlp` (the default) is OTLP/HTTP to OTEL_EXPORTER_OTLP_TRACES_ENDPOINT,
+    taken as given, else to `<otlp_endpoint>/v1/traces`. Left unset, with
+    neither endpoint, nothing is exported (spans are still made for their
+    ids); named explicitly, it falls back to the exporter's default
+    endpoint, as the SDK does. `console` prints spans; `none` turns export
+    off. Other names (`zipkin`, gRPC-only setups) are not installed here.
+    """
+    named = os.environ.get("OTEL_TRACES_EXPORTER", "").strip().lower()
+    names = [n.strip() for n in (named or "otlp").split(",") if n.strip()]
+    if "none" in names:
+        return []
+    traces_endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
+    exporters: list[SpanExporter] = []
+    for name in dict.fromkeys(names):
+        if name == "otlp":
+            if traces_endpoint:
+                url: str | None = traces_endpoint
+            elif otlp_endpoint:
+                url = f"{otlp_endpoint.rstrip('/')}/v1/traces"
+            elif named:
+                url = None  # the exporter's own default (localhost:4318)
+            else:
+                continue
+            # Imported only when used (protobuf and the HTTP exporter add to
+            # every cold start otherwise).
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+            # The SDK's exporter as it ships: its encoder, and a requests
+            # session that honours the proxy, CA bundle and netrc variables
+            # as any requests client does (bench/README.md, optimisation 24).
+            exporters.append(OTLPSpanExporter(endpoint=url))
+        elif name == "console":
+            exporters.append(ConsoleSpanExporter())
+        else:
+            _log.warning("OTEL_TRACES_EXPORTER: %r is not supported here; ignored", name)
+    return exporters
+
+
 class Tracing:
     """Tracer provider and instrumentation for one service.
 
@@ -135,18 +184,9 @@ class Tracing:
             sampler=_WhileReceived(self._processors, self.provider.sampler),
             shutdown_on_exit=False,
         )
-        self.exporting = bool(otlp_endpoint)
-        if otlp_endpoint:
-            # Imported only when used (protobuf and the HTTP exporter add to
-            # every cold start otherwise).
-            from shared.otlp_encoding import FastOTLPSpanExporter
-            from shared.otlp_http import pinned_session
-
-            endpoint = f"{otlp_endpoint.rstrip('/')}/v1/traces"
-            # The environment read once, not on every export (shared/otlp_http.py).
-            exporter = FastOTLPSpanExporter(
-                endpoint=endpoint, session=pinned_session(endpoint, "traces")
-            )
+        exporters = _span_exporters(otlp_endpoint)
+        self.exporting = bool(exporters)
+        for exporter in exporters:
             # Batching: export happens on a background thread, never on the event loop.
             self.add_processor(BatchSpanProcessor(exporter))
 

@@ -50,7 +50,7 @@ _REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"]
 _COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 # JWS extensions a `crit` header may name and still be parsed (RFC 7515
 # §4.1.11); the same set PyJWT accepts, so crit ["b64"] is refused below as a
-# forbidden header while any other crit value is malformed, as before.
+# forbidden header while any other crit value is malformed.
 _SUPPORTED_CRIT = frozenset({"b64"})
 # RS256 is RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518 §3.3). Stateless, so built once.
 _PKCS1V15 = PKCS1v15()
@@ -173,7 +173,7 @@ def _numeric_date(payload: dict[str, Any], claim: str) -> int:
     """A NumericDate as PyJWT reads it for the time checks: int() of the value.
 
     Strings and booleans pass here ("123", true) and are refused afterwards by
-    AccessClaims' strict ints, so the reason stays `invalid_claims` as before.
+    AccessClaims' strict ints, so the reason is `invalid_claims` (as with PyJWT).
 
     Raises:
         _Malformed: the value is not convertible to an int at all.

@@ -234,8 +234,9 @@ async def rejected_within_a_second(
     client: httpx.AsyncClient, path: str, headers: dict[str, str]
 ) -> bool:
     """Poll until the user service answers 401, for at most the one-second
-    revocation contract (DESIGN.md). Resource servers learn revocations from a
-    pub/sub channel, so the answer may lag the logout response by a few ms."""
+    revocation contract (docs/ARCHITECTURE.md, "Revocation"). Resource servers
+    learn revocations from a pub/sub channel, so the answer may lag the logout
+    response by a few ms."""
     import asyncio
     import time
 

@@ -11,7 +11,7 @@ from shared.settings import CommonSettings
 class UserSettings(CommonSettings):
     service_name: str = "user-service"
     database_url: str = "sqlite+aiosqlite:///./.data/user.db"
-    # The only key source this service trusts (DESIGN.md: never jku/x5u/jwk).
+    # The only key source this service trusts (docs/ARCHITECTURE.md, "Tokens": never jku/x5u/jwk).
     jwks_url: str = "http://127.0.0.1:8001/.well-known/jwks.json"
     jwks_cache_ttl_seconds: float = Field(default=300.0, gt=0)
     # Both bounds below are checked by _guarantees_guard, with the reason.

@@ -41,7 +41,7 @@ def token_response(grant: TokenGrant) -> TokenResponse:
 def step_up_problem(max_age: int) -> Problem:
     """403 with an RFC 9470 style challenge.
 
-    RFC 9470 §3 answers 401, but DESIGN.md gives 403: the token is valid, the
+    RFC 9470 §3 answers 401, but docs/ARCHITECTURE.md gives 403: the token is valid, the
     authentication behind it is merely too weak or too old for this action.
     The `WWW-Authenticate` parameters still tell a client what to do (RFC
     6750 §3 allows the challenge on 403, as for insufficient_scope).

@@ -1,12 +1,13 @@
-"""Signing-key management: the key ring the auth service signs with, rotation and pruning."""
+"""Signing-key management: the key ring the auth service signs with (`ring`), and the
+shared key directory with its rotation and pruning (`directory`)."""
 
-from auth_service.keys.keyring import (
+from auth_service.keys.directory import (
     DevKeysRefused,
-    KeyRing,
     NoSigningKeys,
     SigningKey,
     prune,
     rotate,
 )
+from auth_service.keys.ring import KeyRing
 
 __all__ = ["DevKeysRefused", "KeyRing", "NoSigningKeys", "SigningKey", "prune", "rotate"]

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from auth_service.cli_audit import record_cli_event
-from auth_service.keys.keyring import NoSigningKeys, manifest_entries, prune, rotate
+from auth_service.keys.directory import NoSigningKeys, manifest_entries, prune, rotate
 
 _DEFAULT_KEY_DIR = Path(".data/keys")
 

@@ -136,7 +136,7 @@ class Authenticator:
             await self._limiter.reset(limit, subject)
         if self._hasher.needs_rehash(identity.password_hash):
             # Parameters were raised since this hash was made: upgrade it now,
-            # while we briefly hold the plaintext (DESIGN.md: rehash on login).
+            # while we briefly hold the plaintext (docs/ARCHITECTURE.md: rehash on login).
             await self._identities.update_password_hash(
                 identity.id, await self._hasher.hash(password)
             )

@@ -1,6 +1,6 @@
 """Password hashing: argon2id, run off the event loop, with a bound on concurrent hashes.
 
-Design: DESIGN.md "Passwords and accounts". Parameters: OWASP Password Storage
+Design: docs/ARCHITECTURE.md "Accounts and passwords". Parameters: OWASP Password Storage
 Cheat Sheet, argon2id with m=19 MiB, t=2, p=1 as the floor. Unicode handling:
 NIST SP 800-63B-4 §3.1.1.2 (800-63B-3 §5.1.1.2) says to normalise with NFKC or
 NFKD before hashing, so that the same password typed on two keyboards (composed
@@ -190,7 +190,7 @@ class PasswordHasher:
                 email. For ``None``, a dummy hash with the current parameters is
                 verified instead. That costs the same as a wrong password and
                 gives the same answer, so response time does not reveal whether
-                an account exists (DESIGN.md: "Unknown email and wrong password
+                an account exists (docs/ARCHITECTURE.md: "Unknown email and wrong password
                 cost the same time and return the same answer").
             password: the candidate, as the client sent it.
 
@@ -212,7 +212,7 @@ class PasswordHasher:
         """Whether a hash was made with other parameters (or type) than this hasher's.
 
         Call it after a successful ``verify`` and store a fresh ``hash`` of the
-        password when it returns True (DESIGN.md: rehash on login). It is cheap,
+        password when it returns True (docs/ARCHITECTURE.md: rehash on login). It is cheap,
         because it only parses the string. A hash that cannot be parsed counts
         as needing a rehash.
         """

@@ -1,4 +1,4 @@
-"""The first client's walk (DESIGN.md "The client we must not break"), in-process
+"""The first client's walk (README.md quick start; api.http), in-process
 on both database backends."""
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ def _load(name: str) -> ModuleType:
 cluster = _load("cluster")
 gateway = _load("gateway")
 
-# (method, path, upstream) as in DESIGN.md's API table.
+# (method, path, upstream) as in docs/ARCHITECTURE.md's routing table.
 ROUTES = [
     ("POST", "/users", "auth"),
     ("GET", "/users", "user"),

@@ -68,6 +68,7 @@ class OtlpReceiver:
         self.logs: list[LogRecord] = []
         self.raw: list[bytes] = []
         self.targets: list[str] = []  # request targets as sent: a path, or a proxy's URL
+        self.authorizations: list[str | None] = []  # each request's Authorization header
         self._lock = threading.Lock()
         receiver = self
 
@@ -78,6 +79,7 @@ class OtlpReceiver:
                     body = gzip.decompress(body)
                 with receiver._lock:
                     receiver.targets.append(self.path)
+                    receiver.authorizations.append(self.headers.get("authorization"))
                 path = urlsplit(self.path).path
                 if path == "/v1/traces":
                     receiver._traces(body)

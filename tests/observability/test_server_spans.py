@@ -13,22 +13,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from shared import server_span
 from shared.tracing import Tracing, _Resource
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(autouse=True, params=["contextvar", "api"])
-def context_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Every test runs against both ways the middleware sets the current context:
-    its own `ContextVar` path (the default runtime context) and the public API
-    (any other runtime context)."""
-    if request.param == "api":
-        monkeypatch.setattr(server_span, "_context_var", lambda: None)
-    else:
-        assert server_span._context_var() is not None  # the default takes the fast path
-    return str(request.param)
 
 
 TRACE_ID = "0af7651916cd43dd8448eb211c80319c"

@@ -8,16 +8,26 @@ to asking Redis on every call.
 from __future__ import annotations
 
 import asyncio
+import datetime
+import ipaddress
+import shutil
+import subprocess
+import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from redis.asyncio import Redis
 
 from shared.revocation import RedisRevocationChecker, revocation_channel, revoked_key
 from shared.revocation_cache import SubscribedRevocationChecker
 from tests.conftest import REDIS_URL
+from tests.e2e.processes import free_port
 
 pytestmark = pytest.mark.anyio
 
@@ -59,6 +69,24 @@ def revoke(prefix: str, sid: str) -> None:
         r.close()
 
 
+async def feed_ids(client: Redis, checker: SubscribedRevocationChecker) -> list[str]:
+    """The ids of the checker's subscription connections, found by their name."""
+    listing = await client.execute_command("CLIENT", "LIST")
+    text = listing.decode() if isinstance(listing, bytes) else str(listing)
+    return [
+        line.split("id=", 1)[1].split(" ", 1)[0]
+        for line in text.splitlines()
+        if f" name={checker.client_name} " in f" {line} "
+    ]
+
+
+async def kill_feed(client: Redis, checker: SubscribedRevocationChecker) -> str:
+    """CLIENT KILL the checker's subscription connection; returns its id."""
+    (feed,) = await feed_ids(client, checker)
+    await client.execute_command("CLIENT", "KILL", "ID", feed)
+    return str(feed)
+
+
 async def live_checker(
     client: Redis, prefix: str, clock: Clock | None = None
 ) -> tuple[SubscribedRevocationChecker, CountingChecker]:
@@ -71,7 +99,7 @@ async def live_checker(
     )
     await checker.start()
     for _ in range(200):
-        if checker._live():
+        if checker.live:
             return checker, fallback
         await asyncio.sleep(0.01)
     raise AssertionError("the revocation feed never became live")
@@ -119,10 +147,7 @@ async def test_dropped_feed_falls_back_to_redis_on_every_call(
         sid = uuid.uuid4().hex
         assert not await checker.is_revoked(sid)
         # Kill exactly our subscription connection (other suites share this Redis).
-        sock = checker._sock
-        assert sock is not None
-        host, port = sock.getsockname()[:2]
-        await client.execute_command("CLIENT", "KILL", "ADDR", f"{host}:{port}")
+        await kill_feed(client, checker)
         await asyncio.sleep(0.05)
         # While the feed is down a revocation publishes to nobody...
         revoke(redis_prefix, sid)
@@ -148,18 +173,123 @@ async def test_silent_feed_stops_answering_from_memory(client: Redis, redis_pref
         await checker.aclose()
 
 
-async def test_non_redis_urls_keep_the_per_request_check(client: Redis, redis_prefix: str) -> None:
-    fallback = CountingChecker(RedisRevocationChecker(client, prefix=redis_prefix))
+async def test_the_feed_comes_back_after_redis_drops_it(client: Redis, redis_prefix: str) -> None:
+    checker, fallback = await live_checker(client, redis_prefix)
+    try:
+        killed = await kill_feed(client, checker)
+        for _ in range(300):  # the loss is seen at the next read; backoff starts at 0.1 s
+            await asyncio.sleep(0.01)
+            ids = await feed_ids(client, checker)
+            if checker.live and ids and killed not in ids:
+                break
+        assert checker.live
+        assert killed not in await feed_ids(client, checker)
+        # Resubscribed: memory answers again (a loaded machine may miss a
+        # heartbeat now and then, so not every call), and sees new revocations.
+        sid = uuid.uuid4().hex
+        assert not await checker.is_revoked(sid)
+        calls = fallback.calls
+        for _ in range(5):
+            assert not await checker.is_revoked(sid)
+        assert fallback.calls < calls + 5
+        revoke(redis_prefix, sid)
+        assert await checker.is_revoked(sid)
+    finally:
+        await checker.aclose()
+
+
+@pytest.fixture(scope="module")
+def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A TLS-only redis-server of this module's own (rediss://), on a free port."""
+    server = shutil.which("redis-server")
+    if server is None:
+        pytest.fail("redis-server is required (the Debian package)")
+    directory = tmp_path_factory.mktemp("tls-redis")
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(hours=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            server,
+            "--port", "0",
+            "--tls-port", str(port),
+            "--tls-cert-file", str(cert_file),
+            "--tls-key-file", str(key_file),
+            "--tls-ca-cert-file", str(cert_file),
+            "--tls-auth-clients", "no",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(directory),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={cert_file}"
+    try:
+        probe = redis.Redis.from_url(url)
+        for _ in range(100):
+            try:
+                probe.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        else:
+            raise AssertionError("the TLS redis-server did not start")
+        probe.close()
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+async def test_the_feed_works_over_tls(tls_redis: str, redis_prefix: str) -> None:
+    tls = Redis.from_url(tls_redis)
+    fallback = CountingChecker(RedisRevocationChecker(tls, prefix=redis_prefix))
     checker = SubscribedRevocationChecker(
-        fallback, redis_url="rediss://example.invalid:6380/0", channel="x"
+        fallback, redis_url=tls_redis, channel=revocation_channel(redis_prefix)
     )
     await checker.start()
     try:
-        assert not await checker.is_revoked("s")
-        assert not await checker.is_revoked("s")
-        assert fallback.calls == 2
+        for _ in range(300):
+            if checker.live:
+                break
+            await asyncio.sleep(0.01)
+        assert checker.live, "no live feed over rediss://"
+        sid = uuid.uuid4().hex
+        assert [await checker.is_revoked(sid) for _ in range(3)] == [False] * 3
+        assert fallback.calls == 1
+        await tls.set(revoked_key(redis_prefix, sid), "1", ex=60)
+        await tls.publish(revocation_channel(redis_prefix), sid)
+        assert await checker.is_revoked(sid)
+        assert fallback.calls == 1
     finally:
         await checker.aclose()
+        await tls.aclose()
 
 
 async def test_heartbeat_must_fit_the_one_second_contract(client: Redis) -> None:
@@ -168,3 +298,40 @@ async def test_heartbeat_must_fit_the_one_second_contract(client: Redis) -> None
         SubscribedRevocationChecker(
             fallback, redis_url=REDIS_URL, channel="c", stale_after_seconds=1.5
         )
+
+
+@pytest.mark.parametrize("delay", [0, 0.001, 0.003, 0.01, 0.03, 0.1])
+async def test_shutdown_is_prompt_at_any_point_of_the_connection(
+    client: Redis, redis_prefix: str, delay: float
+) -> None:
+    # A service's shutdown waits for aclose(): it must not hang whatever the
+    # feed is doing (connecting, subscribing, reading, pinging).
+    fallback = RedisRevocationChecker(client, prefix=redis_prefix)
+    checker = SubscribedRevocationChecker(
+        fallback, redis_url=REDIS_URL, channel=revocation_channel(redis_prefix)
+    )
+    await checker.start()
+    await asyncio.sleep(delay)
+    async with asyncio.timeout(2):
+        await checker.aclose()
+    assert not checker.live
+
+
+async def test_a_url_the_feed_cannot_use_keeps_the_per_request_check(
+    client: Redis, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    fallback = CountingChecker(RedisRevocationChecker(client, prefix=redis_prefix))
+    checker = SubscribedRevocationChecker(
+        fallback, redis_url="http://user:not-a-real-one@example.invalid/0", channel="x"
+    )
+    await checker.start()
+    try:
+        await asyncio.sleep(0.05)
+        assert not await checker.is_revoked("s")
+        assert not await checker.is_revoked("s")
+        assert fallback.calls == 2
+        assert "revocation feed off" in caplog.text
+        assert "not-a-real-one" not in caplog.text
+    finally:
+        async with asyncio.timeout(2):
+            await checker.aclose()

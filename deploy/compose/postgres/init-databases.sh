@@ -1,5 +1,5 @@
 #!/bin/sh
-# One role and one database per service (DESIGN.md: one schema per service).
+# One role and one database per service (docs/ARCHITECTURE.md: one database per service).
 # The postgres image runs this once, on an empty data volume
 # (/docker-entrypoint-initdb.d/); it may source rather than execute it, so it
 # neither exits nor changes shell options.

@@ -1,4 +1,4 @@
-"""The auth service's RS256 signing keys, kept in a directory every replica shares.
+"""The key directory every auth replica shares: its format, and the writers that rotate and prune.
 
 Layout of `key_dir` (0700):
     manifest.json    {"keys": [{"kid", "file", "created_at", "activates_at"}]}
@@ -9,7 +9,9 @@ instant to every replica and to the CLI, which a per-process monotonic clock
 cannot. Rotation is publish-then-use: a new key enters the JWKS at once but
 signs only from `activates_at`, by which time every replica and every JWKS
 cache has learnt it; old keys stay published until `prune` proves that every
-token they signed has expired.
+token they signed has expired. Writers hold an exclusive `flock` on `.lock`
+and replace files atomically, so readers (`auth_service.keys.ring`) see the
+old state or the new one, never a torn one.
 """
 
 from __future__ import annotations
@@ -28,17 +30,15 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
 
-import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey, RSAPublicKey
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from shared.jwk import MIN_RSA_BITS, rfc7638_thumbprint, rsa_public_jwk
 
 __all__ = [
-    "KeyRing",
+    "DevKeysRefused",
     "ManifestEntry",
     "NoSigningKeys",
     "SigningKey",
@@ -53,8 +53,7 @@ Clock = Callable[[], float]
 
 MANIFEST = "manifest.json"
 _LOCK_FILE = ".lock"
-_ALGORITHM = "RS256"
-_TYP = "at+jwt"  # RFC 9068 §2.1
+ALGORITHM = "RS256"
 
 
 class NoSigningKeys(Exception):
@@ -136,7 +135,7 @@ def manifest_entries(key_dir: Path) -> list[ManifestEntry]:
     return entries
 
 
-def _refuse_dev_keys(key_dir: Path, entries: Sequence[ManifestEntry]) -> None:
+def refuse_dev_keys(key_dir: Path, entries: Sequence[ManifestEntry]) -> None:
     dev = [e.kid for e in entries if e.dev]
     if dev:
         raise DevKeysRefused(
@@ -151,11 +150,11 @@ def _signing_key(private_key: RSAPrivateKey, created_at: float, activates_at: fl
     kid = rfc7638_thumbprint(jwk)
     # use/alg tell verifiers what the key is for (RFC 7517 §4.2, §4.4); the
     # JWKS client only accepts use=sig, alg=RS256 keys.
-    public_jwk = MappingProxyType({**jwk, "kid": kid, "use": "sig", "alg": _ALGORITHM})
+    public_jwk = MappingProxyType({**jwk, "kid": kid, "use": "sig", "alg": ALGORITHM})
     return SigningKey(kid, private_key, public_jwk, created_at, activates_at)
 
 
-def _load_key(key_dir: Path, entry: ManifestEntry) -> SigningKey:
+def load_key(key_dir: Path, entry: ManifestEntry) -> SigningKey:
     private_key = serialization.load_pem_private_key(
         (key_dir / entry.file).read_bytes(), password=None
     )
@@ -171,18 +170,7 @@ def _load_key(key_dir: Path, entry: ManifestEntry) -> SigningKey:
     return key
 
 
-def _newest_first(keys: Sequence[SigningKey]) -> tuple[SigningKey, ...]:
-    # Ties (same instants) go to the later manifest entry, as in `prune`.
-    order = sorted(enumerate(keys), key=lambda ik: (ik[1].activates_at, ik[1].created_at, ik[0]))
-    return tuple(key for _, key in reversed(order))
-
-
-def _active(newest_first: Sequence[SigningKey], now: float) -> SigningKey | None:
-    """The newest key whose activation time has come (keys ordered by `_newest_first`)."""
-    return next((k for k in newest_first if k.activates_at <= now), None)
-
-
-def _stamp(key_dir: Path) -> tuple[int, int, int]:
+def manifest_stamp(key_dir: Path) -> tuple[int, int, int]:
     # Inode too, not only mtime: os.replace gives a new inode even when two
     # writes fall in the same mtime tick, and a Kubernetes Secret update swaps
     # a symlink (stat follows it).
@@ -190,185 +178,7 @@ def _stamp(key_dir: Path) -> tuple[int, int, int]:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-class KeyRing:
-    """The loaded keys: signs with the current one, publishes all of them.
-
-    Implements `shared.verify.KeySource`, so the auth service verifies its own
-    tokens locally under the same rules as every resource server.
-    """
-
-    def __init__(
-        self,
-        key_dir: Path,
-        keys: Sequence[SigningKey],
-        *,
-        clock: Clock = time.time,
-        stamp: tuple[int, int, int] | None = None,
-        allow_dev_keys: bool = True,
-    ) -> None:
-        """Wrap already loaded keys; `KeyRing.load` is the way to read a key directory."""
-        self._dir = key_dir
-        self._clock = clock
-        self._stamp = stamp
-        self._allow_dev_keys = allow_dev_keys
-        self._keys: tuple[SigningKey, ...] = ()
-        self._public: dict[str, RSAPublicKey] = {}
-        self._install(keys)
-
-    def _install(self, keys: Sequence[SigningKey]) -> None:
-        if not keys:
-            raise NoSigningKeys(f"no signing keys in {self._dir}")
-        # Key objects are built here, once per key, never per sign/verify call.
-        # A kid is the thumbprint of its public key, so a known kid's object is reused.
-        public = {k.kid: self._public.get(k.kid) or k.private_key.public_key() for k in keys}
-        self._keys, self._public = _newest_first(keys), public
-
-    @classmethod
-    def load(
-        cls,
-        key_dir: Path,
-        *,
-        generate_if_missing: bool,
-        clock: Clock = time.time,
-        allow_dev_keys: bool = True,
-    ) -> KeyRing:
-        """Load the key directory, creating a first key in development.
-
-        Args:
-            key_dir: the key directory (a volume or Secret shared by replicas).
-            generate_if_missing: when the directory has no keys, generate an
-                RSA-2048 key active at once (development, marked `dev` in the
-                manifest); otherwise refuse.
-            clock: wall-clock seconds.
-            allow_dev_keys: False in production: refuse a directory holding
-                any key that development generated, now and on every reload.
-
-        Returns:
-            The key ring.
-
-        Raises:
-            NoSigningKeys: no keys and generation not allowed, or no key is
-                active yet (production must not start unable to sign).
-            DevKeysRefused: a development key is present and not allowed.
-            ValueError: the manifest or a key file is invalid.
-        """
-        if not manifest_entries(key_dir):
-            if not generate_if_missing:
-                raise NoSigningKeys(f"no signing keys in {key_dir}; run `rotate` or mount them")
-            with _locked(key_dir):
-                # Another replica may have won the race for the lock.
-                if not manifest_entries(key_dir):
-                    now = clock()
-                    _add_key(
-                        key_dir,
-                        _generate(MIN_RSA_BITS),
-                        created_at=now,
-                        activates_at=now,
-                        dev=True,
-                    )
-                    logger.warning("generated a development signing key in %s", key_dir)
-        stamp = _stamp(key_dir)  # before reading: a later change is then seen as one
-        entries = manifest_entries(key_dir)
-        if not allow_dev_keys:
-            _refuse_dev_keys(key_dir, entries)
-        keys = [_load_key(key_dir, entry) for entry in entries]
-        ring = cls(key_dir, keys, clock=clock, stamp=stamp, allow_dev_keys=allow_dev_keys)
-        ring.current_signing_key()
-        _warn_if_exposed(key_dir)
-        return ring
-
-    @property
-    def keys(self) -> tuple[SigningKey, ...]:
-        """Every loaded key, newest activation first (pending and retired ones included)."""
-        return self._keys
-
-    def current_signing_key(self) -> SigningKey:
-        """The newest key whose activation time has come.
-
-        A key that is published but not yet active is never used, so no token
-        carries a kid that some JWKS cache cannot know yet.
-
-        Raises:
-            NoSigningKeys: every loaded key is still pending.
-        """
-        key = _active(self._keys, self._clock())
-        if key is None:
-            raise NoSigningKeys(f"no signing key in {self._dir} is active yet")
-        return key
-
-    def jwks(self) -> dict[str, list[dict[str, str]]]:
-        """The JWK Set to publish (RFC 7517 §5): every loaded key, pending ones included."""
-        return {"keys": [dict(k.public_jwk) for k in self._keys]}
-
-    async def get_key(self, kid: str) -> RSAPublicKey | None:
-        """The public key for `kid`, or None (`shared.verify.KeySource`)."""
-        return self._public.get(kid)
-
-    def reload_if_changed(self) -> bool:
-        """Re-read the directory when the manifest changed (one stat when it did not).
-
-        Lets replicas that share a key directory or a Kubernetes Secret pick up
-        rotations. Keys already loaded are reused, not parsed again.
-
-        Returns:
-            True when new keys were loaded.
-
-        Raises:
-            NoSigningKeys, ValueError, OSError: the new state is unusable; the
-                loaded keys stay in use and the next call tries again.
-        """
-        try:
-            stamp = _stamp(self._dir)
-        except FileNotFoundError:
-            raise NoSigningKeys(f"{self._dir / MANIFEST} disappeared") from None
-        if stamp == self._stamp:
-            return False
-        entries = manifest_entries(self._dir)
-        if not self._allow_dev_keys:
-            _refuse_dev_keys(self._dir, entries)
-        loaded = {(k.kid, k.created_at, k.activates_at): k for k in self._keys}
-        keys = [
-            loaded.get((entry.kid, entry.created_at, entry.activates_at))
-            or _load_key(self._dir, entry)
-            for entry in entries
-        ]
-        # Adopt nothing that could not sign right now: better the old keys
-        # (still published by this replica) than a replica that cannot issue.
-        if _active(_newest_first(keys), self._clock()) is None:
-            raise NoSigningKeys(f"{self._dir / MANIFEST} lists no active key; keeping the old")
-        self._install(keys)
-        self._stamp = stamp
-        return True
-
-    def sign(self, claims: dict[str, Any]) -> str:
-        """Sign claims as an RFC 9068 access token with the current key.
-
-        Args:
-            claims: the JWT claims set.
-
-        Returns:
-            A compact JWS with header `{"alg": "RS256", "typ": "at+jwt", "kid": ...}`.
-
-        Raises:
-            NoSigningKeys: no key is active.
-        """
-        key = self.current_signing_key()
-        return jwt.encode(
-            claims,
-            key.private_key,  # a key object: PyJWT uses it as is, no PEM parse
-            algorithm=_ALGORITHM,
-            headers={"typ": _TYP, "kid": key.kid},
-        )
-
-    def key_age_seconds(self) -> float:
-        """Seconds since the current signing key was created (for rotation alerts)."""
-        return self._clock() - self.current_signing_key().created_at
-
-
-# --- writing the key directory (CLI, first start in development) -------------
-
-
-def _generate(bits: int) -> RSAPrivateKey:
+def generate_key(bits: int) -> RSAPrivateKey:
     if bits < MIN_RSA_BITS:
         raise ValueError(f"expected at least {MIN_RSA_BITS} bits, got {bits}")
     # F4, the only public exponent anyone should use (RFC 8017 leaves it open).
@@ -376,7 +186,7 @@ def _generate(bits: int) -> RSAPrivateKey:
 
 
 @contextlib.contextmanager
-def _locked(key_dir: Path) -> Iterator[None]:
+def locked(key_dir: Path) -> Iterator[None]:
     """Serialise writers of the key directory (CLI runs, replicas starting together)."""
     key_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chmod(key_dir, 0o700)  # mkdir's mode is masked and ignored for an existing dir
@@ -427,7 +237,7 @@ def _write_manifest(key_dir: Path, entries: Sequence[ManifestEntry]) -> None:
     _atomic_write(key_dir / MANIFEST, json.dumps(document, indent=2).encode() + b"\n")
 
 
-def _add_key(
+def add_key(
     key_dir: Path,
     private_key: RSAPrivateKey,
     *,
@@ -449,7 +259,7 @@ def _add_key(
     return key
 
 
-def _warn_if_exposed(key_dir: Path) -> None:
+def warn_if_exposed(key_dir: Path) -> None:
     for entry in manifest_entries(key_dir):
         mode = (key_dir / entry.file).stat().st_mode
         if stat.S_IMODE(mode) & 0o077:
@@ -481,10 +291,10 @@ def rotate(
     """
     if activate_after_seconds < 0:
         raise ValueError(f"expected activate_after_seconds >= 0, got {activate_after_seconds}")
-    private_key = _generate(bits)  # slow; outside the lock
-    with _locked(key_dir):
+    private_key = generate_key(bits)  # slow; outside the lock
+    with locked(key_dir):
         now = clock()
-        return _add_key(
+        return add_key(
             key_dir, private_key, created_at=now, activates_at=now + activate_after_seconds
         )
 
@@ -515,7 +325,7 @@ def prune(key_dir: Path, *, older_than_seconds: int, clock: Clock = time.time) -
         raise ValueError(f"expected older_than_seconds >= 0, got {older_than_seconds}")
     if not (key_dir / MANIFEST).is_file():
         raise NoSigningKeys(f"no signing keys in {key_dir}")
-    with _locked(key_dir):
+    with locked(key_dir):
         entries = manifest_entries(key_dir)
         if not entries:
             raise NoSigningKeys(f"no signing keys in {key_dir}")

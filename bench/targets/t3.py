@@ -1,0 +1,83 @@
+"""`make bench` target 3: login latency and throughput against argon2.
+
+What it measures and why: bench/README.md, "Targets, what is measured".
+"""
+
+from __future__ import annotations
+
+from bench.core import (
+    Check,
+    TargetResult,
+    WrkResult,
+    median,
+    paired_ratio,
+)
+from bench.harness import (
+    TITLES,
+    Bench,
+    log,
+)
+from bench.procs import pin
+
+
+def run(bench: Bench) -> None:
+    log("target 3: login latency at concurrency 1 and logins/s at saturation")
+    pin(bench.auth.pid, bench.cfg.server_cpu)
+    argon2_args = ["--rounds", "0", "--argon2-rounds", "3" if bench.cfg.quick else "5"]
+    seconds = max(bench.cfg.seconds / 2, 2.0)
+    c1s: list[WrkResult] = []
+    sats: list[WrkResult] = []
+    bases: list[float] = []
+    try:
+        bench.login_run("login-warmup", 1, bench.cfg.warmup)
+        # Interleaved: the argon2 baseline right before and right after each
+        # round's logins (on the same core), so each round's ratio compares
+        # two things measured under the same noise; the median round counts.
+        for r in range(bench.cfg.rounds):
+            before = bench.micro_run(argon2_args)["argon2_verify_s"]
+            c1s.append(bench.login_run(f"login-c1-{r}", 1, seconds))
+            sats.append(bench.login_run(f"login-sat-{r}", 8, seconds))
+            after = bench.micro_run(argon2_args)["argon2_verify_s"]
+            bases.append((before + after) / 2)
+            log(
+                f"  round {r + 1}: argon2 {bases[-1] * 1e3:.1f} ms, login p50 "
+                f"{c1s[-1].p50_s * 1e3:.1f} ms, {sats[-1].ok_rps:.1f} logins/s"
+            )
+    finally:
+        pin(bench.auth.pid, bench.cfg.load_cpu)
+    cores = bench.cfg.server_cores
+    argon2_s = median(bases)
+    ceiling = cores / argon2_s
+    sat_rps = median(r.ok_rps for r in sats)
+    bench.login_sat_rps = sat_rps
+    latency_ratio = paired_ratio([r.p50_s for r in c1s], bases)
+    throughput_ratio = paired_ratio([r.ok_rps for r in sats], [cores / b for b in bases])
+    errors = sum(r.errors for r in c1s + sats)
+    bench.results[3] = TargetResult(
+        3,
+        TITLES[3],
+        [
+            Check(
+                "login p50 at c=1 / one argon2 verify",
+                latency_ratio,
+                "<=",
+                1.25,
+                f"{median(r.p50_s for r in c1s) * 1e3:.1f} ms vs {argon2_s * 1e3:.1f} ms",
+            ),
+            Check(
+                "logins/s at saturation / (cores / argon2 time)",
+                throughput_ratio,
+                ">=",
+                0.8,
+                f"{sat_rps:.1f}/s vs {ceiling:.1f}/s, cores={cores}",
+            ),
+        ],
+        note=f"the auth service runs alone on the server core (cores = {cores}); "
+        f"saturation with 8 connections; {bench.cfg.rounds} rounds, each with the argon2 "
+        f"baseline measured right before and after its logins; errors {errors}.",
+        data={
+            "c1": [r.to_dict() for r in c1s],
+            "saturation": [r.to_dict() for r in sats],
+            "argon2_verify_s": bases,
+        },
+    )
