@@ -103,7 +103,7 @@ def validation_audited_route(event: str) -> type[APIRoute]:
     """A route class that audits requests failing validation as `event` failures.
 
     Body validation fails before the endpoint runs, so the endpoint cannot
-    emit the event itself (DESIGN: a registration rejected as invalid is on
+    emit the event itself (by design, a registration rejected as invalid is on
     the trail). Only field names and error types are kept, never the values.
     """
 
