@@ -48,8 +48,8 @@ test: check-uv ## the whole suite but the compose stack; tests start what they n
 	@$(UV) sync --frozen --quiet
 	$(UV) run pytest
 
-lint: check-uv ## ruff lint, ruff format check, mypy
-	$(UV) run ruff check . && $(UV) run ruff format --check . && $(UV) run mypy
+lint: check-uv ## ruff lint, ruff format check, mypy, import-linter contracts
+	$(UV) run ruff check . && $(UV) run ruff format --check . && $(UV) run mypy && $(UV) run lint-imports
 
 fmt: check-uv ## format and autofix
 	$(UV) run ruff format .

@@ -21,9 +21,9 @@ from auth_service.migrate import MIGRATIONS
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import login_key
 from auth_service.stores.sessions import SessionStore
-from shared.database import make_engine, make_sessionmaker
-from shared.migrations import prepare_schema
-from shared.revocation import MARKER_OUTLIVES_TOKEN_SECONDS
+from shared.access.revocation import MARKER_OUTLIVES_TOKEN_SECONDS
+from shared.db.engine import make_engine, make_sessionmaker
+from shared.db.migrations import prepare_schema
 
 _AUDIT_EVENTS = {
     "promote": "admin.role_granted",

@@ -16,8 +16,8 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.audit import Detail, audit_event
-from shared.audit_sink import AuditTableWriter, JsonLinesHandler, attach, detach
+from shared.audit.events import Detail, audit_event
+from shared.audit.sink import AuditTableWriter, JsonLinesHandler, attach, detach
 
 __all__ = ["CliAudit", "record_cli_event"]
 
@@ -105,8 +105,8 @@ async def _record(
 ) -> None:
     from auth_service.config import AuthSettings
     from auth_service.migrate import MIGRATIONS
-    from shared.database import make_engine
-    from shared.migrations import prepare_schema
+    from shared.db.engine import make_engine
+    from shared.db.migrations import prepare_schema
 
     engine: AsyncEngine | None = None
     audit: CliAudit | None = None

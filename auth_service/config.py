@@ -7,8 +7,12 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
-from auth_service.services.relying_party import RelyingParty, check_relying_party, parse_origins
-from shared.settings import CommonSettings, ProductionConfigError
+from auth_service.services.webauthn.relying_party import (
+    RelyingParty,
+    check_relying_party,
+    parse_origins,
+)
+from shared.runtime.settings import CommonSettings, ProductionConfigError
 
 
 def usable_cpus() -> int:

@@ -12,14 +12,14 @@ from auth_service.config import AuthSettings
 from auth_service.keys import KeyRing
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator
-from auth_service.services.mfa import MfaService
-from auth_service.services.passkeys import PasskeyService
 from auth_service.services.passwords import PasswordHasher
 from auth_service.services.registration import RegistrationService
 from auth_service.services.revocation import TokenRevoker
+from auth_service.services.second_factor.second_step import MfaService
 from auth_service.services.tokens import TokenIssuer
+from auth_service.services.webauthn.passkeys import PasskeyService
 from auth_service.stores.sessions import SessionStore
-from shared.bearer import BearerAuthenticator
+from shared.access.bearer import BearerAuthenticator
 
 
 @dataclass

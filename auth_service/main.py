@@ -28,8 +28,6 @@ from auth_service.config import AuthSettings
 from auth_service.context import AuthContext
 from auth_service.keys import KeyRing
 from auth_service.migrate import MIGRATIONS
-from auth_service.models import Identity
-from auth_service.models_webauthn import RecoveryCode, WebAuthnCredential
 from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator, LoginLimits
@@ -37,37 +35,26 @@ from auth_service.services.password_policy import PasswordPolicy
 from auth_service.services.passwords import Argon2Params, PasswordHasher
 from auth_service.services.registration import RegistrationService
 from auth_service.services.revocation import TokenRevoker
-from auth_service.services.second_factor import build_second_factor
 from auth_service.services.tokens import TokenIssuer
 from auth_service.stores.rate_limit import Limit, RateLimiter
 from auth_service.stores.sessions import SessionStore
-from shared.asgi import RequestContextMiddleware
-from shared.audit_store import AUDIT_TABLE
-from shared.bearer import BearerAuthenticator
-from shared.cors import install_cors
-from shared.database import make_engine, make_sessionmaker
-from shared.health import Check, health_router
-from shared.heap import settle_after_startup, thaw
-from shared.observability import Observability
-from shared.preflight import prepare_or_release
-from shared.problems import install_problem_handlers
-from shared.revocation import MARKER_OUTLIVES_TOKEN_SECONDS, RedisRevocationChecker
-from shared.routes import add_routes
-from shared.tracing import FASTAPI_TELEMETRY_OFF
-from shared.unavailable import DEPENDENCY_ERRORS
-from shared.verify import TokenVerifier
+from auth_service.wiring import build_second_factor
+from shared.access.bearer import BearerAuthenticator
+from shared.access.revocation import MARKER_OUTLIVES_TOKEN_SECONDS, RedisRevocationChecker
+from shared.db.engine import make_engine, make_sessionmaker
+from shared.http.cors import install_cors
+from shared.http.health import Check, health_router
+from shared.http.middleware import RequestContextMiddleware
+from shared.http.problems import install_problem_handlers
+from shared.http.routes import add_routes
+from shared.http.unavailable import DEPENDENCY_ERRORS
+from shared.observability.setup import Observability
+from shared.observability.tracing import FASTAPI_TELEMETRY_OFF
+from shared.runtime.heap import settle_after_startup, thaw
+from shared.runtime.preflight import prepare_or_release
+from shared.tokens.verify import TokenVerifier
 
 _log = logging.getLogger("auth_service")
-
-# The tables this service owns: its migrations (auth_service/migrations/)
-# create them, and tests/deploy/test_migrations.py checks that the migrated
-# schema matches these models. Add a table here *and* a migration for it.
-AUTH_TABLES = [
-    Identity.__table__,  # type: ignore[attr-defined]
-    WebAuthnCredential.__table__,  # type: ignore[attr-defined]
-    RecoveryCode.__table__,  # type: ignore[attr-defined]
-    AUDIT_TABLE,  # shared.audit_store: this service's audit trail
-]
 
 
 def _build_context(
@@ -305,6 +292,6 @@ def create_app(
     )
     add_routes(app, audit_api.router)
     # Last: metrics and spans wrap all of the above (one middleware when both
-    # are on, shared/server_span.py); /metrics is added.
+    # are on, shared/observability/server_span.py); /metrics is added.
     obs.instrument_app(app)
     return app

@@ -12,27 +12,16 @@ Reads the service's own environment (DATABASE_URL, ...), like the service.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy import Table
-
-from shared.migrations import ServiceMigrations, main
-
-
-def _tables() -> Sequence[Table]:
-    # Imported late: main.py imports this module for MIGRATIONS. AUTH_TABLES
-    # is the one list of the tables this service owns.
-    from auth_service.main import AUTH_TABLES
-
-    return AUTH_TABLES
-
+from auth_service.models import AUTH_TABLES
+from shared.db.migrations import ServiceMigrations, main
 
 MIGRATIONS = ServiceMigrations(
     service="auth",
     script_location=Path(__file__).resolve().parent / "migrations",
     version_table="alembic_version_auth",
-    tables=_tables,
+    tables=lambda: AUTH_TABLES,
     baseline_revision="0001",
     baseline_tables=("identities",),
 )

@@ -4,7 +4,7 @@ Run by the harness with the *project's* interpreter (not the bench overlay)
 and pinned to the server core, it prints one JSON object:
 
 - `verify_raw_s`: raw `cryptography` RSA-2048 PKCS#1 v1.5 SHA-256 verify;
-- `verify_ours_s`: `shared.verify.TokenVerifier.verify` on a real access token,
+- `verify_ours_s`: `shared.tokens.verify.TokenVerifier.verify` on a real access token,
   the verified-token cache off: the full cost of a token seen for the first time;
 - `verify_repeat_s`: the same with the cache on (the default), the same token
   again: what every request after a client's first one with that token costs;
@@ -44,8 +44,8 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from auth_service.config import AuthSettings
 from auth_service.keys import KeyRing
-from shared.claims import AccessClaims
-from shared.verify import TokenVerifier
+from shared.tokens.claims import AccessClaims
+from shared.tokens.verify import TokenVerifier
 
 ISSUER = "http://localhost:8000"
 AUDIENCE = "user-service"

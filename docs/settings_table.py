@@ -24,7 +24,7 @@ END = "<!-- settings-table:end -->"
 
 # What each setting means, and what production demands of it.
 DESCRIPTIONS: dict[str, str] = {
-    # --- both services (shared/settings.py) ---
+    # --- both services (shared/runtime/settings.py) ---
     "env": "`development`, `test` or `production`; production turns on every refusal below",
     "database_url": "SQLAlchemy async URL. Production: `postgresql+asyncpg://` with a password",
     "redis_url": "shared Redis. Production: a password, a real server (not the embedded one)",

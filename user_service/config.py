@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import Field, model_validator
 
-from shared.revocation import MARKER_OUTLIVES_TOKEN_SECONDS
-from shared.settings import CommonSettings
+from shared.access.revocation import MARKER_OUTLIVES_TOKEN_SECONDS
+from shared.runtime.settings import CommonSettings
 
 
 class UserSettings(CommonSettings):
@@ -30,7 +30,7 @@ class UserSettings(CommonSettings):
         problems = []
         if self.token_leeway_seconds > MARKER_OUTLIVES_TOKEN_SECONDS:
             # RFC 7519 4.1.4 allows "some small leeway"; ours is bounded by how
-            # long revocation markers outlive a token's exp (shared/revocation.py).
+            # long revocation markers outlive a token's exp (shared/access/revocation.py).
             problems.append(
                 f"TOKEN_LEEWAY_SECONDS={self.token_leeway_seconds} is longer than revocation "
                 f"markers outlive a token's exp ({MARKER_OUTLIVES_TOKEN_SECONDS} s): a revoked "

@@ -8,9 +8,9 @@ import httpx
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.bearer import BearerAuthenticator
-from shared.jwks import JWKSClient
-from shared.revocation_cache import SubscribedRevocationChecker
+from shared.access.bearer import BearerAuthenticator
+from shared.access.revocation_feed import SubscribedRevocationChecker
+from shared.tokens.jwks import JWKSClient
 from user_service.config import UserSettings
 from user_service.repositories.profiles import ProfileRepository
 

@@ -11,22 +11,22 @@ from fastapi import FastAPI
 from redis.asyncio import Redis
 from sqlalchemy import text
 
-from shared.asgi import RequestContextMiddleware
-from shared.bearer import BearerAuthenticator
-from shared.cors import install_cors
-from shared.database import make_engine, make_sessionmaker
-from shared.health import Check, health_router
-from shared.heap import settle_after_startup, thaw
-from shared.jwks import JWKSClient
-from shared.observability import Observability
-from shared.preflight import prepare_or_release
-from shared.problems import install_problem_handlers
-from shared.revocation import RedisRevocationChecker, revocation_channel
-from shared.revocation_cache import SubscribedRevocationChecker
-from shared.routes import add_routes
-from shared.tracing import FASTAPI_TELEMETRY_OFF
-from shared.unavailable import DEPENDENCY_ERRORS
-from shared.verify import TokenVerifier
+from shared.access.bearer import BearerAuthenticator
+from shared.access.revocation import RedisRevocationChecker, revocation_channel
+from shared.access.revocation_feed import SubscribedRevocationChecker
+from shared.db.engine import make_engine, make_sessionmaker
+from shared.http.cors import install_cors
+from shared.http.health import Check, health_router
+from shared.http.middleware import RequestContextMiddleware
+from shared.http.problems import install_problem_handlers
+from shared.http.routes import add_routes
+from shared.http.unavailable import DEPENDENCY_ERRORS
+from shared.observability.setup import Observability
+from shared.observability.tracing import FASTAPI_TELEMETRY_OFF
+from shared.runtime.heap import settle_after_startup, thaw
+from shared.runtime.preflight import prepare_or_release
+from shared.tokens.jwks import JWKSClient
+from shared.tokens.verify import TokenVerifier
 from user_service.api import audit as audit_api
 from user_service.api import internal, users
 from user_service.config import UserSettings
@@ -57,7 +57,7 @@ def _build_context(
     )
     # Revocations come from the auth service's pub/sub channel, with a Redis
     # check per request whenever that feed is not provably live
-    # (shared/revocation_cache.py; bench/README.md, target 1).
+    # (shared/access/revocation_feed.py; bench/README.md, target 1).
     revocations = SubscribedRevocationChecker(
         RedisRevocationChecker(redis, prefix=settings.redis_prefix),
         redis_url=settings.redis_url,
@@ -118,7 +118,7 @@ def create_app(
         await obs.start(engine=ctx.engine, redis=ctx.redis, http=[ctx.http])
         if ctx.revocations is not None:
             await ctx.revocations.start()
-        settle_after_startup()  # shared/heap.py: no full-GC pauses over start-up's objects
+        settle_after_startup()  # shared/runtime/heap.py: no full-GC pauses over start-up's objects
         try:
             yield
         finally:
@@ -166,6 +166,6 @@ def create_app(
     )
     add_routes(app, audit_api.router)
     # Last: metrics and spans wrap all of the above (one middleware when both
-    # are on, shared/server_span.py); /metrics is added.
+    # are on, shared/observability/server_span.py); /metrics is added.
     obs.instrument_app(app)
     return app

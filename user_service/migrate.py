@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import Table
 
-from shared.migrations import ServiceMigrations, main
+from shared.db.migrations import ServiceMigrations, main
 
 
 def _tables() -> Sequence[Table]:

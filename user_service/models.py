@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 
 from sqlmodel import Field, SQLModel
 
-from shared.audit_store import AUDIT_TABLE
+from shared.audit.store import AUDIT_TABLE
 
 
 def utcnow() -> datetime:
@@ -29,5 +29,5 @@ class Profile(SQLModel, table=True):
 
 USER_TABLES = [
     Profile.__table__,  # type: ignore[attr-defined]
-    AUDIT_TABLE,  # shared.audit_store: this service's audit trail
+    AUDIT_TABLE,  # shared.audit.store: this service's audit trail
 ]

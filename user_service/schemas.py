@@ -8,7 +8,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from shared.fields import DateOfBirth, JobTitle, PersonName
+from shared.http.fields import DateOfBirth, JobTitle, PersonName
 
 
 class ProfileOut(BaseModel):

@@ -9,11 +9,11 @@ from __future__ import annotations
 from fastapi import Request
 
 from auth_service.api.deps import CurrentUser, get_ctx
-from shared.access_audit import audit_access_denied
-from shared.audit_api import audit_router
-from shared.audit_store import AuditStore
-from shared.claims import AccessClaims
-from shared.problems import Problem
+from shared.audit.access import audit_access_denied
+from shared.audit.api import audit_router
+from shared.audit.store import AuditStore
+from shared.http.problems import Problem
+from shared.tokens.claims import AccessClaims
 
 
 async def require_admin(request: Request, claims: CurrentUser) -> AccessClaims:

@@ -26,7 +26,7 @@ from auth_service.errors import (
     UpstreamUnavailable,
     WeakPassword,
 )
-from shared.audit import Detail, audit_event
+from shared.audit.events import Detail, audit_event
 
 __all__ = ["audited_failure", "failure_reason", "validation_audited_route"]
 

@@ -18,11 +18,11 @@ from auth_service.errors import (
     UpstreamUnavailable,
     WeakPassword,
 )
-from shared.access_audit import audit_token_rejected, authenticate
-from shared.asgi import client_ip
-from shared.bearer import unauthorized
-from shared.claims import AccessClaims
-from shared.problems import Problem
+from shared.access.bearer import unauthorized
+from shared.audit.access import audit_token_rejected, authenticate
+from shared.http.middleware import client_ip
+from shared.http.problems import Problem
+from shared.tokens.claims import AccessClaims
 
 
 def get_ctx(request: Request) -> AuthContext:

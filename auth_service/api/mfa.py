@@ -8,10 +8,10 @@ from auth_service.api.deps import Ctx, ip_of, user_agent_of
 from auth_service.api.second_factor import NO_STORE, second_factor_problem, token_response
 from auth_service.context import AuthContext
 from auth_service.errors import CeremonyFailed
-from auth_service.schemas import TokenResponse
-from auth_service.schemas_webauthn import MfaRequest, MfaRequiredResponse
-from shared.audit import audit_event
-from shared.openapi import problem_responses
+from auth_service.schemas.accounts import TokenResponse
+from auth_service.schemas.webauthn import MfaRequest, MfaRequiredResponse
+from shared.audit.events import audit_event
+from shared.http.openapi import problem_responses
 
 router = APIRouter(tags=["tokens"])
 

@@ -24,8 +24,8 @@ from auth_service.errors import (
     ReauthenticationRequired,
     StepUpRequired,
 )
-from auth_service.schemas import TokenResponse
-from auth_service.schemas_webauthn import (
+from auth_service.schemas.accounts import TokenResponse
+from auth_service.schemas.webauthn import (
     CredentialOut,
     EnrolmentOut,
     LoginVerifyRequest,
@@ -33,9 +33,9 @@ from auth_service.schemas_webauthn import (
     RegisterOptionsRequest,
     RegisterVerifyRequest,
 )
-from auth_service.services.mfa import recent_login, recent_second_factor
-from shared.audit import audit_event
-from shared.openapi import problem_responses
+from auth_service.services.second_factor.second_step import recent_login, recent_second_factor
+from shared.audit.events import audit_event
+from shared.http.openapi import problem_responses
 
 router = APIRouter(prefix="/webauthn", tags=["passkeys"])
 

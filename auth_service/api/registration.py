@@ -6,9 +6,9 @@ from fastapi import APIRouter, Request, Response
 
 from auth_service.api.auditing import audited_failure, validation_audited_route
 from auth_service.api.deps import Ctx, ip_of, to_problem
-from auth_service.schemas import Profile, RegistrationRequest
-from shared.audit import audit_event
-from shared.openapi import problem_responses
+from auth_service.schemas.accounts import Profile, RegistrationRequest
+from shared.audit.events import audit_event
+from shared.http.openapi import problem_responses
 
 # A body that fails validation is audited as a failed registration too.
 router = APIRouter(tags=["accounts"], route_class=validation_audited_route("user.register"))

@@ -11,7 +11,7 @@ from auth_service.api.auditing import audited_failure
 from auth_service.api.deps import Ctx, ip_of, to_problem
 from auth_service.api.oauth_forms import NO_STORE, oauth_error, read_form
 from auth_service.errors import RateLimited
-from shared.audit import audit_event
+from shared.audit.events import audit_event
 
 router = APIRouter(tags=["tokens"])
 

@@ -17,12 +17,12 @@ from auth_service.errors import (
     ReauthenticationRequired,
     StepUpRequired,
 )
-from auth_service.schemas import TokenResponse
+from auth_service.schemas.accounts import TokenResponse
 from auth_service.services.authentication import TokenGrant
-from auth_service.services.mfa import recent_second_factor
-from shared.audit import audit_event
-from shared.claims import AccessClaims
-from shared.problems import Problem
+from auth_service.services.second_factor.second_step import recent_second_factor
+from shared.audit.events import audit_event
+from shared.http.problems import Problem
+from shared.tokens.claims import AccessClaims
 
 # RFC 6749 §5.1: token responses must not be cached by anyone.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}

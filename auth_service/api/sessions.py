@@ -10,11 +10,11 @@ from fastapi import APIRouter, Path, Request, Response
 
 from auth_service.api.auditing import audited_failure
 from auth_service.api.deps import Ctx, CurrentUser, to_problem
-from auth_service.schemas import SessionOut
-from auth_service.schemas_webauthn import PasskeyAdded
-from shared.audit import audit_event
-from shared.openapi import problem_responses
-from shared.problems import Problem
+from auth_service.schemas.accounts import SessionOut
+from auth_service.schemas.webauthn import PasskeyAdded
+from shared.audit.events import audit_event
+from shared.http.openapi import problem_responses
+from shared.http.problems import Problem
 
 router = APIRouter(tags=["sessions"])
 

@@ -18,11 +18,11 @@ from auth_service.errors import (
     RefreshTokenReused,
     SecondFactorRequired,
 )
-from auth_service.schemas import LoginRequest, RefreshRequest, TokenResponse
-from auth_service.schemas_webauthn import MfaRequiredResponse
+from auth_service.schemas.accounts import LoginRequest, RefreshRequest, TokenResponse
+from auth_service.schemas.webauthn import MfaRequiredResponse
 from auth_service.services.authentication import TokenGrant
-from shared.audit import audit_event
-from shared.openapi import problem_responses
+from shared.audit.events import audit_event
+from shared.http.openapi import problem_responses
 
 router = APIRouter(tags=["tokens"])
 

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
-from shared.jwk import MIN_RSA_BITS, rfc7638_thumbprint, rsa_public_jwk
+from shared.tokens.jwk import MIN_RSA_BITS, rfc7638_thumbprint, rsa_public_jwk
 
 __all__ = [
     "DevKeysRefused",

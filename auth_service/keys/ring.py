@@ -32,7 +32,7 @@ from auth_service.keys.directory import (
     refuse_dev_keys,
     warn_if_exposed,
 )
-from shared.jwk import MIN_RSA_BITS
+from shared.tokens.jwk import MIN_RSA_BITS
 
 __all__ = ["KeyRing"]
 
@@ -55,7 +55,7 @@ def _active(newest_first: Sequence[SigningKey], now: float) -> SigningKey | None
 class KeyRing:
     """The loaded keys: signs with the current one, publishes all of them.
 
-    Implements `shared.verify.KeySource`, so the auth service verifies its own
+    Implements `shared.tokens.verify.KeySource`, so the auth service verifies its own
     tokens locally under the same rules as every resource server.
     """
 
@@ -163,7 +163,7 @@ class KeyRing:
         return {"keys": [dict(k.public_jwk) for k in self._keys]}
 
     async def get_key(self, kid: str) -> RSAPublicKey | None:
-        """The public key for `kid`, or None (`shared.verify.KeySource`)."""
+        """The public key for `kid`, or None (`shared.tokens.verify.KeySource`)."""
         return self._public.get(kid)
 
     def reload_if_changed(self) -> bool:

@@ -1,6 +1,6 @@
-"""Alembic environment of the auth service; the logic is shared (shared/migrations.py)."""
+"""Alembic environment of the auth service; the logic is shared (shared/db/migrations.py)."""
 
 from auth_service.migrate import MIGRATIONS
-from shared.migrations import run_env
+from shared.db.migrations import run_env
 
 run_env(MIGRATIONS)

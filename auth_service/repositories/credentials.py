@@ -12,10 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from auth_service.models import utcnow
-from auth_service.models_webauthn import RecoveryCode, WebAuthnCredential
-from auth_service.services.webauthn import NewCredential
-from shared.sqlite_reads import SQLitePrimaryKeyReader
+from auth_service.models.identity import utcnow
+from auth_service.models.webauthn import NewCredential, RecoveryCode, WebAuthnCredential
+from shared.db.sqlite_reads import SQLitePrimaryKeyReader
 
 
 class Removal(StrEnum):
@@ -31,7 +30,7 @@ class CredentialRepository:
         bind = sessions.kw.get("bind")
         table = WebAuthnCredential.__table__  # type: ignore[attr-defined]
         # SQLite files: the passkey check of every password login skips the
-        # async ORM (shared/sqlite_reads.py); user_id is indexed.
+        # async ORM (shared/db/sqlite_reads.py); user_id is indexed.
         self._fast_owner = (
             SQLitePrimaryKeyReader.for_engine(bind, table, key=table.c.user_id)
             if isinstance(bind, AsyncEngine)

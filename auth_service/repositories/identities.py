@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from auth_service.models import Identity, parse_roles, utcnow
-from shared.sqlite_reads import SQLitePrimaryKeyReader
+from auth_service.models.identity import Identity, parse_roles, utcnow
+from shared.db.sqlite_reads import SQLitePrimaryKeyReader
 
 # A pending identity older than this belongs to a registration that died
 # between its two steps (process crash); a new registration may take the email.
@@ -26,7 +26,7 @@ class IdentityRepository:
         bind = sessions.kw.get("bind")
         table = Identity.__table__  # type: ignore[attr-defined]
         # SQLite files: the per-refresh read by id and the per-login read by
-        # email skip the async ORM (shared/sqlite_reads.py).
+        # email skip the async ORM (shared/db/sqlite_reads.py).
         engine = bind if isinstance(bind, AsyncEngine) else None
         self._fast = SQLitePrimaryKeyReader.for_engine(engine, table) if engine else None
         # email_key is unique (its index decides registration races).

@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from auth_service.models import utcnow
-from auth_service.models_webauthn import RecoveryCode
+from auth_service.models.identity import utcnow
+from auth_service.models.webauthn import RecoveryCode
 
 
 class RecoveryCodeRepository:

@@ -19,12 +19,12 @@ from auth_service.errors import (
     RefreshTokenWrongClient,
     SecondFactorRequired,
 )
-from auth_service.models import Identity
+from auth_service.models.identity import Identity
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.tokens import USER_SCOPE, TokenIssuer
 from auth_service.stores.rate_limit import Limit, RateLimiter, client_network
 from auth_service.stores.sessions import SessionStore
-from shared.fields import email_key
+from shared.http.fields import email_key
 
 _log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from typing import Any, Protocol
 from auth_service.clients.user_service import UserServiceClient
 from auth_service.errors import EmailTaken, RateLimited, UpstreamUnavailable, WeakPassword
 from auth_service.repositories.identities import IdentityRepository
-from auth_service.schemas import RegistrationRequest
+from auth_service.schemas.accounts import RegistrationRequest
 from auth_service.stores.rate_limit import Limit, RateLimiter
-from shared.fields import email_key
+from shared.http.fields import email_key
 
 
 class _Hasher(Protocol):

@@ -9,8 +9,8 @@ from auth_service.errors import RateLimited, UpstreamUnavailable
 from auth_service.services.tokens import USER_CLIENT_ID
 from auth_service.stores.rate_limit import Limit, RateLimiter
 from auth_service.stores.sessions import SessionStore
-from shared.claims import AccessClaims
-from shared.verify import KeysUnavailable, TokenRejected
+from shared.tokens.claims import AccessClaims
+from shared.tokens.verify import KeysUnavailable, TokenRejected
 
 TokenKind = Literal["refresh_token", "access_token"]
 

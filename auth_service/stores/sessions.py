@@ -27,7 +27,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from redis.asyncio import Redis
 
-from shared.revocation import revocation_channel, revoked_key
+from shared.access.revocation import revocation_channel, revoked_key
 
 # KEYS[1] presented token, KEYS[2] its would-be successor. ARGV: prefix, now ms,
 # ip, ua, marker ttl, idle ms (0: no idle limit), retry grace ms, client id

@@ -58,6 +58,6 @@ def run(bench: Bench) -> None:
         "two base64 decodes, the RSA verify, one parse and validation of the claims, "
         f"none of the contract's checks; bench/micro.py): "
         f"{ratio(m['verify_floor_s'], m['verify_raw_s']):.2f}x raw. A repeat re-checks "
-        "the key, iat, nbf and exp (shared/verify.py); revocation is checked per request.",
+        "the key, iat, nbf and exp (shared/tokens/verify.py); revocation is checked per request.",
         data={k: v for k, v in m.items() if k != "samples"},
     )

@@ -259,7 +259,7 @@ async def test_refresh_is_limited_per_ip(limited: Services) -> None:
 
 def test_production_refuses_to_switch_limits_off() -> None:
     from auth_service.config import AuthSettings
-    from shared.settings import ProductionConfigError
+    from shared.runtime.settings import ProductionConfigError
 
     with pytest.raises((ProductionConfigError, ValueError), match="RATE_LIMIT_ENABLED"):
         AuthSettings(

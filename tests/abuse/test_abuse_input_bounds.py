@@ -2,7 +2,7 @@
 
 Audited from the services' own OpenAPI documents, so a model added later (by
 any feature) is held to the rule without anyone remembering this test. The
-body size limit (64 KiB, shared/asgi.py) bounds everything as a last resort;
+body size limit (64 KiB, shared/http/middleware.py) bounds everything as a last resort;
 these bounds are the first: a field that can only be 254 characters long
 cannot carry 60 KiB into a hash, a log line or a database column.
 """

@@ -91,8 +91,8 @@ async def test_even_the_last_resort_500_carries_the_headers() -> None:
     # outside RequestContextMiddleware: the 500 used to leave bare.
     from fastapi import FastAPI
 
-    from shared.asgi import RequestContextMiddleware
-    from shared.problems import install_problem_handlers
+    from shared.http.middleware import RequestContextMiddleware
+    from shared.http.problems import install_problem_handlers
 
     app = FastAPI()
     install_problem_handlers(app)
@@ -345,7 +345,7 @@ def test_security_headers_appear_once_through_the_gateway(
 async def test_unsafe_or_missing_request_ids_are_replaced_by_fresh_ones() -> None:
     from fastapi import FastAPI
 
-    from shared.asgi import RequestContextMiddleware
+    from shared.http.middleware import RequestContextMiddleware
 
     app = FastAPI()
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlmodel import SQLModel
 
-from shared.database import make_engine, make_sessionmaker
+from shared.db.engine import make_engine, make_sessionmaker
 from user_service.models import Profile
 from user_service.repositories.profiles import ProfileRepository
 from user_service.schemas import ProfileOut, ProfileUpsert

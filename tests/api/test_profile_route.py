@@ -92,7 +92,7 @@ async def test_openapi_still_documents_the_route(services: Services) -> None:
 
 @pytest.mark.parametrize("service", ["auth", "user"])
 def test_fastapi_native_telemetry_is_off(tmp_path: Path, service: str) -> None:
-    # Tracing is the app's own (shared.tracing); FastAPI's hooks on the global
+    # Tracing is the app's own (shared.observability.tracing); FastAPI's hooks on the global
     # providers would add a second, unconfigured set of spans.
     url = f"sqlite+aiosqlite:///{tmp_path}/{service}.db"
     if service == "auth":

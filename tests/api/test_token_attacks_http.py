@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from shared.jwk import rsa_public_jwk
+from shared.tokens.jwk import rsa_public_jwk
 from tests.conftest import Services, new_user
 
 pytestmark = pytest.mark.anyio

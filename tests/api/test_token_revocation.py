@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.audit import AUDIT_LOGGER
+from shared.audit.events import AUDIT_LOGGER
 from tests.conftest import Services, new_user, rejected_within_a_second, start_services
 from tests.observability.conftest import AuditCapture
 

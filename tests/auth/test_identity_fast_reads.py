@@ -2,7 +2,7 @@
 
 Login reads the identity by email and asks whether the account has a passkey;
 refresh reads the identity's roles by id. On a SQLite file these skip the
-async ORM (shared/sqlite_reads.py). Every test compares with the ORM path on
+async ORM (shared/db/sqlite_reads.py). Every test compares with the ORM path on
 the same database, and checks that nothing is cached between reads.
 """
 
@@ -18,13 +18,12 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel, col, select
 
-from auth_service.models import Identity
-from auth_service.models_webauthn import RecoveryCode, WebAuthnCredential
+from auth_service.models.identity import Identity
+from auth_service.models.webauthn import NewCredential, RecoveryCode, WebAuthnCredential
 from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
-from auth_service.services.webauthn import NewCredential
-from shared.database import make_engine, make_sessionmaker
-from shared.sqlite_reads import SQLitePrimaryKeyReader
+from shared.db.engine import make_engine, make_sessionmaker
+from shared.db.sqlite_reads import SQLitePrimaryKeyReader
 
 pytestmark = pytest.mark.anyio
 

@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives import serialization
 
 from auth_service.keys import KeyRing, NoSigningKeys, SigningKey, prune, rotate
 from auth_service.keys.__main__ import main as cli_main
-from shared.jwk import rfc7638_thumbprint
-from shared.verify import TokenRejected, TokenVerifier
+from shared.tokens.jwk import rfc7638_thumbprint
+from shared.tokens.verify import TokenRejected, TokenVerifier
 
 REPO = Path(__file__).resolve().parents[2]
 ISSUER = "http://localhost:8000"

@@ -7,7 +7,11 @@ import uuid
 
 import pytest
 
-from auth_service.services.recovery_codes import generate_codes, hash_code, normalize_code
+from auth_service.services.second_factor.recovery_codes import (
+    generate_codes,
+    hash_code,
+    normalize_code,
+)
 
 _FORMAT = re.compile(r"^([0-9A-HJKMNP-TV-Z]{4}-){5}[0-9A-HJKMNP-TV-Z]{4}$")
 

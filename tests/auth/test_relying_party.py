@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from auth_service.config import AuthSettings
-from auth_service.services.relying_party import check_relying_party, parse_origins
+from auth_service.services.webauthn.relying_party import check_relying_party, parse_origins
 
 
 def test_defaults_serve_the_gateway_and_the_service_port() -> None:

@@ -1,4 +1,4 @@
-"""The ceremony verifier (auth_service/services/webauthn.py) without any server.
+"""The ceremony verifier (auth_service/services/webauthn/ceremonies.py) without any server.
 
 Two sources of responses: a recorded Chromium registration + assertion
 (tests/vectors/webauthn_chromium.json, see record_webauthn_chromium.py) for
@@ -16,19 +16,19 @@ from typing import Any
 import pytest
 
 from auth_service.errors import CeremonyFailed
-from auth_service.services.relying_party import RelyingParty
-from auth_service.services.webauthn import (
+from auth_service.services.webauthn.ceremonies import (
     NewCredential,
     assertion_credential_id,
     client_challenge,
     verify_assertion,
     verify_registration,
 )
-from auth_service.services.webauthn_options import (
+from auth_service.services.webauthn.options import (
     KnownCredential,
     authentication_options,
     registration_options,
 )
+from auth_service.services.webauthn.relying_party import RelyingParty
 from tests.support.soft_authenticator import SoftAuthenticator, b64url, unb64url
 
 VECTOR: dict[str, Any] = json.loads(

@@ -40,6 +40,6 @@ def test_the_paths_the_architecture_names_exist() -> None:
 
 def test_the_code_map_places_every_shared_module() -> None:
     text = DOC.read_text()
-    modules = sorted(p.name for p in (ROOT / "shared").glob("*.py") if p.name != "__init__.py")
+    modules = sorted(p.name for p in (ROOT / "shared").rglob("*.py") if p.name != "__init__.py")
     unplaced = [m for m in modules if f"`{m}`" not in text]
     assert unplaced == []

@@ -548,8 +548,8 @@ def _migrate_as(role: str, password: str, service: str) -> None:
     code = (
         "import asyncio, sys\n"
         f"from {service}_service.migrate import MIGRATIONS\n"
-        "from shared.database import make_engine\n"
-        "from shared.migrations import upgrade_to_head\n"
+        "from shared.db.engine import make_engine\n"
+        "from shared.db.migrations import upgrade_to_head\n"
         "async def go():\n"
         f"    engine = make_engine({url!r})\n"
         "    await upgrade_to_head(engine, MIGRATIONS)\n"

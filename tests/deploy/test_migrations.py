@@ -19,8 +19,8 @@ from sqlalchemy.engine import Connection
 from sqlmodel import SQLModel
 
 from auth_service.migrate import MIGRATIONS as AUTH
-from shared.database import make_engine
-from shared.migrations import (
+from shared.db.engine import make_engine
+from shared.db.migrations import (
     SchemaNotAtHead,
     ServiceMigrations,
     check_at_head,

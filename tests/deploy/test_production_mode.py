@@ -31,9 +31,9 @@ from sqlalchemy import inspect
 from auth_service.config import AuthSettings
 from auth_service.keys import DevKeysRefused, KeyRing, rotate
 from auth_service.migrate import MIGRATIONS as AUTH
-from shared.database import make_engine
-from shared.migrations import upgrade_to_head
-from shared.settings import ProductionConfigError
+from shared.db.engine import make_engine
+from shared.db.migrations import upgrade_to_head
+from shared.runtime.settings import ProductionConfigError
 from user_service.config import UserSettings
 from user_service.migrate import MIGRATIONS as USER
 

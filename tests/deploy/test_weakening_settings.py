@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.revocation import MARKER_OUTLIVES_TOKEN_SECONDS
+from shared.access.revocation import MARKER_OUTLIVES_TOKEN_SECONDS
 from user_service.config import UserSettings
 
 REPO = Path(__file__).resolve().parents[2]

@@ -40,7 +40,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.faults]
 
 # A request against a broken dependency must end within this many seconds:
 # the longest single wait is SQLite's busy timeout / PostgreSQL's statement
-# timeout (5 s, shared/database.py); Redis' socket timeout is 2 s.
+# timeout (5 s, shared/db/engine.py); Redis' socket timeout is 2 s.
 BOUND = 12.0
 TIMEOUT = httpx.Timeout(30.0)  # the client gives up later than BOUND: a hang shows as a failure
 

@@ -1,4 +1,4 @@
-"""Property-based fuzzing of the access-token parser (shared/verify.py).
+"""Property-based fuzzing of the access-token parser (shared/tokens/verify.py).
 
 The one property: whatever string arrives in an Authorization header,
 `TokenVerifier.verify` either returns claims that satisfy every rule, or
@@ -31,9 +31,9 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shared.claims import AccessClaims
-from shared.jwk import rfc7638_thumbprint, rsa_public_jwk
-from shared.verify import TokenRejected, TokenVerifier
+from shared.tokens.claims import AccessClaims
+from shared.tokens.jwk import rfc7638_thumbprint, rsa_public_jwk
+from shared.tokens.verify import TokenRejected, TokenVerifier
 
 pytestmark = pytest.mark.fuzz
 

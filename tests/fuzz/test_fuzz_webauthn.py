@@ -1,4 +1,6 @@
-"""Property-based fuzzing of the WebAuthn response parsing (auth_service/services/webauthn.py).
+"""Property-based fuzzing of the WebAuthn response parsing.
+
+The parsers live in auth_service/services/webauthn/ceremonies.py.
 
 `credential` in POST /webauthn/*/verify and /login/mfa is an untrusted JSON
 object whose members carry base64url of JSON (clientDataJSON), of a binary
@@ -25,13 +27,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from auth_service.errors import CeremonyFailed
-from auth_service.services.relying_party import RelyingParty
-from auth_service.services.webauthn import (
+from auth_service.services.webauthn.ceremonies import (
     assertion_credential_id,
     client_challenge,
     verify_assertion,
     verify_registration,
 )
+from auth_service.services.webauthn.relying_party import RelyingParty
 
 pytestmark = pytest.mark.fuzz
 

@@ -15,8 +15,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from shared.audit import AUDIT_LOGGER
-from shared.audit_sink import audit_record
+from shared.audit.events import AUDIT_LOGGER
+from shared.audit.sink import audit_record
 from tests.conftest import REDIS_URL, Services, new_user
 
 

@@ -237,7 +237,7 @@ async def test_every_request_emits_at_most_one_event(
 
 
 async def test_secret_named_details_are_redacted(audit: AuditCapture) -> None:
-    from shared.audit import audit_event
+    from shared.audit.events import audit_event
 
     record = audit_event("test.event", outcome="success", service="t", password="hunter2hunter2")
     assert record["password"] == "[redacted]"

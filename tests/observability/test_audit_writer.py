@@ -19,10 +19,10 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from shared.audit import audit_event
-from shared.audit_sink import AuditTableWriter, attach, detach
-from shared.audit_store import AUDIT_TABLE, AuditQuery, AuditStore
-from shared.database import make_engine, make_sync_sqlite_engine, sqlite_file_url
+from shared.audit.events import audit_event
+from shared.audit.sink import AuditTableWriter, attach, detach
+from shared.audit.store import AUDIT_TABLE, AuditQuery, AuditStore
+from shared.db.engine import make_engine, make_sync_sqlite_engine, sqlite_file_url
 
 pytestmark = pytest.mark.anyio
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import yaml
 from prometheus_client.registry import CollectorRegistry
 
-from shared.metrics import ServiceMetrics
+from shared.observability.metrics import ServiceMetrics
 from tests.observability.queries import (
     DEPLOY,
     alert_rules,

@@ -9,7 +9,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.middleware.base import BaseHTTPMiddleware
 
-from shared.metrics import ServiceMetrics
+from shared.observability.metrics import ServiceMetrics
 from tests.conftest import Services, start_services
 from tests.observability.conftest import AuditCapture, account, bearer
 
@@ -155,7 +155,7 @@ async def test_metrics_and_tracing_switch_off(switched: Services, audit: AuditCa
 
 def test_audit_events_map_to_security_counters() -> None:
     """The mapping itself, including the passkey flows' events (WebAuthn)."""
-    from shared.metrics import ServiceMetrics
+    from shared.observability.metrics import ServiceMetrics
 
     m = ServiceMetrics("auth-service")
     m.initialise(issuer=True)
@@ -258,7 +258,7 @@ async def test_every_series_a_panel_or_alert_reads_exists_at_zero_on_a_fresh_app
     # Prometheus's first sample of a series created by its first event
     # already holds that event, so increase() would never show it: the first
     # attack on a fresh process must find its series there at 0.
-    from shared.metrics import AUDIT_EVENTS_ANY, AUDIT_EVENTS_ISSUER, RATE_LIMITS
+    from shared.observability.metrics import AUDIT_EVENTS_ANY, AUDIT_EVENTS_ISSUER, RATE_LIMITS
 
     _, auth = await _scrape(services.auth)
     _, user = await _scrape(services.user)
@@ -296,7 +296,7 @@ def test_known_label_values_cover_what_the_code_emits() -> None:
     # limit in the code must be added there too, or its first burst is lost.
     import re
 
-    from shared.metrics import AUDIT_EVENTS_ANY, AUDIT_EVENTS_ISSUER, RATE_LIMITS
+    from shared.observability.metrics import AUDIT_EVENTS_ANY, AUDIT_EVENTS_ISSUER, RATE_LIMITS
 
     root = Path(__file__).resolve().parents[2]
     code = "\n".join(

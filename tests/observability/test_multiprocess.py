@@ -96,8 +96,8 @@ def two_workers(tmp_path: Path, redis_prefix: str) -> Iterator[tuple[str, Path]]
 
 
 async def _migrate(url: str) -> None:
-    from shared.database import make_engine
-    from shared.migrations import prepare_schema
+    from shared.db.engine import make_engine
+    from shared.db.migrations import prepare_schema
     from user_service.migrate import MIGRATIONS
 
     engine = make_engine(url)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from shared.audit_store import AUDIT_TABLE
+from shared.audit.store import AUDIT_TABLE
 from tests.conftest import Services, new_user
 from tests.observability.conftest import AuditCapture, bearer, capture_spans
 

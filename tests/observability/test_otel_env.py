@@ -18,9 +18,9 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from shared.observability import Observability
-from shared.settings import CommonSettings
-from shared.tracing import Tracing
+from shared.observability.setup import Observability
+from shared.observability.tracing import Tracing
+from shared.runtime.settings import CommonSettings
 from tests.observability.otlp_receiver import OtlpReceiver
 
 pytestmark = pytest.mark.anyio

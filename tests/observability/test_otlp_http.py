@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from shared.audit import audit_event
-from shared.audit_sink import attach, detach
-from shared.otlp_audit import OtlpAuditLogs
-from shared.tracing import Tracing
+from shared.audit.events import audit_event
+from shared.audit.sink import attach, detach
+from shared.observability.otlp_audit import OtlpAuditLogs
+from shared.observability.tracing import Tracing
 from tests.observability.otlp_receiver import OtlpReceiver
 
 ENV = (

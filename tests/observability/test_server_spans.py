@@ -1,4 +1,7 @@
-"""`shared.server_span.ServerSpanMiddleware`: one span per request, what it holds and its parent."""
+"""`ServerSpanMiddleware` (shared.observability.server_span): one span per request.
+
+What each span holds, and its parent.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from shared.tracing import Tracing, _Resource
+from shared.observability.tracing import Tracing, _Resource
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import SpanKind
 
-from shared.tracing import Tracing
+from shared.observability.tracing import Tracing
 from tests.conftest import REDIS_URL, Services, new_user
 from tests.observability.conftest import AuditCapture, capture_spans, service_of
 

@@ -1,4 +1,4 @@
-"""shared.heap: free heap pages go back to the OS, start-up objects are frozen (issue 6)."""
+"""shared.runtime.heap: free heap pages go back to the OS, start-up objects are frozen (issue 6)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.heap import settle_after_startup, thaw
+from shared.runtime.heap import settle_after_startup, thaw
 
 
 def _rss_bytes() -> int:

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from shared.jwk import public_key_from_jwk, rfc7638_thumbprint, rsa_public_jwk
+from shared.tokens.jwk import public_key_from_jwk, rfc7638_thumbprint, rsa_public_jwk
 
 VECTORS = Path(__file__).parent.parent / "vectors"
 

@@ -19,9 +19,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from shared.jwk import rfc7638_thumbprint, rsa_public_jwk
-from shared.jwks import JWKSClient
-from shared.verify import KeysUnavailable, TokenVerifier
+from shared.tokens.jwk import rfc7638_thumbprint, rsa_public_jwk
+from shared.tokens.jwks import JWKSClient
+from shared.tokens.verify import KeysUnavailable, TokenVerifier
 
 pytestmark = pytest.mark.anyio
 
@@ -397,7 +397,7 @@ async def test_fetch_errors_are_logged_without_body_or_credentials(
 ) -> None:
     server.status, server.body = 500, b'{"secret": "s3cr3t-internal-detail"}'
     url = server.url.replace("http://", "http://user:hunter2@") + "?token=abc"
-    with caplog.at_level(logging.WARNING, logger="shared.jwks"):
+    with caplog.at_level(logging.WARNING, logger="shared.tokens.jwks"):
         async with jwks_client(url, clock, outcomes) as client:
             with pytest.raises(KeysUnavailable) as info:
                 await client.get_key("k")

@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from redis.asyncio import Redis
 
-from shared.revocation import RedisRevocationChecker, revocation_channel, revoked_key
-from shared.revocation_cache import SubscribedRevocationChecker
+from shared.access.revocation import RedisRevocationChecker, revocation_channel, revoked_key
+from shared.access.revocation_feed import SubscribedRevocationChecker
 from tests.conftest import REDIS_URL
 from tests.e2e.processes import free_port
 

@@ -1,4 +1,4 @@
-"""shared.routes.add_routes: routes become the app's own, answering as when included."""
+"""shared.http.routes.add_routes: routes become the app's own, answering as when included."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import httpx
 import pytest
 from fastapi import APIRouter, FastAPI
 
-from shared.routes import add_routes
+from shared.http.routes import add_routes
 
 pytestmark = pytest.mark.anyio
 

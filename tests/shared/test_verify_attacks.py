@@ -22,9 +22,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from shared.claims import AccessClaims
-from shared.jwk import rfc7638_thumbprint, rsa_public_jwk
-from shared.verify import KeysUnavailable, TokenRejected, TokenVerifier
+from shared.tokens.claims import AccessClaims
+from shared.tokens.jwk import rfc7638_thumbprint, rsa_public_jwk
+from shared.tokens.verify import KeysUnavailable, TokenRejected, TokenVerifier
 
 pytestmark = pytest.mark.anyio
 

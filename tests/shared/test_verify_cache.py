@@ -15,8 +15,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from pydantic import ValidationError
 
-from shared.jwk import rfc7638_thumbprint, rsa_public_jwk
-from shared.verify import TokenVerifier
+from shared.tokens.jwk import rfc7638_thumbprint, rsa_public_jwk
+from shared.tokens.verify import TokenVerifier
 from tests.shared.test_verify_attacks import (
     AUDIENCE,
     ISSUER,

@@ -17,8 +17,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from shared.claims import AccessClaims
-from shared.verify import TokenRejected, TokenVerifier
+from shared.tokens.claims import AccessClaims
+from shared.tokens.verify import TokenRejected, TokenVerifier
 from tests.shared.test_verify_attacks import (  # fixtures are shared by import
     AUDIENCE,
     ISSUER,

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from shared.audit_api import audit_router
-from shared.audit_store import AuditStore
-from shared.claims import AccessClaims
+from shared.audit.api import audit_router
+from shared.audit.store import AuditStore
+from shared.tokens.claims import AccessClaims
 from user_service.api.deps import CurrentUser, forbidden, get_ctx, is_admin
 
 

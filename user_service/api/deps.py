@@ -7,9 +7,9 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from shared.access_audit import audit_access_denied, authenticate
-from shared.claims import AccessClaims
-from shared.problems import Problem
+from shared.audit.access import audit_access_denied, authenticate
+from shared.http.problems import Problem
+from shared.tokens.claims import AccessClaims
 from user_service.context import UserContext
 
 REALM = "user-service"

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from shared.claims import AccessClaims
-from shared.openapi import problem_responses
+from shared.http.openapi import problem_responses
+from shared.tokens.claims import AccessClaims
 from user_service.api.deps import Ctx, require_service
 from user_service.schemas import ProfileOut, ProfileUpsert
 

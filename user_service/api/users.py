@@ -9,9 +9,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.routing import APIRoute
 
-from shared.claims import AccessClaims
-from shared.openapi import problem_responses
-from shared.problems import Problem
+from shared.http.openapi import problem_responses
+from shared.http.problems import Problem
+from shared.tokens.claims import AccessClaims
 from user_service.api.deps import Ctx, CurrentUser, current_user, forbidden, get_ctx, is_admin
 from user_service.context import UserContext
 from user_service.models import Profile

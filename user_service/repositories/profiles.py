@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.sqlite_reads import SQLitePrimaryKeyReader
+from shared.db.sqlite_reads import SQLitePrimaryKeyReader
 from user_service.models import Profile, utcnow
 from user_service.schemas import ProfileOut, ProfileUpsert
 

@@ -1,4 +1,4 @@
-"""audit_events: the auth service's audit trail (shared.audit_store).
+"""audit_events: the auth service's audit trail (shared.audit.store).
 
 Revision ID: 0003
 Revises: 0002

@@ -1,4 +1,4 @@
-"""audit_events: the user service's audit trail (shared.audit_store).
+"""audit_events: the user service's audit trail (shared.audit.store).
 
 Revision ID: 0002
 Revises: 0001

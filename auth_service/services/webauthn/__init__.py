@@ -1,0 +1,1 @@
+"""Passkeys (WebAuthn) by ceremony: relying party, options, response checks, passkeys."""

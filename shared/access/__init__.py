@@ -1,0 +1,1 @@
+"""Who may call: bearer dependencies, revocation list and its feed."""

@@ -1,0 +1,1 @@
+"""Audit events: the record, the sink, the store, the admin API."""

@@ -1,0 +1,1 @@
+"""Settings helpers and start-up checks."""

@@ -1,0 +1,1 @@
+"""Access tokens: claim models, JWK helpers, the JWKS client, verification."""
