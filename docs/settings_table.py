@@ -82,6 +82,13 @@ DESCRIPTIONS: dict[str, str] = {
     "recovery_code_count": "recovery codes issued per set",
     "passkey_options_ip_limit": "passkey ceremony starts per client IP per window",
     "passkey_options_ip_window_seconds": "window of `PASSKEY_OPTIONS_IP_LIMIT`",
+    "smtp_url": (
+        "`smtp://[user:pass@]host[:port]` (STARTTLS; required in production) or `smtps://` "
+        "(implicit TLS); holds a secret. Empty: no mail, forgot-password answers 503 "
+        "(`make run` points it at its mail sink)"
+    ),
+    "smtp_timeout_seconds": "timeout of one SMTP delivery (connect to QUIT)",
+    "mail_from": "`From:` of every mail",
     # --- user service (user_service/config.py) ---
     "jwks_url": "the only key source the user service trusts",
     "jwks_cache_ttl_seconds": "how long fetched keys are used before a refetch",

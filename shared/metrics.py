@@ -80,6 +80,8 @@ _KNOWN: Mapping[str, tuple[str, ...]] = {
         "refresh-ip",
         "passkey-options-ip",
     ),
+    # Mails handed to SMTP (auth_service/mail/outbox.py, `mail.sent` events).
+    "mail_results": ("success", "failure"),
 }
 
 RATE_LIMITS = _KNOWN["limits"]
@@ -98,6 +100,8 @@ AUDIT_EVENTS_ISSUER: tuple[str, ...] = (
     "passkey.login",
     "passkey.added",
     "passkey.removed",
+    "mfa.enabled",
+    "reauthentication",
     "recovery_codes.generated",
     "step_up",
     "token.refresh",
@@ -105,6 +109,7 @@ AUDIT_EVENTS_ISSUER: tuple[str, ...] = (
     "logout",
     "session.revoked",
     "rate_limited",
+    "mail.sent",
 )
 
 
@@ -187,6 +192,9 @@ class ServiceMetrics:
         self.jwks_refreshes = counter(
             "idp_jwks_refresh", "JWKS fetch attempts by outcome.", "outcome"
         )
+        self.mail = counter(
+            "idp_mail", "Mails handed to the SMTP server, by result (success, failure).", "result"
+        )
         self.audit_events = counter(
             "idp_audit_events", "Audit events emitted, by event and outcome.", "event", "outcome"
         )
@@ -215,6 +223,7 @@ class ServiceMetrics:
                 (self.mfa, _KNOWN["mfa_results"]),
                 (self.tokens_issued, _KNOWN["token_kinds"]),
                 (self.registrations, _KNOWN["registrations"]),
+                (self.mail, _KNOWN["mail_results"]),
             ]
             self.refresh_reuse.labels(s)
         else:
@@ -303,6 +312,8 @@ class ServiceMetrics:
                 self.logins.labels(s, "rate_limited").inc()
             elif record.get("action") == "register":
                 self.registrations.labels(s, "rate_limited").inc()
+        elif event == "mail.sent":
+            self.mail.labels(s, "success" if outcome == "success" else "failure").inc()
         elif event == "token.rejected":
             self.token_rejections.labels(s, reason).inc()
         elif event == "access.denied":
