@@ -15,21 +15,32 @@ from sqlalchemy import text
 
 from auth_service.api import audit as audit_api
 from auth_service.api import mfa as mfa_api
-from auth_service.api import page, passkeys, registration, sessions, tokens, wellknown
+from auth_service.api import (
+    page,
+    passkeys,
+    passwords,
+    registration,
+    sessions,
+    tokens,
+    wellknown,
+)
 from auth_service.config import AuthSettings
 from auth_service.context import AuthContext
 from auth_service.keys import KeyRing
+from auth_service.mail import Outbox, SmtpSender
 from auth_service.migrate import MIGRATIONS
 from auth_service.models import Identity
 from auth_service.models_webauthn import RecoveryCode, WebAuthnCredential
 from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator, LoginLimits
+from auth_service.services.lifecycle import PasswordLifecycle, ResetLimits
 from auth_service.services.password_policy import PasswordPolicy
 from auth_service.services.passwords import Argon2Params, PasswordHasher
 from auth_service.services.registration import RegistrationService
 from auth_service.services.second_factor import build_second_factor
 from auth_service.services.tokens import TokenIssuer
+from auth_service.stores.one_time_tokens import OneTimeTokens
 from auth_service.stores.rate_limit import Limit, RateLimiter
 from auth_service.stores.sessions import SessionStore
 from shared.asgi import RequestContextMiddleware
@@ -107,10 +118,11 @@ def _build_context(
     )
     from auth_service.clients.user_service import UserServiceClient
 
+    policy = PasswordPolicy()
     registration_service = RegistrationService(
         identities=identities,
         hasher=hasher,
-        policy=PasswordPolicy(),
+        policy=policy,
         users=UserServiceClient(http=http, token=issuer.service_token),
         limiter=limiter,
         ip_limit=Limit(
@@ -155,6 +167,31 @@ def _build_context(
         authenticator=authenticator,
         limiter=limiter,
     )
+    smtp = settings.smtp
+    outbox = Outbox(SmtpSender(smtp), service=settings.service_name) if smtp else None
+    password_lifecycle = PasswordLifecycle(
+        identities=identities,
+        authenticator=authenticator,
+        hasher=hasher,
+        policy=policy,
+        sessions=sessions_store,
+        reset_tokens=OneTimeTokens(
+            redis,
+            prefix=settings.redis_prefix,
+            purpose="reset",
+            ttl_seconds=settings.password_reset_ttl_seconds,
+        ),
+        limiter=limiter,
+        limits=ResetLimits(
+            per_ip=Limit("forgot-ip", settings.forgot_ip_limit, settings.forgot_ip_window_seconds),
+            per_email=Limit(
+                "forgot-email", settings.forgot_email_limit, settings.forgot_email_window_seconds
+            ),
+        ),
+        outbox=outbox,
+        issuer=settings.issuer,
+        mail_from=settings.mail_from,
+    )
     # The auth service verifies its own tokens with its own key ring: no
     # HTTP round trip to itself, same rules as every resource server.
     bearer = BearerAuthenticator(
@@ -181,6 +218,8 @@ def _build_context(
         passkeys=passkeys,
         mfa=mfa,
         hasher=hasher,
+        passwords=password_lifecycle,
+        outbox=outbox,
     )
 
 
@@ -232,6 +271,11 @@ def create_app(
             ctx.keyring.key_age_seconds,
         )
         reloader = asyncio.create_task(_reload_keys(ctx))
+        if ctx.outbox is not None:
+            ctx.outbox.start()
+            _log.info("mail goes out through %s", settings.smtp.redacted if settings.smtp else "")
+        else:
+            _log.warning("SMTP_URL is not set: no mail is sent; POST /password/forgot answers 503")
         # Start-up garbage (imports, migrations, the block-list) is gone now.
         settle_after_startup()
         try:
@@ -241,6 +285,8 @@ def create_app(
             reloader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reloader
+            if ctx.outbox is not None:
+                await ctx.outbox.stop()  # what is queued still goes out
             await obs.stop()
             await ctx.http.aclose()
             await ctx.redis.aclose()
@@ -258,7 +304,7 @@ def create_app(
     )
     app.state.service_name = settings.service_name
     install_problem_handlers(app, unavailable=DEPENDENCY_ERRORS)
-    modules = (registration, tokens, mfa_api, passkeys, sessions, wellknown, page)
+    modules = (registration, tokens, passwords, mfa_api, passkeys, sessions, wellknown, page)
     add_routes(app, *(module.router for module in modules))
 
     def checks() -> dict[str, Check]:

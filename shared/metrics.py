@@ -79,6 +79,8 @@ _KNOWN: Mapping[str, tuple[str, ...]] = {
         "register-email",
         "refresh-ip",
         "passkey-options-ip",
+        "forgot-ip",
+        "forgot-email",
     ),
     # Mails handed to SMTP (auth_service/mail/outbox.py, `mail.sent` events).
     "mail_results": ("success", "failure"),
@@ -109,6 +111,9 @@ AUDIT_EVENTS_ISSUER: tuple[str, ...] = (
     "logout",
     "session.revoked",
     "rate_limited",
+    "password.change",
+    "password.forgot",
+    "password.reset",
     "mail.sent",
 )
 

@@ -20,6 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from auth_service.errors import (
     EmailTaken,
     InvalidCredentials,
+    InvalidOneTimeToken,
+    MailUnavailable,
     RateLimited,
     RefreshTokenInvalid,
     RefreshTokenReused,
@@ -35,11 +37,18 @@ _REASONS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], str], ...] 
     (EmailTaken, "duplicate"),
     (WeakPassword, "password_policy"),
     (RefreshTokenInvalid, "invalid_refresh_token"),
+    (InvalidOneTimeToken, "invalid_token"),
+    (MailUnavailable, "mail_unavailable"),
     ((UpstreamUnavailable, RedisError, SQLAlchemyError, OSError), "unavailable"),
 )
 
 # The `action` of a rate_limited event: what the client was attempting.
-_ACTIONS = {"user.register": "register", "token.refresh": "refresh"}
+_ACTIONS = {
+    "user.register": "register",
+    "token.refresh": "refresh",
+    "password.forgot": "forgot",
+    "password.change": "password_change",
+}
 
 
 def failure_reason(exc: Exception) -> str:
