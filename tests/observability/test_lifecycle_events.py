@@ -15,14 +15,17 @@ NEW = "velvet-orbit-plum-harbour-42"
 
 
 async def _counter(s: Services, name: str, **labels: str) -> float:
+    """The sum of the matching samples; fails when there is none (no series yet)."""
     text = (await s.auth.get("/metrics")).text
     want = set(labels.items())
-    return sum(
+    values = [
         sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
         if sample.name == name and want <= set(sample.labels.items())
-    )
+    ]
+    assert values, f"no {name} series with {labels}"
+    return sum(values)
 
 
 async def test_lifecycle_counters_exist_from_start(mailing: Services) -> None:
