@@ -43,6 +43,7 @@ from auth_service.services.tokens import TokenIssuer
 from auth_service.stores.one_time_tokens import OneTimeTokens
 from auth_service.stores.rate_limit import Limit, RateLimiter
 from auth_service.stores.sessions import SessionStore
+from shared.access_log import install_access_log_filter
 from shared.asgi import RequestContextMiddleware
 from shared.audit_store import AUDIT_TABLE
 from shared.bearer import BearerAuthenticator
@@ -248,6 +249,8 @@ def create_app(
     """
     settings = settings or AuthSettings()
     logging.basicConfig(level=settings.log_level)
+    # Reset links carry their token in the query string (shared/access_log.py).
+    install_access_log_filter()
     obs = Observability(service_name=settings.service_name, settings=settings, issuer=True)
 
     @asynccontextmanager

@@ -63,6 +63,15 @@ def build_message(*, sender: str, to: str, content: MailContent) -> EmailMessage
     msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].strip("> ") or None)
     # RFC 3834: an automatic mail; auto-responders should not answer it.
     msg["Auto-Submitted"] = "auto-generated"
-    msg.set_content(content.text)
-    msg.add_alternative(content.html, subtype="html")
+    # 7bit when the text is ASCII (it is, with an ASCII issuer): quoted-printable
+    # would wrap the link and turn its "=" into "=3D", so the one-time link in
+    # a stored .eml could no longer be copied or grepped as it is.
+    msg.set_content(content.text, cte=_cte(content.text))
+    msg.add_alternative(content.html, subtype="html", cte=_cte(content.html))
     return msg
+
+
+def _cte(text: str) -> str:
+    longest = max((len(line) for line in text.splitlines()), default=0)
+    # RFC 5322 §2.1.1: lines of at most 998 characters.
+    return "7bit" if text.isascii() and longest <= 998 else "quoted-printable"

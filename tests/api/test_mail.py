@@ -63,6 +63,10 @@ async def test_the_sink_stores_one_eml_per_message_and_announces_it(tmp_path: Pa
     assert LINK in text_of(first)
     assert f'href="{LINK}"' in html_of(first)
     assert first["Auto-Submitted"] == "auto-generated"
+    # The link stands in the file as it is (no quoted-printable wrapping):
+    # docs/OPERATIONS.md tells developers to grep it out of .data/mail/.
+    raw = sorted((tmp_path / "mail").glob("*.eml"))[0].read_bytes()
+    assert LINK.encode() in raw
 
 
 def test_smtp_url_forms_and_starttls_in_production() -> None:
