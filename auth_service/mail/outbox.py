@@ -27,7 +27,8 @@ __all__ = ["MailJob", "Outbox"]
 _log = logging.getLogger(__name__)
 
 # A job builds the message (minting a token on the way, say) or returns None
-# when there is nothing to send after all. `kind` names it in logs and audit.
+# when there is nothing to send after all; `submit`'s `kind` names it in logs
+# and audit events.
 MailJob = Callable[[], Awaitable[EmailMessage | None]]
 
 
