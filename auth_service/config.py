@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import Field, model_validator
 
+from auth_service.mail.smtp import SmtpConfig
 from auth_service.services.webauthn.relying_party import (
     RelyingParty,
     check_relying_party,
@@ -89,6 +90,33 @@ class AuthSettings(CommonSettings):
     recovery_code_count: int = Field(default=10, ge=4, le=20)
     passkey_options_ip_limit: int = 60
     passkey_options_ip_window_seconds: int = 60
+    # Forgot-password requests (each may send a mail): per client IP and per
+    # email as typed, known or not (docs/RATE_LIMITS.md).
+    forgot_ip_limit: int = 10
+    forgot_ip_window_seconds: int = 3600
+    forgot_email_limit: int = 3
+    forgot_email_window_seconds: int = 3600
+    # Mail (docs/OPERATIONS.md, "Mail"): smtp://[user:pass@]host[:port]
+    # (STARTTLS, required in production) or smtps:// (implicit TLS). Empty:
+    # no mail, and forgot-password answers 503 rather than pretending.
+    smtp_url: str = ""
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    mail_from: str = "Identity Platform <no-reply@localhost>"
+    # A reset link lives this long and works once.
+    password_reset_ttl_seconds: int = Field(default=1800, ge=300, le=86400)
+
+    @property
+    def smtp(self) -> SmtpConfig | None:
+        if not self.smtp_url:
+            return None
+        return SmtpConfig.from_url(
+            self.smtp_url, production=self.is_production, timeout_seconds=self.smtp_timeout_seconds
+        )
+
+    @model_validator(mode="after")
+    def _smtp_guard(self) -> AuthSettings:
+        self.smtp  # noqa: B018 - parse now: a bad SMTP_URL fails the start, not the first mail
+        return self
 
     @property
     def relying_party(self) -> RelyingParty:

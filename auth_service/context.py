@@ -10,8 +10,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_service.config import AuthSettings
 from auth_service.keys import KeyRing
+from auth_service.mail import Outbox
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator
+from auth_service.services.lifecycle import PasswordLifecycle
 from auth_service.services.passwords import PasswordHasher
 from auth_service.services.registration import RegistrationService
 from auth_service.services.revocation import TokenRevoker
@@ -39,3 +41,6 @@ class AuthContext:
     passkeys: PasskeyService
     mfa: MfaService
     hasher: PasswordHasher
+    passwords: PasswordLifecycle
+    # None without SMTP_URL: nothing is mailed (forgot-password answers 503).
+    outbox: Outbox | None

@@ -67,6 +67,14 @@ class UpstreamUnavailable(AuthError):
         self.dependency = dependency
 
 
+class InvalidOneTimeToken(AuthError):
+    """A reset (or verification) token that is unknown, used or expired."""
+
+
+class MailUnavailable(AuthError):
+    """No mail transport is configured (SMTP_URL empty): nothing can be mailed."""
+
+
 # --- second factor (WebAuthn passkeys, recovery codes) ---------------------
 
 

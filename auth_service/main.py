@@ -18,6 +18,7 @@ from auth_service.api import mfa as mfa_api
 from auth_service.api import (
     page,
     passkeys,
+    passwords,
     registration,
     revocation,
     sessions,
@@ -27,21 +28,25 @@ from auth_service.api import (
 from auth_service.config import AuthSettings
 from auth_service.context import AuthContext
 from auth_service.keys import KeyRing
+from auth_service.mail import Outbox, SmtpSender
 from auth_service.migrate import MIGRATIONS
 from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator, LoginLimits
+from auth_service.services.lifecycle import PasswordLifecycle, ResetLimits
 from auth_service.services.password_policy import PasswordPolicy
 from auth_service.services.passwords import Argon2Params, PasswordHasher
 from auth_service.services.registration import RegistrationService
 from auth_service.services.revocation import TokenRevoker
 from auth_service.services.tokens import TokenIssuer
+from auth_service.stores.one_time_tokens import OneTimeTokens
 from auth_service.stores.rate_limit import Limit, RateLimiter
 from auth_service.stores.sessions import SessionStore
 from auth_service.wiring import build_second_factor
 from shared.access.bearer import BearerAuthenticator
 from shared.access.revocation import MARKER_OUTLIVES_TOKEN_SECONDS, RedisRevocationChecker
 from shared.db.engine import make_engine, make_sessionmaker
+from shared.http.access_log import install_access_log_filter
 from shared.http.cors import install_cors
 from shared.http.health import Check, health_router
 from shared.http.middleware import RequestContextMiddleware
@@ -105,10 +110,11 @@ def _build_context(
     )
     from auth_service.clients.user_service import UserServiceClient
 
+    policy = PasswordPolicy()
     registration_service = RegistrationService(
         identities=identities,
         hasher=hasher,
-        policy=PasswordPolicy(),
+        policy=policy,
         users=UserServiceClient(http=http, token=issuer.service_token),
         limiter=limiter,
         ip_limit=Limit(
@@ -153,6 +159,31 @@ def _build_context(
         authenticator=authenticator,
         limiter=limiter,
     )
+    smtp = settings.smtp
+    outbox = Outbox(SmtpSender(smtp), service=settings.service_name) if smtp else None
+    password_lifecycle = PasswordLifecycle(
+        identities=identities,
+        authenticator=authenticator,
+        hasher=hasher,
+        policy=policy,
+        sessions=sessions_store,
+        reset_tokens=OneTimeTokens(
+            redis,
+            prefix=settings.redis_prefix,
+            purpose="reset",
+            ttl_seconds=settings.password_reset_ttl_seconds,
+        ),
+        limiter=limiter,
+        limits=ResetLimits(
+            per_ip=Limit("forgot-ip", settings.forgot_ip_limit, settings.forgot_ip_window_seconds),
+            per_email=Limit(
+                "forgot-email", settings.forgot_email_limit, settings.forgot_email_window_seconds
+            ),
+        ),
+        outbox=outbox,
+        issuer=settings.issuer,
+        mail_from=settings.mail_from,
+    )
     # The auth service verifies its own tokens with its own key ring: no
     # HTTP round trip to itself, same rules as every resource server.
     verifier = TokenVerifier(
@@ -189,6 +220,8 @@ def _build_context(
         passkeys=passkeys,
         mfa=mfa,
         hasher=hasher,
+        passwords=password_lifecycle,
+        outbox=outbox,
     )
 
 
@@ -217,6 +250,8 @@ def create_app(
     """
     settings = settings or AuthSettings()
     logging.basicConfig(level=settings.log_level)
+    # Reset links carry their token in the query string (shared/http/access_log.py).
+    install_access_log_filter()
     obs = Observability(service_name=settings.service_name, settings=settings, issuer=True)
 
     @asynccontextmanager
@@ -240,6 +275,11 @@ def create_app(
             ctx.keyring.key_age_seconds,
         )
         reloader = asyncio.create_task(_reload_keys(ctx))
+        if ctx.outbox is not None:
+            ctx.outbox.start()
+            _log.info("mail goes out through %s", settings.smtp.redacted if settings.smtp else "")
+        else:
+            _log.warning("SMTP_URL is not set: no mail is sent; POST /password/forgot answers 503")
         # Start-up garbage (imports, migrations, the block-list) is gone now.
         settle_after_startup()
         try:
@@ -249,6 +289,8 @@ def create_app(
             reloader.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await reloader
+            if ctx.outbox is not None:
+                await ctx.outbox.stop()  # what is queued still goes out
             await obs.stop()
             await ctx.http.aclose()
             await ctx.redis.aclose()
@@ -266,7 +308,17 @@ def create_app(
     )
     app.state.service_name = settings.service_name
     install_problem_handlers(app, unavailable=DEPENDENCY_ERRORS)
-    modules = (registration, tokens, revocation, mfa_api, passkeys, sessions, wellknown, page)
+    modules = (
+        registration,
+        tokens,
+        revocation,
+        passwords,
+        mfa_api,
+        passkeys,
+        sessions,
+        wellknown,
+        page,
+    )
     add_routes(app, *(module.router for module in modules))
 
     def checks() -> dict[str, Check]:

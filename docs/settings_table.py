@@ -87,6 +87,18 @@ DESCRIPTIONS: dict[str, str] = {
     "recovery_code_count": "recovery codes issued per set",
     "passkey_options_ip_limit": "passkey ceremony starts per client IP per window",
     "passkey_options_ip_window_seconds": "window of `PASSKEY_OPTIONS_IP_LIMIT`",
+    "forgot_ip_limit": "forgot-password requests per client IP per window",
+    "forgot_ip_window_seconds": "window of `FORGOT_IP_LIMIT`",
+    "forgot_email_limit": "forgot-password requests per email (known or not) per window",
+    "forgot_email_window_seconds": "window of `FORGOT_EMAIL_LIMIT`",
+    "smtp_url": (
+        "`smtp://[user:pass@]host[:port]` (STARTTLS; required in production) or `smtps://` "
+        "(implicit TLS); holds a secret. Empty: no mail, forgot-password answers 503 "
+        "(`make run` points it at its mail sink)"
+    ),
+    "smtp_timeout_seconds": "timeout of one SMTP delivery (connect to QUIT)",
+    "mail_from": "`From:` of every mail",
+    "password_reset_ttl_seconds": "lifetime of a password reset link (single use)",
     # --- user service (user_service/config.py) ---
     "jwks_url": "the only key source the user service trusts",
     "jwks_cache_ttl_seconds": "how long fetched keys are used before a refetch",

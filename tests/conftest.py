@@ -247,3 +247,53 @@ async def rejected_within_a_second(
         if time.monotonic() > deadline:
             return False
         await asyncio.sleep(0.02)
+
+
+# --- mail: the development sink (deploy/local/mail_sink.py) on a free port ---
+@dataclass
+class MailSink:
+    url: str
+    directory: Path
+
+
+@pytest.fixture
+def mail_sink(tmp_path: Path) -> Iterator[MailSink]:
+    """The development mail sink (deploy/local/mail_sink.py) on a free port."""
+    from tests.support.mail import load_sink
+
+    directory = tmp_path / "mail"
+    controller = load_sink().start_sink(directory)
+    try:
+        yield MailSink(f"smtp://127.0.0.1:{controller.port}", directory)
+    finally:
+        controller.stop()
+
+
+async def mailing_services(
+    tmp_path: Path,
+    redis_prefix: str,
+    urls: dict[str, str],
+    sink: MailSink,
+    **auth: Any,
+) -> AsyncIterator[Services]:
+    async for s in start_services(
+        tmp_path=tmp_path,
+        redis_prefix=redis_prefix,
+        urls=urls,
+        auth={"smtp_url": sink.url, **auth},
+    ):
+        yield s
+
+
+@pytest.fixture
+async def mailing(
+    tmp_path: Path, redis_prefix: str, sqlite_urls: dict[str, str], mail_sink: MailSink
+) -> AsyncIterator[Services]:
+    """Both services on SQLite, mail to the sink."""
+    async for s in mailing_services(tmp_path, redis_prefix, sqlite_urls, mail_sink):
+        yield s
+
+
+async def mail_sent(s: Services) -> None:
+    """Wait until the auth service's outbox has sent what was queued."""
+    await s.auth_app.state.ctx.outbox.drain()

@@ -20,6 +20,8 @@ from sqlalchemy.exc import SQLAlchemyError
 from auth_service.errors import (
     EmailTaken,
     InvalidCredentials,
+    InvalidOneTimeToken,
+    MailUnavailable,
     RateLimited,
     RefreshTokenInvalid,
     RefreshTokenReused,
@@ -34,11 +36,19 @@ _REASONS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], str], ...] 
     (InvalidCredentials, "invalid_credentials"),
     (EmailTaken, "duplicate"),
     (WeakPassword, "password_policy"),
+    (InvalidOneTimeToken, "invalid_token"),
+    (MailUnavailable, "mail_unavailable"),
     ((UpstreamUnavailable, RedisError, SQLAlchemyError, OSError), "unavailable"),
 )
 
 # The `action` of a rate_limited event: what the client was attempting.
-_ACTIONS = {"user.register": "register", "token.refresh": "refresh", "token.revoke": "revoke"}
+_ACTIONS = {
+    "user.register": "register",
+    "token.refresh": "refresh",
+    "token.revoke": "revoke",
+    "password.forgot": "forgot",
+    "password.change": "password_change",
+}
 
 
 def failure_reason(exc: Exception) -> str:

@@ -1,5 +1,6 @@
-// The passkey page: registration, password (+ passkey) login, passwordless
-// login, passkey management and recovery codes. No framework, no build step.
+// The account page: registration, password (+ passkey) login, passwordless
+// login, password change and reset, passkey management and recovery codes.
+// No framework, no build step.
 //
 // Tokens live in this closure only (never localStorage): an XSS that the CSP
 // did not stop could still read storage, and a reload simply logs out.
@@ -150,8 +151,10 @@
     let parsed = null;
     try { parsed = text ? JSON.parse(text) : null; } catch { parsed = null; }
     const res = { status: resp.status, body: parsed };
-    // An expired access token: rotate the refresh token once and retry.
-    if (auth && resp.status === 401 && !retried && state.refresh) {
+    // An expired access token: rotate the refresh token once and retry. Not
+    // for a wrong password (invalid-credentials): the token was fine, and a
+    // retry would count the same wrong guess twice.
+    if (auth && resp.status === 401 && !retried && state.refresh && !isProblem(res, "invalid-credentials")) {
       const r = await call("POST", "/token/refresh", { refresh_token: state.refresh });
       if (r.status === 200) {
         state.access = r.body.access_token;
@@ -359,6 +362,72 @@
     if (tokens) await signedIn(tokens, "Logged in with your passkey.");
   }
 
+  // --- passwords: change (signed in), forgot and reset (signed out) ---
+
+  async function changePassword(event) {
+    event.preventDefault();
+    const form = event.target;
+    const body = Object.fromEntries(new FormData(form).entries());
+    say("Changing your password…");
+    const res = await call("POST", "/password/change", body, { auth: true });
+    if (res.status !== 204) {
+      fail(problemText(res));
+      showFieldErrors(form, res);
+      if (res.status === 401) $("change-current").focus();
+      return;
+    }
+    clearFieldErrors(form);
+    form.reset();
+    say("Password changed. Your other sessions are signed out.");
+  }
+
+  async function forgotPassword(event) {
+    event.preventDefault();
+    const email = new FormData(event.target).get("email");
+    const res = await call("POST", "/password/forgot", { email });
+    if (res.status !== 202) { fail(problemText(res)); return; }
+    event.target.reset();
+    say(res.body.detail);
+  }
+
+  // The token from the mailed link (`/?reset_token=...`): kept in this
+  // closure only, and taken out of the address bar and history at once, so
+  // it is not bookmarked, synced or shown to someone looking at the screen.
+  let resetToken = null;
+
+  function takeResetToken() {
+    const params = new URLSearchParams(window.location.search);
+    const token = params.get("reset_token");
+    if (!token) return;
+    params.delete("reset_token");
+    const rest = params.toString();
+    history.replaceState(null, "", window.location.pathname + (rest ? `?${rest}` : "") + window.location.hash);
+    resetToken = token;
+    $("reset").hidden = false;
+    $("reset-password").focus();
+    say("Choose a new password for your account.");
+  }
+
+  async function resetPassword(event) {
+    event.preventDefault();
+    const form = event.target;
+    if (!resetToken) { fail("Open the link from the mail again."); return; }
+    const newPassword = new FormData(form).get("new_password");
+    const res = await call("POST", "/password/reset", { token: resetToken, new_password: newPassword });
+    if (res.status === 422) { fail(problemText(res)); showFieldErrors(form, res); return; }
+    resetToken = null;
+    form.reset();
+    $("reset").hidden = true;
+    if (res.status !== 204) {
+      fail(problemText(res));
+      $("forgot-email").focus();
+      return;
+    }
+    clearFieldErrors(form);
+    $("login-email").focus();
+    say("Password changed. Log in with your new password.");
+  }
+
   async function addPasskey(event) {
     event.preventDefault();
     await enrolPasskey(event.target, new FormData(event.target).get("label") || undefined);
@@ -503,6 +572,9 @@
     $("cancel-ceremony").addEventListener("click", cancelCeremony);
     $("register-form").addEventListener("submit", guard(register));
     $("login-form").addEventListener("submit", guard(login));
+    $("forgot-form").addEventListener("submit", guard(forgotPassword));
+    $("reset-form").addEventListener("submit", guard(resetPassword));
+    $("change-password-form").addEventListener("submit", guard(changePassword));
     $("passkey-login").addEventListener("click", guard(passwordless));
     $("mfa-passkey").addEventListener("click", guard(mfaPasskey));
     $("recovery-form").addEventListener("submit", guard(mfaRecovery));
@@ -520,5 +592,6 @@
       if (retry) await retry();
     }));
     $("confirm-last-no").addEventListener("click", () => { pendingRetry = null; $("confirm-last").hidden = true; say("Kept your passkey."); });
+    takeResetToken();
   });
 })();

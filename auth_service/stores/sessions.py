@@ -318,10 +318,16 @@ class SessionStore:
         )
         return uid is not None
 
-    async def revoke_all(self, user_id: str) -> int:
+    async def revoke_all(self, user_id: str, *, keep: str | None = None) -> int:
+        """Revoke every session of `user_id` (but `keep`, the caller's own, if given).
+
+        Each revocation is published on the revocation channel, so resource
+        servers refuse the sessions' access tokens within a second.
+        """
         count = 0
         for sid in await self._r.smembers(self._usess(user_id)):
-            count += await self.revoke(_s(sid))
+            if _s(sid) != keep:
+                count += await self.revoke(_s(sid), owner=user_id)
         return count
 
     async def is_revoked(self, sid: str) -> bool:

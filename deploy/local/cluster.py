@@ -14,7 +14,10 @@ with a non-zero exit.
 
 Environment: REDIS_URL, AUTH_DATABASE_URL, USER_DATABASE_URL override the
 defaults; everything else in the environment is passed to the services.
-Uses only the standard library, httpx, redis and fakeredis.
+Mail: unless SMTP_URL is set, an embedded development mail sink
+(mail_sink.py) takes every message the auth service sends and stores it as
+an .eml file under <data dir>/mail/, printing "mail to <address>: <subject>".
+Uses only the standard library, httpx, redis, fakeredis and aiosmtpd.
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GATEWAY_TEMPLATE = REPO_ROOT / "deploy" / "nginx" / "gateway.conf.template"
 FALLBACK_GATEWAY = Path(__file__).with_name("gateway.py")
+MAIL_SINK = Path(__file__).with_name("mail_sink.py")
 GATEWAY_METRICS_PROGS = REPO_ROOT / "deploy" / "mtail"
 READY_TIMEOUT_SECONDS = 30.0
 STOP_TIMEOUT_SECONDS = 10.0
@@ -411,6 +415,29 @@ def _fake_redis_server() -> Any:
 # --- helpers -----------------------------------------------------------------------
 
 
+def start_mail(data_dir: Path) -> tuple[str, str, Callable[[], None]]:
+    """SMTP_URL from the environment, else the embedded mail sink on a free
+    loopback port: (SMTP_URL for the services, what it is, how to stop it)."""
+    url = os.environ.get("SMTP_URL")
+    if url:
+        return url, "SMTP_URL from the environment", lambda: None
+    import importlib.util
+
+    # deploy/local/mail_sink.py, next to this file (deploy/ is not a package).
+    spec = importlib.util.spec_from_file_location("mail_sink", MAIL_SINK)
+    assert spec is not None
+    assert spec.loader is not None
+    sink = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sink)
+    mail_dir = data_dir / "mail"
+    controller = sink.start_sink(mail_dir)
+    return (
+        f"smtp://127.0.0.1:{controller.port}",
+        f"development sink: one .eml per message in {mail_dir}",
+        controller.stop,
+    )
+
+
 def redact(url: str) -> str:
     """The URL without its password, for printing."""
     parts = urlsplit(url)
@@ -575,6 +602,7 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
 
     source_address = gateway_source(host)
     redis_handle = start_redis(os.environ)
+    mail_url, mail_kind, stop_mail = start_mail(data_dir)
     children: list[Child] = []
     try:
         auth_url = f"http://{reach}:{args.auth_port}"
@@ -591,6 +619,7 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
             # only (set here, not from the environment: only this script
             # knows it). Empty: from nobody.
             "TRUSTED_PROXIES": source_address or "",
+            "SMTP_URL": mail_url,
             "PYTHONUNBUFFERED": "1",  # child output shows up as it is written
         }
         databases = {
@@ -647,6 +676,7 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
                 ("auth_service", auth_url, f"db {redact(databases['auth'])}"),
                 ("user_service", user_url, f"db {redact(databases['user'])}"),
                 ("redis", redact(redis_handle.url), redis_handle.kind),
+                ("mail", redact(mail_url), mail_kind),
                 ("data dir", str(data_dir), "SQLite files, keys/, nginx/"),
                 ("logs", "this terminal", "lines prefixed auth | user | gateway"),
             ]
@@ -669,6 +699,7 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
         return 0
     finally:
         stop_children(list(reversed(children)))  # gateway first, then the services
+        stop_mail()
         redis_handle.close()
 
 

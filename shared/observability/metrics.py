@@ -82,7 +82,11 @@ _KNOWN: Mapping[str, tuple[str, ...]] = {
         "refresh-ip",
         "revoke-ip",
         "passkey-options-ip",
+        "forgot-ip",
+        "forgot-email",
     ),
+    # Mails handed to SMTP (auth_service/mail/outbox.py, `mail.sent` events).
+    "mail_results": ("success", "failure"),
 }
 
 RATE_LIMITS = _KNOWN["limits"]
@@ -111,6 +115,10 @@ AUDIT_EVENTS_ISSUER: tuple[str, ...] = (
     "logout",
     "session.revoked",
     "rate_limited",
+    "password.change",
+    "password.forgot",
+    "password.reset",
+    "mail.sent",
 )
 
 
@@ -198,6 +206,9 @@ class ServiceMetrics:
         self.jwks_refreshes = counter(
             "idp_jwks_refresh", "JWKS fetch attempts by outcome.", "outcome"
         )
+        self.mail = counter(
+            "idp_mail", "Mails handed to the SMTP server, by result (success, failure).", "result"
+        )
         self.audit_events = counter(
             "idp_audit_events", "Audit events emitted, by event and outcome.", "event", "outcome"
         )
@@ -227,6 +238,7 @@ class ServiceMetrics:
                 (self.tokens_issued, _KNOWN["token_kinds"]),
                 (self.registrations, _KNOWN["registrations"]),
                 (self.revocations, _KNOWN["revocations"]),
+                (self.mail, _KNOWN["mail_results"]),
             ]
             self.refresh_reuse.labels(s)
         else:
@@ -317,6 +329,8 @@ class ServiceMetrics:
                 self.logins.labels(s, "rate_limited").inc()
             elif record.get("action") == "register":
                 self.registrations.labels(s, "rate_limited").inc()
+        elif event == "mail.sent":
+            self.mail.labels(s, "success" if outcome == "success" else "failure").inc()
         elif event == "token.rejected":
             self.token_rejections.labels(s, reason).inc()
         elif event == "access.denied":

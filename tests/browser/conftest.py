@@ -67,6 +67,8 @@ PASSWORD = "Str0ngP@ssw0rd!!"
 class Cluster:
     base_url: str
     output: list[str] = field(default_factory=list)
+    # `--data-dir`: the mail sink stores each message in its mail/ folder.
+    data_dir: Path | None = None
 
 
 def _pump(proc: subprocess.Popen[str], out: list[str], ready: threading.Event) -> None:
@@ -118,7 +120,7 @@ def cluster(
     try:
         if not ready.wait(CLUSTER_START_SECONDS):
             pytest.fail("cluster did not start:\n" + "".join(out[-60:]))
-        yield Cluster(origin, out)
+        yield Cluster(origin, out, data)
     finally:
         proc.terminate()
         try:

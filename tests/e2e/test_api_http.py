@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import os
 import queue
+import re
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -75,7 +77,7 @@ def cluster_base(
             proc.stdout.close()
 
 
-def test_api_http_walks_every_endpoint(cluster_base: str) -> None:
+def test_api_http_walks_every_endpoint(cluster_base: str, tmp_path: Path) -> None:
     variables, requests = parse((ROOT / "api.http").read_text())
     assert variables["base"] == "http://localhost:8000"  # the file users run, unchanged
     variables["base"] = cluster_base
@@ -90,3 +92,29 @@ def test_api_http_walks_every_endpoint(cluster_base: str) -> None:
         assert runner.responses["register"].status_code == 201
         # A second run of the register request answers 409: the email exists.
         assert runner.send(requests[0]).status_code == 409
+        # The reset request with the token taken from the mail, as its
+        # comment says: the forgot request's mail is in the sink by now.
+        reset = next(r for r in requests if r.url.endswith("/password/reset"))
+        token = _mailed_reset_token(tmp_path / "data" / "mail")
+        with_token = replace(reset, body=reset.body.replace(_PLACEHOLDER, token))
+        assert runner.send(with_token).status_code == 204
+        assert runner.send(with_token).status_code == 400  # once only
+
+
+_PLACEHOLDER = "paste-the-token-from-the-mail-here"
+
+
+def _mailed_reset_token(mail_dir: Path, timeout: float = 10.0) -> str:
+    """The newest reset token in the sink, found the way api.http says (grep)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [
+            m.group(1)
+            for path in sorted(mail_dir.glob("*.eml"))
+            if mail_dir.exists()
+            for m in re.finditer(rb"reset_token=([A-Za-z0-9_-]+)", path.read_bytes())
+        ]
+        if found:
+            return found[-1].decode()
+        assert time.monotonic() < deadline, f"no reset mail in {mail_dir}"
+        time.sleep(0.1)

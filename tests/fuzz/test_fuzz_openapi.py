@@ -38,6 +38,7 @@ from schemathesis.checks import (
 
 from tests.conftest import REDIS_URL, auth_settings, new_user, user_settings
 from tests.faults.servers import delete_prefix, register_and_login, threaded_services
+from tests.support.mail import load_sink
 
 pytestmark = pytest.mark.fuzz
 
@@ -67,8 +68,15 @@ class _Cluster:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Cluster]:
     prefix = f"test:fuzz:{uuid.uuid4().hex[:12]}:"
     tmp = tmp_path_factory.mktemp("fuzz")
+    # Mail goes to the development sink, as under `make run`: forgot-password
+    # is fuzzed with its mail path, not refused for want of a mail server.
+    sink = load_sink().start_sink(tmp / "mail")
+    smtp = {"smtp_url": f"smtp://127.0.0.1:{sink.port}"}
     try:
-        with threaded_services(tmp, redis_url=REDIS_URL, redis_prefix=prefix) as (auth, user):
+        with threaded_services(tmp, redis_url=REDIS_URL, redis_prefix=prefix, auth=smtp) as (
+            auth,
+            user,
+        ):
             _, tokens = register_and_login(auth.url, new_user())
             admin = new_user()
             register_and_login(auth.url, admin)
@@ -82,6 +90,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[_Cluster]:
             _, admin_tokens = register_and_login(auth.url, admin, register=False)
             yield _Cluster(auth.url, user.url, tokens["access_token"], admin_tokens["access_token"])
     finally:
+        sink.stop()
         delete_prefix(REDIS_URL, prefix)
 
 

@@ -1,0 +1,77 @@
+"""The mails the platform sends: plain text plus an HTML alternative.
+
+A mail carries no secret other than its one-time link, and the link points
+at the page (`{ISSUER}/?reset_token=...`), which finishes the step with the
+API: the token never travels in a request the mail client makes on its own
+(link scanners that follow every URL only load the page, they cannot spend
+the token).
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from urllib.parse import urlencode
+
+__all__ = ["MailContent", "build_message", "page_link", "password_reset_mail"]
+
+
+@dataclass(frozen=True)
+class MailContent:
+    subject: str
+    text: str
+    html: str
+
+
+def page_link(issuer: str, **params: str) -> str:
+    """A link to the page at `GET /` with the given query parameters."""
+    return f"{issuer.rstrip('/')}/?{urlencode(params)}"
+
+
+def password_reset_mail(*, link: str, ttl_minutes: int) -> MailContent:
+    """The mail with a password reset link (valid `ttl_minutes`, once)."""
+    text = (
+        "Someone asked to reset the password of your account.\n\n"
+        f"To choose a new password, open this link within {ttl_minutes} minutes:\n\n"
+        f"{link}\n\n"
+        "The link works once. Every session of the account is signed out after the reset.\n"
+        "If you did not ask for this, ignore this mail: your password stays as it is.\n"
+    )
+    safe = html.escape(link, quote=True)
+    body = (
+        "<!doctype html><html><body>"
+        "<p>Someone asked to reset the password of your account.</p>"
+        f"<p>To choose a new password, open this link within {ttl_minutes} minutes:</p>"
+        f'<p><a href="{safe}">Reset your password</a></p>'
+        f"<p>Or copy it into your browser: {safe}</p>"
+        "<p>The link works once. Every session of the account is signed out after the"
+        " reset.<br>If you did not ask for this, ignore this mail: your password stays as"
+        " it is.</p></body></html>"
+    )
+    return MailContent(subject="Reset your password", text=text, html=body)
+
+
+def build_message(*, sender: str, to: str, content: MailContent) -> EmailMessage:
+    """A MIME message: text/plain first, text/html as the alternative (RFC 2046 §5.1.4)."""
+    msg = EmailMessage()
+    msg["From"] = sender
+    msg["To"] = to
+    msg["Subject"] = content.subject
+    msg["Date"] = formatdate(usegmt=True)
+    msg["Message-ID"] = make_msgid(domain=sender.rpartition("@")[2].strip("> ") or None)
+    # RFC 3834: an automatic mail; auto-responders should not answer it.
+    msg["Auto-Submitted"] = "auto-generated"
+    # 7bit when the text is ASCII (it is, with an ASCII issuer): quoted-printable
+    # would wrap the link and turn its "=" into "=3D", so the one-time link in
+    # a stored .eml could no longer be copied or grepped as it is.
+    msg.set_content(content.text, cte=_cte(content.text))
+    msg.add_alternative(content.html, subtype="html", cte=_cte(content.html))
+    return msg
+
+
+def _cte(text: str) -> str:
+    longest = max((len(line) for line in text.splitlines()), default=0)
+    # RFC 5322 §2.1.1: lines of at most 998 characters.
+    return "7bit" if text.isascii() and longest <= 998 else "quoted-printable"

@@ -1,0 +1,106 @@
+"""Single-use tokens in Redis: password reset links now, email verification
+links later (one store per `purpose`).
+
+A token is 256 random bits handed to its holder once (in a mail) and kept
+here only as its SHA-256 digest: a Redis dump or replica does not hand out
+live reset links. The digest is the lookup key, so no secret is ever compared
+byte by byte in Python: an attacker timing the lookup learns about digests
+of their own guesses, which says nothing about a real token (preimage
+resistance), the same reasoning as the refresh tokens in sessions.py. A plain
+hash suffices (no HMAC key): with 256-bit random input there is nothing to
+brute-force offline.
+
+Each subject (account) has at most one live token per purpose: issuing a new
+one retires the old, so only the newest mail works. Consuming is one Lua
+script (read + delete), so of two concurrent uses exactly one wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from redis.asyncio import Redis
+
+__all__ = ["OneTimeTokens"]
+
+# KEYS[1] token key, KEYS[2] subject index. ARGV: digest, subject, ttl (s), prefix.
+_ISSUE = """
+local old = redis.call('GET', KEYS[2])
+if old then redis.call('DEL', ARGV[4] .. old) end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[1], 'EX', ARGV[3])
+return 1
+"""
+
+# KEYS[1] token key. ARGV: digest, index prefix.
+_CONSUME = """
+local subject = redis.call('GET', KEYS[1])
+if not subject then return false end
+redis.call('DEL', KEYS[1])
+local index = ARGV[2] .. subject
+if redis.call('GET', index) == ARGV[1] then redis.call('DEL', index) end
+return subject
+"""
+
+# KEYS[1] subject index. ARGV: token key prefix.
+_RETIRE = """
+local digest = redis.call('GET', KEYS[1])
+if digest then redis.call('DEL', ARGV[1] .. digest, KEYS[1]) end
+return digest and 1 or 0
+"""
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class OneTimeTokens:
+    """Args:
+    redis: the client (its connection pool is shared).
+    prefix: the deployment's key prefix (`REDIS_PREFIX`).
+    purpose: namespace of this kind of token, e.g. `reset`.
+    ttl_seconds: how long an unused token lives.
+    """
+
+    def __init__(self, redis: Redis, *, prefix: str, purpose: str, ttl_seconds: int) -> None:
+        self._r = redis
+        self._tokens = f"{prefix}ott:{purpose}:t:"
+        self._subjects = f"{prefix}ott:{purpose}:s:"
+        self.ttl_seconds = ttl_seconds
+        self._issue = redis.register_script(_ISSUE)
+        self._consume = redis.register_script(_CONSUME)
+        self._retire = redis.register_script(_RETIRE)
+
+    async def issue(self, subject: str) -> str:
+        """A new token for `subject`; any earlier one of this purpose stops working."""
+        token = secrets.token_urlsafe(32)
+        digest = _digest(token)
+        await self._issue(
+            keys=[self._tokens + digest, self._subjects + subject],
+            args=[digest, subject, self.ttl_seconds, self._tokens],
+        )
+        return token
+
+    async def peek(self, token: str) -> str | None:
+        """The subject of a live token, without using it up."""
+        value: Any = await self._r.get(self._tokens + _digest(token))
+        return _s(value)
+
+    async def consume(self, token: str) -> str | None:
+        """Use the token up; its subject, or None when unknown, used or expired."""
+        value: Any = await self._consume(
+            keys=[self._tokens + _digest(token)], args=[_digest(token), self._subjects]
+        )
+        return _s(value)
+
+    async def retire(self, subject: str) -> bool:
+        """Void the subject's live token, if any (e.g. the password changed)."""
+        return bool(await self._retire(keys=[self._subjects + subject], args=[self._tokens]))
+
+
+def _s(value: Any) -> str | None:
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)

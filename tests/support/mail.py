@@ -1,0 +1,61 @@
+"""The development mail sink (deploy/local/mail_sink.py) for tests, and
+helpers that read what it stored: the same .eml files a developer reads."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from types import ModuleType
+from typing import cast
+
+SINK_PATH = Path(__file__).resolve().parents[2] / "deploy" / "local" / "mail_sink.py"
+RESET_LINK = re.compile(r"(\S+/\?reset_token=([A-Za-z0-9_-]+))")
+
+
+def load_sink() -> ModuleType:
+    """Import deploy/local/mail_sink.py (deploy/ is not a package)."""
+    name = "_tooling_mail_sink"
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, SINK_PATH)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def messages(mail_dir: Path) -> list[EmailMessage]:
+    """Every stored message, oldest first."""
+    return [
+        cast(EmailMessage, message_from_bytes(p.read_bytes(), policy=policy.default))
+        for p in sorted(mail_dir.glob("*.eml"))
+    ]
+
+
+def messages_to(mail_dir: Path, address: str) -> list[EmailMessage]:
+    return [m for m in messages(mail_dir) if m["To"] == address]
+
+
+def text_of(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    return cast(EmailMessage, part).get_content()
+
+
+def html_of(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("html",))
+    assert part is not None
+    return cast(EmailMessage, part).get_content()
+
+
+def reset_link(message: EmailMessage) -> tuple[str, str]:
+    """(the link, its token) from a reset mail's text part."""
+    found = RESET_LINK.search(text_of(message))
+    assert found, "no reset link in the mail"
+    return found.group(1), found.group(2)
