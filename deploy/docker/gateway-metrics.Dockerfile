@@ -1,5 +1,3 @@
-# syntax=docker/dockerfile:1.7
-#
 # The gateway's metrics exporter: Debian's mtail running deploy/mtail/gateway.mtail
 # on the log nginx writes in log_format gateway_metrics (a volume shared with
 # the gateway; GATEWAY_METRICS_LOG on both). It counts what nginx refused

@@ -106,7 +106,8 @@ def test_prometheus_scrapes_both_services(stack: Stack) -> None:
         r = httpx.get(f"{stack.prometheus_url}/api/v1/targets", timeout=5)
         targets = r.json()["data"]["activeTargets"]
         health = {t["labels"]["job"]: t["health"] for t in targets}
-        return health == {"auth-service": "up", "user-service": "up"}
+        # Both services, and the gateway through its exporter (deploy/mtail).
+        return health == {"auth-service": "up", "user-service": "up", "gateway": "up"}
 
     stack.wait_until("Prometheus scraping auth-service and user-service", both_up, 90)
     # And what it scraped is the services' own metrics.

@@ -49,6 +49,7 @@ EXPECTED_SERVICES = {
     "postgres",
     "otel-collector",
     "prometheus",
+    "mailsink",
     "grafana",
 }
 LONG_RUNNING = EXPECTED_SERVICES - {"secrets-init", "auth-migrate", "user-migrate"}

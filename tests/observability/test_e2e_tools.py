@@ -108,6 +108,15 @@ def _drive(s: Stack) -> dict[str, Any]:
     assert httpx.get(f"{user}/users/{uid}", headers=live, timeout=10).status_code == 200
     assert httpx.get(f"{user}/users", headers=live, timeout=10).status_code == 403
     assert httpx.get(f"{user}/users/me", timeout=10).status_code == 401
+    # Reuse: the old token again after its successor was used (within the
+    # retry grace, before that, it would get the same successor back).
+    successor = rotated.json()["refresh_token"]
+    assert (
+        httpx.post(
+            f"{auth}/token/refresh", json={"refresh_token": successor}, timeout=10
+        ).status_code
+        == 200
+    )
     reuse = httpx.post(
         f"{auth}/token/refresh", json={"refresh_token": tok["refresh_token"]}, timeout=10
     )
