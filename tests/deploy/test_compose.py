@@ -667,3 +667,28 @@ def test_every_file_the_stack_mounts_exists(resolved: dict[str, Any]) -> None:
         if v["type"] == "bind" and not Path(v["source"]).exists()
     ]
     assert missing == [], "docker compose up would fail on missing mounts"
+
+
+def test_every_file_an_image_copies_is_in_the_build_context() -> None:
+    """The build context is an allow-list (.dockerignore): a COPY of a file
+    left off it fails only at `docker build`, which static checks never run."""
+    allowed = [
+        line[1:].rstrip("/")
+        for line in (REPO / ".dockerignore").read_text().splitlines()
+        if line.startswith("!")
+    ]
+    sources = []
+    for dockerfile in (REPO / "deploy" / "docker").glob("*.Dockerfile"):
+        for line in dockerfile.read_text().splitlines():
+            words = line.split()
+            if not words or words[0] != "COPY" or any(w.startswith("--from") for w in words):
+                continue
+            args = [w for w in words[1:] if not w.startswith("--")]
+            sources += [(dockerfile.name, src.rstrip("/")) for src in args[:-1]]
+    assert sources
+    outside = [
+        (name, src)
+        for name, src in sources
+        if "$" not in src and not any(src == a or src.startswith(a + "/") for a in allowed)
+    ]
+    assert outside == []
