@@ -11,11 +11,10 @@ Reads the service's own environment (DATABASE_URL, ...), like the service.
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from auth_service.models import AUTH_TABLES
-from shared.db.migrations import ServiceMigrations, main
+from shared.db.migrations import ServiceMigrations
 
 MIGRATIONS = ServiceMigrations(
     service="auth",
@@ -26,12 +25,8 @@ MIGRATIONS = ServiceMigrations(
     baseline_tables=("identities",),
 )
 
-
-def _database_url() -> str:
-    from auth_service.config import AuthSettings
-
-    return AuthSettings().database_url
-
-
 if __name__ == "__main__":
-    sys.exit(main(MIGRATIONS, _database_url, sys.argv[1:]))
+    from auth_service.config import AuthSettings
+    from shared.service.migrate_cli import run
+
+    run(MIGRATIONS, AuthSettings)
