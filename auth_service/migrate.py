@@ -1,12 +1,7 @@
-"""Schema migrations of the auth service (Alembic, version table `alembic_version_auth`).
+"""Schema migrations of the auth service: its scripts (`migrations/`), tables and version table.
 
-    python -m auth_service.migrate upgrade          # to head; what deployments run
-    python -m auth_service.migrate check            # exit 1 unless at head
-    python -m auth_service.migrate current | history
-    python -m auth_service.migrate upgrade --sql    # the SQL, for review
-    python -m auth_service.migrate revision -m "add x" --autogenerate   # developers
-
-Reads the service's own environment (DATABASE_URL, ...), like the service.
+`python -m auth_service.migrate --help` lists the commands (docs/OPERATIONS.md,
+"Schema migrations"); they read the service's own environment, like the service.
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
-"""Schema migrations of the user service (Alembic, version table `alembic_version_user`).
+"""Schema migrations of the user service: its scripts (`migrations/`), tables and version table.
 
-    python -m user_service.migrate upgrade          # to head; what deployments run
-    python -m user_service.migrate check            # exit 1 unless at head
-    python -m user_service.migrate current | history
-    python -m user_service.migrate upgrade --sql    # the SQL, for review
-    python -m user_service.migrate revision -m "add x" --autogenerate   # developers
-
-Reads the service's own environment (DATABASE_URL, ...), like the service.
+`python -m user_service.migrate --help` lists the commands (docs/OPERATIONS.md,
+"Schema migrations"); they read the service's own environment, like the service.
 """
 
 from __future__ import annotations
