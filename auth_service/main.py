@@ -1,4 +1,8 @@
-"""The auth service: `create_app(settings)` and its lifespan."""
+"""The auth service: its context, what it runs while serving, and `create_app(settings)`.
+
+What both services share (the app, middleware, health, the lifespan) is
+`shared/service/app.py`.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +14,6 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
-from redis.asyncio import Redis
-from sqlalchemy import text
 
 from auth_service.api import audit as audit_api
 from auth_service.api import mfa as mfa_api
@@ -46,17 +48,9 @@ from auth_service.wiring import build_second_factor
 from shared.access.bearer import BearerAuthenticator
 from shared.access.revocation import MARKER_OUTLIVES_TOKEN_SECONDS, RedisRevocationChecker
 from shared.db.engine import make_engine, make_sessionmaker
-from shared.http.access_log import install_access_log_filter
-from shared.http.cors import install_cors
-from shared.http.health import Check, health_router
-from shared.http.middleware import RequestContextMiddleware
-from shared.http.problems import install_problem_handlers
-from shared.http.routes import add_routes
-from shared.http.unavailable import DEPENDENCY_ERRORS
 from shared.observability.setup import Observability
-from shared.observability.tracing import FASTAPI_TELEMETRY_OFF
-from shared.runtime.heap import settle_after_startup, thaw
-from shared.runtime.preflight import prepare_or_release
+from shared.service.app import build_app
+from shared.service.backends import make_redis
 from shared.tokens.verify import TokenVerifier
 
 _log = logging.getLogger("auth_service")
@@ -68,9 +62,7 @@ def _build_context(
     obs: Observability | None = None,
 ) -> AuthContext:
     engine = make_engine(settings.database_url)
-    redis = Redis.from_url(
-        settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
-    )
+    redis = make_redis(settings.redis_url)
     # Production: no generated keys, and none that a development start made.
     keyring = KeyRing.load(
         settings.key_dir,
@@ -236,6 +228,33 @@ async def _reload_keys(ctx: AuthContext) -> None:
             _log.exception("signing key reload failed; keeping the loaded keys")
 
 
+@asynccontextmanager
+async def _running(ctx: AuthContext, obs: Observability) -> AsyncIterator[None]:
+    """What the auth service runs while it serves: the key-age gauge, the key
+    reloader and the mail outbox."""
+    obs.add_gauge(
+        "idp_signing_key_age_seconds",
+        "Seconds since the current signing key was created.",
+        ctx.keyring.key_age_seconds,
+    )
+    reloader = asyncio.create_task(_reload_keys(ctx))
+    smtp = ctx.settings.smtp
+    if ctx.outbox is not None:
+        ctx.outbox.start()
+        _log.info("mail goes out through %s", smtp.redacted if smtp else "")
+    else:
+        _log.warning("SMTP_URL is not set: no mail is sent; POST /password/forgot answers 503")
+    try:
+        yield
+    finally:
+        reloader.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reloader
+        if ctx.outbox is not None:
+            await ctx.outbox.stop()  # what is queued still goes out
+        ctx.hasher.close()
+
+
 def create_app(
     settings: AuthSettings | None = None,
     *,
@@ -249,65 +268,6 @@ def create_app(
             service (tests wire the two apps together in-process with it).
     """
     settings = settings or AuthSettings()
-    logging.basicConfig(level=settings.log_level)
-    # Reset links carry their token in the query string (shared/http/access_log.py).
-    install_access_log_filter()
-    obs = Observability(service_name=settings.service_name, settings=settings, issuer=True)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx = _build_context(settings, user_service_transport, obs)
-        # Development: `upgrade head`. Production: never touch the schema;
-        # refuse to start unless it is at head and Redis is a real one.
-        await prepare_or_release(
-            engine=ctx.engine,
-            redis=ctx.redis,
-            http=[ctx.http],
-            migrations=MIGRATIONS,
-            production=settings.is_production,
-        )
-        app.state.ctx = ctx
-        # After the migrations: the audit writer needs its table.
-        await obs.start(engine=ctx.engine, redis=ctx.redis, http=[ctx.http])
-        obs.add_gauge(
-            "idp_signing_key_age_seconds",
-            "Seconds since the current signing key was created.",
-            ctx.keyring.key_age_seconds,
-        )
-        reloader = asyncio.create_task(_reload_keys(ctx))
-        if ctx.outbox is not None:
-            ctx.outbox.start()
-            _log.info("mail goes out through %s", settings.smtp.redacted if settings.smtp else "")
-        else:
-            _log.warning("SMTP_URL is not set: no mail is sent; POST /password/forgot answers 503")
-        # Start-up garbage (imports, migrations, the block-list) is gone now.
-        settle_after_startup()
-        try:
-            yield
-        finally:
-            thaw()
-            reloader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reloader
-            if ctx.outbox is not None:
-                await ctx.outbox.stop()  # what is queued still goes out
-            await obs.stop()
-            await ctx.http.aclose()
-            await ctx.redis.aclose()
-            await ctx.engine.dispose()
-            ctx.hasher.close()
-
-    app = FastAPI(
-        title="Auth service",
-        version="0.1.0",
-        lifespan=lifespan,
-        telemetry=FASTAPI_TELEMETRY_OFF,
-        docs_url="/docs" if settings.docs_enabled else None,
-        redoc_url=None,
-        openapi_url="/openapi.json" if settings.docs_enabled else None,
-    )
-    app.state.service_name = settings.service_name
-    install_problem_handlers(app, unavailable=DEPENDENCY_ERRORS)
     modules = (
         registration,
         tokens,
@@ -319,31 +279,13 @@ def create_app(
         wellknown,
         page,
     )
-    add_routes(app, *(module.router for module in modules))
-
-    def checks() -> dict[str, Check]:
-        ctx: AuthContext = app.state.ctx
-
-        async def db() -> None:
-            async with ctx.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-
-        async def redis() -> None:
-            await ctx.redis.ping()
-
-        return {"database": db, "redis": redis}
-
-    add_routes(app, health_router(checks))
-    # Inside the request-context middleware: preflights get a request id too.
-    install_cors(app, settings.cors_origin_list)
-    app.add_middleware(
-        RequestContextMiddleware,
-        trusted_proxies=settings.proxy_networks,
-        max_body_bytes=settings.max_body_bytes,
-        hsts=settings.issuer_is_https,
+    return build_app(
+        settings,
+        service_name=settings.service_name,
+        title="Auth service",
+        issuer=True,
+        migrations=MIGRATIONS,
+        build_context=lambda obs: _build_context(settings, user_service_transport, obs),
+        routers=[*(module.router for module in modules), audit_api.router],
+        running=_running,
     )
-    add_routes(app, audit_api.router)
-    # Last: metrics and spans wrap all of the above (one middleware when both
-    # are on, shared/observability/server_span.py); /metrics is added.
-    obs.instrument_app(app)
-    return app

@@ -1,21 +1,15 @@
-"""Schema migrations of the auth service (Alembic, version table `alembic_version_auth`).
+"""Schema migrations of the auth service: its scripts (`migrations/`), tables and version table.
 
-    python -m auth_service.migrate upgrade          # to head; what deployments run
-    python -m auth_service.migrate check            # exit 1 unless at head
-    python -m auth_service.migrate current | history
-    python -m auth_service.migrate upgrade --sql    # the SQL, for review
-    python -m auth_service.migrate revision -m "add x" --autogenerate   # developers
-
-Reads the service's own environment (DATABASE_URL, ...), like the service.
+`python -m auth_service.migrate --help` lists the commands (docs/OPERATIONS.md,
+"Schema migrations"); they read the service's own environment, like the service.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from auth_service.models import AUTH_TABLES
-from shared.db.migrations import ServiceMigrations, main
+from shared.db.migrations import ServiceMigrations
 
 MIGRATIONS = ServiceMigrations(
     service="auth",
@@ -26,12 +20,8 @@ MIGRATIONS = ServiceMigrations(
     baseline_tables=("identities",),
 )
 
-
-def _database_url() -> str:
-    from auth_service.config import AuthSettings
-
-    return AuthSettings().database_url
-
-
 if __name__ == "__main__":
-    sys.exit(main(MIGRATIONS, _database_url, sys.argv[1:]))
+    from auth_service.config import AuthSettings
+    from shared.service.migrate_cli import run
+
+    run(MIGRATIONS, AuthSettings)

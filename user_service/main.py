@@ -1,4 +1,8 @@
-"""The user service: `create_app(settings)` and its lifespan."""
+"""The user service: its context, what it runs while serving, and `create_app(settings)`.
+
+What both services share (the app, middleware, health, the lifespan) is
+`shared/service/app.py`.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +12,14 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
-from redis.asyncio import Redis
-from sqlalchemy import text
 
 from shared.access.bearer import BearerAuthenticator
 from shared.access.revocation import RedisRevocationChecker, revocation_channel
 from shared.access.revocation_feed import SubscribedRevocationChecker
 from shared.db.engine import make_engine, make_sessionmaker
-from shared.http.cors import install_cors
-from shared.http.health import Check, health_router
-from shared.http.middleware import RequestContextMiddleware
-from shared.http.problems import install_problem_handlers
-from shared.http.routes import add_routes
-from shared.http.unavailable import DEPENDENCY_ERRORS
 from shared.observability.setup import Observability
-from shared.observability.tracing import FASTAPI_TELEMETRY_OFF
-from shared.runtime.heap import settle_after_startup, thaw
-from shared.runtime.preflight import prepare_or_release
+from shared.service.app import build_app
+from shared.service.backends import make_redis
 from shared.tokens.jwks import JWKSClient
 from shared.tokens.verify import TokenVerifier
 from user_service.api import audit as audit_api
@@ -43,9 +38,7 @@ def _build_context(
     obs: Observability | None = None,
 ) -> UserContext:
     engine = make_engine(settings.database_url)
-    redis = Redis.from_url(
-        settings.redis_url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30
-    )
+    redis = make_redis(settings.redis_url)
     http = httpx.AsyncClient(timeout=settings.jwks_timeout_seconds, transport=transport)
     jwks = JWKSClient(
         url=settings.jwks_url,
@@ -85,6 +78,18 @@ def _build_context(
     )
 
 
+@asynccontextmanager
+async def _running(ctx: UserContext, _obs: Observability) -> AsyncIterator[None]:
+    """What the user service runs while it serves: the revocation feed."""
+    if ctx.revocations is not None:
+        await ctx.revocations.start()
+    try:
+        yield
+    finally:
+        if ctx.revocations is not None:
+            await ctx.revocations.aclose()
+
+
 def create_app(
     settings: UserSettings | None = None,
     *,
@@ -98,74 +103,13 @@ def create_app(
             auth app in-process with it).
     """
     settings = settings or UserSettings()
-    logging.basicConfig(level=settings.log_level)
-    obs = Observability(service_name=settings.service_name, settings=settings, issuer=False)
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ctx = _build_context(settings, jwks_transport, obs)
-        # Development: `upgrade head`. Production: never touch the schema;
-        # refuse to start unless it is at head and Redis is a real one.
-        await prepare_or_release(
-            engine=ctx.engine,
-            redis=ctx.redis,
-            http=[ctx.http],
-            migrations=MIGRATIONS,
-            production=settings.is_production,
-        )
-        app.state.ctx = ctx
-        # After the migrations: the audit writer needs its table.
-        await obs.start(engine=ctx.engine, redis=ctx.redis, http=[ctx.http])
-        if ctx.revocations is not None:
-            await ctx.revocations.start()
-        settle_after_startup()  # shared/runtime/heap.py: no full-GC pauses over start-up's objects
-        try:
-            yield
-        finally:
-            thaw()
-            if ctx.revocations is not None:
-                await ctx.revocations.aclose()
-            await obs.stop()
-            await ctx.http.aclose()
-            await ctx.redis.aclose()
-            await ctx.engine.dispose()
-
-    app = FastAPI(
+    return build_app(
+        settings,
+        service_name=settings.service_name,
         title="User service",
-        version="0.1.0",
-        lifespan=lifespan,
-        telemetry=FASTAPI_TELEMETRY_OFF,
-        docs_url="/docs" if settings.docs_enabled else None,
-        redoc_url=None,
-        openapi_url="/openapi.json" if settings.docs_enabled else None,
+        issuer=False,
+        migrations=MIGRATIONS,
+        build_context=lambda obs: _build_context(settings, jwks_transport, obs),
+        routers=[users.router, internal.router, audit_api.router],
+        running=_running,
     )
-    app.state.service_name = settings.service_name
-    install_problem_handlers(app, unavailable=DEPENDENCY_ERRORS)
-    add_routes(app, users.router, internal.router)
-
-    def checks() -> dict[str, Check]:
-        ctx: UserContext = app.state.ctx
-
-        async def db() -> None:
-            async with ctx.engine.connect() as conn:
-                await conn.execute(text("SELECT 1"))
-
-        async def redis() -> None:
-            await ctx.redis.ping()
-
-        return {"database": db, "redis": redis}
-
-    add_routes(app, health_router(checks))
-    # Inside the request-context middleware: preflights get a request id too.
-    install_cors(app, settings.cors_origin_list)
-    app.add_middleware(
-        RequestContextMiddleware,
-        trusted_proxies=settings.proxy_networks,
-        max_body_bytes=settings.max_body_bytes,
-        hsts=settings.issuer_is_https,
-    )
-    add_routes(app, audit_api.router)
-    # Last: metrics and spans wrap all of the above (one middleware when both
-    # are on, shared/observability/server_span.py); /metrics is added.
-    obs.instrument_app(app)
-    return app

@@ -1,0 +1,1 @@
+"""The service scaffold both services build on: app, lifespan, backends, migrate CLI."""

@@ -1,0 +1,57 @@
+"""The backends every service holds: a database engine, a Redis pool, an HTTP client.
+
+Each service builds them in its own context (with its own settings) and the
+scaffold (`shared/service/app.py`) probes them for `/readyz` and closes them
+at shutdown, in one place for both services.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+import httpx
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from shared.http.health import Check
+
+__all__ = ["Backends", "backend_checks", "close_backends", "make_redis"]
+
+
+class Backends(Protocol):
+    """What a service context holds that the scaffold needs (both contexts do)."""
+
+    engine: AsyncEngine
+    redis: Redis
+    http: httpx.AsyncClient
+
+
+def make_redis(url: str) -> Redis:
+    """The service's Redis pool.
+
+    Bounded timeouts: a Redis that stops answering surfaces as an error (503,
+    `shared/http/unavailable.py`) within seconds instead of hanging requests;
+    the periodic health check replaces connections a failover left dead.
+    """
+    return Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
+
+
+def backend_checks(ctx: Backends) -> dict[str, Check]:
+    """`/readyz`'s probes: the database answers a query, Redis a PING."""
+
+    async def database() -> None:
+        async with ctx.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    async def redis() -> None:
+        await ctx.redis.ping()
+
+    return {"database": database, "redis": redis}
+
+
+async def close_backends(ctx: Backends) -> None:
+    """Close the HTTP client and the Redis pool, dispose of the engine."""
+    await ctx.http.aclose()
+    await ctx.redis.aclose()
+    await ctx.engine.dispose()
