@@ -1,12 +1,29 @@
-"""The form-encoded OAuth endpoints' common edge: body parsing and error shape."""
+"""The OAuth endpoints' common edge: form parsing, token and error bodies."""
 
 from __future__ import annotations
+
+import uuid
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from auth_service.errors import RateLimited
+from auth_service.schemas.accounts import TokenResponse
+from auth_service.services.authentication import TokenGrant
+
 # RFC 6749 §5.1: token responses must not be cached by anyone.
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+def token_response(grant: TokenGrant) -> TokenResponse:
+    """RFC 6749 §5.1 access token response (plus the account's id)."""
+    return TokenResponse(
+        access_token=grant.access_token,
+        expires_in=grant.expires_in,
+        refresh_token=grant.refresh_token,
+        scope=grant.scope,
+        user_id=uuid.UUID(grant.user_id),
+    )
 
 
 def oauth_error(
@@ -17,6 +34,16 @@ def oauth_error(
         {"error": error, "error_description": description},
         status_code=status,
         headers={**NO_STORE, **(headers or {})},
+    )
+
+
+def rate_limited_error(exc: RateLimited) -> JSONResponse:
+    """429 in the RFC 6749 error shape, with when to retry (RFC 6585 §4)."""
+    return oauth_error(
+        429,
+        "rate_limited",
+        "Too many attempts; retry later.",
+        {"Retry-After": str(exc.retry_after)},
     )
 
 

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from auth_service.api.auditing import audited_failure
-from auth_service.api.deps import Ctx, ip_of, to_problem
-from auth_service.api.oauth_forms import NO_STORE, oauth_error, read_form
+from auth_service.api.deps import Ctx, ip_of
+from auth_service.api.oauth_forms import NO_STORE, oauth_error, rate_limited_error, read_form
+from auth_service.api.problems import to_problem
 from auth_service.errors import RateLimited
 from shared.audit.events import audit_event
 
@@ -78,12 +79,7 @@ async def revoke(request: Request, ctx: Ctx) -> Any:
         )
     except RateLimited as exc:
         audited_failure("token.revoke", exc, request)
-        return oauth_error(
-            429,
-            "rate_limited",
-            "Too many attempts; retry later.",
-            {"Retry-After": str(exc.retry_after)},
-        )
+        return rate_limited_error(exc)
     except Exception as exc:
         raise to_problem(audited_failure("token.revoke", exc, request)) from None
     who = {"user_id": result.user_id, "session_id": result.sid}

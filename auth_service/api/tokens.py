@@ -7,10 +7,17 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from auth_service.api.auditing import audited_failure
-from auth_service.api.deps import Ctx, CurrentUser, ip_of, to_problem, user_agent_of
+from auth_service.api.auditing import audited, audited_failure
+from auth_service.api.deps import Ctx, CurrentUser, ip_of, user_agent_of
 from auth_service.api.mfa import begin_mfa
-from auth_service.api.oauth_forms import NO_STORE, oauth_error, read_form
+from auth_service.api.oauth_forms import (
+    NO_STORE,
+    oauth_error,
+    rate_limited_error,
+    read_form,
+    token_response,
+)
+from auth_service.api.problems import to_problem
 from auth_service.errors import (
     InvalidCredentials,
     RateLimited,
@@ -20,21 +27,10 @@ from auth_service.errors import (
 )
 from auth_service.schemas.accounts import LoginRequest, RefreshRequest, TokenResponse
 from auth_service.schemas.webauthn import MfaRequiredResponse
-from auth_service.services.authentication import TokenGrant
 from shared.audit.events import audit_event
 from shared.http.openapi import problem_responses
 
 router = APIRouter(tags=["tokens"])
-
-
-def _token_body(grant: TokenGrant) -> TokenResponse:
-    return TokenResponse(
-        access_token=grant.access_token,
-        expires_in=grant.expires_in,
-        refresh_token=grant.refresh_token,
-        scope=grant.scope,
-        user_id=grant.user_id,
-    )
 
 
 def _no_store(response: Response) -> None:
@@ -51,26 +47,19 @@ async def login(
     body: LoginRequest, request: Request, response: Response, ctx: Ctx
 ) -> TokenResponse | MfaRequiredResponse:
     _no_store(response)
-    try:
-        grant = await ctx.authenticator.login_password(
-            body.email,
-            body.password.get_secret_value(),
-            ip=ip_of(request),
-            user_agent=user_agent_of(request),
-        )
-    except SecondFactorRequired as exc:
-        return await begin_mfa(request, ctx, exc.user_id)  # audited as mfa.challenge
-    except Exception as exc:
-        raise to_problem(audited_failure("login", exc, request)) from None
-    audit_event(
-        "login",
-        outcome="success",
-        request=request,
-        user_id=grant.user_id,
-        session_id=grant.sid,
-        method="password",
-    )
-    return _token_body(grant)
+    async with audited("login", request) as audit:
+        try:
+            grant = await ctx.authenticator.login_password(
+                body.email,
+                body.password.get_secret_value(),
+                ip=ip_of(request),
+                user_agent=user_agent_of(request),
+            )
+        except SecondFactorRequired as exc:
+            audit.hand_over()  # audited as mfa.challenge
+            return await begin_mfa(request, ctx, exc.user_id)
+        audit.success(user_id=grant.user_id, session_id=grant.sid, method="password")
+    return token_response(grant)
 
 
 @router.post(
@@ -83,23 +72,15 @@ async def refresh(
     body: RefreshRequest, request: Request, response: Response, ctx: Ctx
 ) -> TokenResponse:
     _no_store(response)
-    try:
+    async with audited("token.refresh", request) as audit:
         grant = await ctx.authenticator.refresh(
             body.refresh_token,
             ip=ip_of(request),
             user_agent=user_agent_of(request),
             client_id=body.client_id,
         )
-    except Exception as exc:
-        raise to_problem(audited_failure("token.refresh", exc, request)) from None
-    audit_event(
-        "token.refresh",
-        outcome="success",
-        request=request,
-        user_id=grant.user_id,
-        session_id=grant.sid,
-    )
-    return _token_body(grant)
+        audit.success(user_id=grant.user_id, session_id=grant.sid)
+    return token_response(grant)
 
 
 @router.post(
@@ -107,12 +88,8 @@ async def refresh(
 )
 async def logout(request: Request, claims: CurrentUser, ctx: Ctx) -> Response:
     assert claims.sid is not None  # current_user admits user tokens only
-    who = {"user_id": claims.sub, "session_id": claims.sid}
-    try:
+    async with audited("logout", request, user_id=claims.sub, session_id=claims.sid):
         await ctx.sessions.revoke(claims.sid)
-    except Exception as exc:
-        raise to_problem(audited_failure("logout", exc, request, **who)) from None
-    audit_event("logout", outcome="success", request=request, **who)
     return Response(status_code=204, headers=NO_STORE)
 
 
@@ -195,12 +172,7 @@ async def token(request: Request, ctx: Ctx) -> Any:
         )
     except RateLimited as exc:
         audited_failure(event, exc, request)
-        return oauth_error(
-            429,
-            "rate_limited",
-            "Too many attempts; retry later.",
-            {"Retry-After": str(exc.retry_after)},
-        )
+        return rate_limited_error(exc)
     except Exception as exc:
         raise to_problem(audited_failure(event, exc, request, grant=grant_type)) from None
     audit_event(
@@ -211,4 +183,4 @@ async def token(request: Request, ctx: Ctx) -> Any:
         session_id=grant.sid,
         grant=grant_type,
     )
-    return JSONResponse(_token_body(grant).model_dump(mode="json"), headers=NO_STORE)
+    return JSONResponse(token_response(grant).model_dump(mode="json"), headers=NO_STORE)
