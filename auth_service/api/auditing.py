@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from fastapi import Request, Response
@@ -28,12 +29,15 @@ from auth_service.errors import (
     RateLimited,
     RefreshTokenInvalid,
     RefreshTokenReused,
+    SecondFactorRequired,
     WeakPassword,
 )
 from shared.audit.events import Detail, audit_event
 from shared.http.problems import Problem
 
 __all__ = ["Audit", "audited", "audited_failure", "failure_reason", "validation_audited_route"]
+
+_DEFAULTS = ProblemOptions()
 
 _REASONS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], str], ...] = (
     (InvalidCredentials, "invalid_credentials"),
@@ -89,38 +93,27 @@ def _failure_event(
     `refresh.reuse_detected` (its session is revoked by then). A failed
     ceremony names the account it was for, when it got that far.
     """
+    reason = failure_reason(exc)
     if isinstance(exc, RateLimited):
-        audit_event(
-            "rate_limited",
-            outcome="denied",
-            request=request,
-            reason=exc.scope,
-            action=_ACTIONS.get(event, event),
-            retry_after=exc.retry_after,
-        )
+        # The limit's event, not the attempt's: `action` says what was tried.
+        fields = {"action": _ACTIONS.get(event, event), "retry_after": exc.retry_after}
+        event, outcome, reason = "rate_limited", "denied", exc.scope
+        user_id = session_id = None
     elif isinstance(exc, RefreshTokenReused):
-        audit_event(
-            "refresh.reuse_detected",
-            outcome="denied",
-            request=request,
-            user_id=exc.user_id,
-            session_id=exc.sid,
-            reason="rotated_token_presented",
-            session_revoked=True,
-        )
-    else:
-        if user_id is None and isinstance(exc, CeremonyFailed):
-            user_id = exc.user_id
-        audit_event(
-            event,
-            outcome=outcome,
-            request=request,
-            user_id=user_id,
-            session_id=session_id,
-            reason=failure_reason(exc),
-            service=None,  # the app's; explicit so `fields` cannot land here
-            **fields,
-        )
+        event, outcome, reason = "refresh.reuse_detected", "denied", "rotated_token_presented"
+        user_id, session_id, fields = exc.user_id, exc.sid, {"session_revoked": True}
+    elif user_id is None and isinstance(exc, CeremonyFailed | SecondFactorRequired):
+        user_id = exc.user_id
+    audit_event(
+        event,
+        outcome=outcome,
+        request=request,
+        user_id=user_id,
+        session_id=session_id,
+        reason=reason,
+        service=None,  # the app's; explicit so `fields` cannot land here
+        **fields,
+    )
 
 
 class Audit:
@@ -154,7 +147,7 @@ async def audited(
     session_id: str | None = None,
     denied: bool = False,
     audits: type[Exception] | tuple[type[Exception], ...] = Exception,
-    problem: ProblemOptions | None = None,
+    problem: ProblemOptions | Callable[[Exception], Problem] | None = None,
     **fields: Detail,
 ) -> AsyncIterator[Audit]:
     """Run a route's service call as one audited `event`.
@@ -167,7 +160,8 @@ async def audited(
         denied: a failure is a refusal of the caller (`denied`), not a
             failed attempt (`failure`).
         audits: the failures that are events; others only get their problem.
-        problem: what the route tells the problem map (`to_problem`).
+        problem: what the route tells the problem map (`to_problem`), or
+            the route's own map (the OAuth endpoints answer in RFC 6749's shape).
         fields: detail fields of both outcomes' events.
 
     Raises:
@@ -182,7 +176,8 @@ async def audited(
         if isinstance(exc, audits):
             outcome = "denied" if denied else "failure"
             _failure_event(event, exc, request, outcome, user_id, session_id, fields)
-        raise to_problem(exc, problem or ProblemOptions()) from None
+        answer = problem if callable(problem) else partial(to_problem, opts=problem or _DEFAULTS)
+        raise answer(exc) from None
     if not audit.handed_over:
         audit_event(
             event,

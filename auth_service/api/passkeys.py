@@ -11,7 +11,11 @@ from auth_service.api.auditing import audited, audited_failure
 from auth_service.api.deps import Ctx, CurrentUser, ip_of, user_agent_of
 from auth_service.api.oauth_forms import NO_STORE, token_response
 from auth_service.api.problems import ProblemOptions, to_problem
-from auth_service.api.second_factor import RecentMfaUser, reauthentication_failed_problem
+from auth_service.api.second_factor import (
+    RecentMfaUser,
+    audit_step_up_denied,
+    reauthentication_failed_problem,
+)
 from auth_service.errors import (
     CeremonyFailed,
     InvalidCredentials,
@@ -77,16 +81,8 @@ async def register_options(
         )
     except Exception as exc:
         if isinstance(exc, StepUpRequired | ReauthenticationRequired):
-            audit_event(
-                "step_up",
-                outcome="denied",
-                request=request,
-                reason="no_recent_second_factor"
-                if isinstance(exc, StepUpRequired)
-                else "no_recent_login",
-                path=request.url.path,
-                **who,
-            )
+            missing = "second_factor" if isinstance(exc, StepUpRequired) else "login"
+            audit_step_up_denied(request, claims, f"no_recent_{missing}")
         elif isinstance(exc, InvalidCredentials | RateLimited):
             # A wrong password here is a failed login attempt: it counted
             # toward the login limits, and the trail shows it.

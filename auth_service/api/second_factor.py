@@ -17,24 +17,30 @@ from shared.tokens.claims import AccessClaims
 __all__ = [
     "NO_STORE",
     "RecentMfaUser",
+    "audit_step_up_denied",
     "reauthentication_failed_problem",
     "recent_mfa_user",
     "token_response",
 ]
 
 
+def audit_step_up_denied(request: Request, claims: AccessClaims, reason: str) -> None:
+    """The `step_up` event: an action refused for want of a recent factor."""
+    audit_event(
+        "step_up",
+        outcome="denied",
+        request=request,
+        user_id=claims.sub,
+        session_id=claims.sid,
+        reason=reason,
+        path=request.url.path,
+    )
+
+
 async def recent_mfa_user(request: Request, claims: CurrentUser, ctx: Ctx) -> AccessClaims:
     max_age = ctx.settings.step_up_max_age_seconds
     if not recent_second_factor(claims, max_age=max_age):
-        audit_event(
-            "step_up",
-            outcome="denied",
-            request=request,
-            user_id=claims.sub,
-            session_id=claims.sid,
-            reason="no_recent_second_factor",
-            path=request.url.path,
-        )
+        audit_step_up_denied(request, claims, "no_recent_second_factor")
         raise step_up_problem(max_age)
     return claims
 
