@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
+from auth_service.api.auditing import audited
 from auth_service.api.deps import Ctx, ip_of, user_agent_of
-from auth_service.api.second_factor import NO_STORE, second_factor_problem, token_response
+from auth_service.api.oauth_forms import NO_STORE, token_response
+from auth_service.api.problems import ProblemOptions, to_problem
 from auth_service.context import AuthContext
 from auth_service.errors import CeremonyFailed
 from auth_service.schemas.accounts import TokenResponse
@@ -14,6 +16,9 @@ from shared.audit.events import audit_event
 from shared.http.openapi import problem_responses
 
 router = APIRouter(tags=["tokens"])
+
+# A failed second step is a failed login: 401.
+_LOGIN = ProblemOptions(ceremony_status=401)
 
 
 async def begin_mfa(request: Request, ctx: AuthContext, user_id: str) -> MfaRequiredResponse:
@@ -25,7 +30,7 @@ async def begin_mfa(request: Request, ctx: AuthContext, user_id: str) -> MfaRequ
     try:
         pending = await ctx.mfa.begin(user_id)
     except Exception as exc:
-        raise second_factor_problem(exc, ceremony_status=401, max_age=0) from None
+        raise to_problem(exc, _LOGIN) from None
     audit_event("mfa.challenge", outcome="success", request=request, user_id=user_id)
     return MfaRequiredResponse(
         mfa_token=pending.mfa_token, expires_in=pending.expires_in, webauthn=pending.webauthn
@@ -44,7 +49,9 @@ async def login_mfa(
     response.headers.update(NO_STORE)
     method = "passkey" if body.credential is not None else "recovery_code"
     ip, ua = ip_of(request), user_agent_of(request)
-    try:
+    async with audited(
+        "mfa.verify", request, audits=CeremonyFailed, problem=_LOGIN, method=method
+    ) as audit:
         if body.credential is not None:
             grant = await ctx.mfa.complete_with_passkey(
                 mfa_token=body.mfa_token, credential=body.credential, ip=ip, user_agent=ua
@@ -54,25 +61,7 @@ async def login_mfa(
             grant = await ctx.mfa.complete_with_recovery_code(
                 mfa_token=body.mfa_token, code=body.recovery_code, ip=ip, user_agent=ua
             )
-    except Exception as exc:
-        if isinstance(exc, CeremonyFailed):
-            audit_event(
-                "mfa.verify",
-                outcome="failure",
-                request=request,
-                user_id=exc.user_id,
-                reason=exc.reason,
-                method=method,
-            )
-        raise second_factor_problem(exc, ceremony_status=401, max_age=0) from None
-    audit_event(
-        "mfa.verify",
-        outcome="success",
-        request=request,
-        user_id=grant.user_id,
-        session_id=grant.sid,
-        method=method,
-    )
+        audit.success(user_id=grant.user_id, session_id=grant.sid)
     if body.recovery_code is not None:
         remaining = await ctx.mfa.remaining_codes(grant.user_id)
         audit_event(

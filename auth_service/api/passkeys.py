@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import re
 import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from auth_service.api.auditing import audited_failure
+from auth_service.api.auditing import audited, audited_failure
 from auth_service.api.deps import Ctx, CurrentUser, ip_of, user_agent_of
+from auth_service.api.oauth_forms import NO_STORE, token_response
+from auth_service.api.problems import ProblemOptions, to_problem
 from auth_service.api.second_factor import (
-    NO_STORE,
     RecentMfaUser,
+    audit_step_up_denied,
     reauthentication_failed_problem,
-    token_response,
 )
-from auth_service.api.second_factor import second_factor_problem as _problem
 from auth_service.errors import (
     CeremonyFailed,
     InvalidCredentials,
@@ -39,17 +38,15 @@ from shared.http.openapi import problem_responses
 
 router = APIRouter(prefix="/webauthn", tags=["passkeys"])
 
+# A failed login ceremony is a failed login: 401 (enrolment's is a bad request).
+_LOGIN = ProblemOptions(ceremony_status=401)
+
 _OPTIONS_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "Options JSON exactly as py_webauthn's options_to_json writes it",
         "content": {"application/json": {"schema": {"type": "object"}}},
     }
 }
-
-
-def _snake(name: str) -> str:
-    """`LastCredential` -> `last_credential`, for audit reasons."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
 
 
 def _options(options_json: str) -> Response:
@@ -84,23 +81,15 @@ async def register_options(
         )
     except Exception as exc:
         if isinstance(exc, StepUpRequired | ReauthenticationRequired):
-            audit_event(
-                "step_up",
-                outcome="denied",
-                request=request,
-                reason="no_recent_second_factor"
-                if isinstance(exc, StepUpRequired)
-                else "no_recent_login",
-                path=request.url.path,
-                **who,
-            )
+            missing = "second_factor" if isinstance(exc, StepUpRequired) else "login"
+            audit_step_up_denied(request, claims, f"no_recent_{missing}")
         elif isinstance(exc, InvalidCredentials | RateLimited):
             # A wrong password here is a failed login attempt: it counted
             # toward the login limits, and the trail shows it.
             audited_failure("reauthentication", exc, request, purpose="passkey.enrol", **who)
             if isinstance(exc, InvalidCredentials):
                 raise reauthentication_failed_problem() from None
-        raise _problem(exc, ceremony_status=400, max_age=max_age, reauth_age=reauth_age) from None
+        raise to_problem(exc, ProblemOptions(max_age=max_age, reauth_age=reauth_age)) from None
     if start.reauthenticated:
         audit_event(
             "reauthentication", outcome="success", request=request, purpose="passkey.enrol", **who
@@ -118,36 +107,18 @@ async def register_options(
 async def register_verify(
     body: RegisterVerifyRequest, request: Request, claims: CurrentUser, ctx: Ctx
 ) -> EnrolmentOut:
-    max_age = ctx.settings.step_up_max_age_seconds
-    try:
+    who = {"user_id": claims.sub, "session_id": claims.sid}
+    async with audited(
+        "passkey.added", request, user_id=claims.sub, session_id=claims.sid
+    ) as audit:
         enrolment = await ctx.passkeys.register(
             user_id=claims.sub, credential=body.credential, label=body.label, sid=claims.sid
         )
         # The first passkey turns MFA on: its recovery codes come with it,
         # shown once, so that losing the device never locks the user out.
         codes = await ctx.mfa.new_recovery_codes(claims.sub) if enrolment.first else None
-    except Exception as exc:
-        reason = exc.reason if isinstance(exc, CeremonyFailed) else _snake(type(exc).__name__)
-        audit_event(
-            "passkey.added",
-            outcome="failure",
-            request=request,
-            user_id=claims.sub,
-            session_id=claims.sid,
-            reason=reason,
-        )
-        raise _problem(exc, ceremony_status=400, max_age=max_age) from None
-    row = enrolment.credential
-    audit_event(
-        "passkey.added",
-        outcome="success",
-        request=request,
-        user_id=claims.sub,
-        session_id=claims.sid,
-        webauthn_id=str(row.id),
-        aaguid=row.aaguid,
-        first=enrolment.first,
-    )
+        row = enrolment.credential
+        audit.success(webauthn_id=str(row.id), aaguid=row.aaguid, first=enrolment.first)
     if enrolment.first:
         # MFA is on from now, and whoever holds this passkey and the codes
         # decides who logs in: its own event, naming the session and whether
@@ -156,20 +127,14 @@ async def register_verify(
             "mfa.enabled",
             outcome="success",
             request=request,
-            user_id=claims.sub,
-            session_id=claims.sid,
+            **who,
             webauthn_id=str(row.id),
             recent_login=recent_login(claims, max_age=ctx.settings.enrol_reauth_max_age_seconds),
             auth_time=claims.auth_time,
         )
     if codes is not None:
         audit_event(
-            "recovery_codes.generated",
-            outcome="success",
-            request=request,
-            user_id=claims.sub,
-            session_id=claims.sid,
-            count=len(codes),
+            "recovery_codes.generated", outcome="success", request=request, **who, count=len(codes)
         )
     return EnrolmentOut(credential=CredentialOut.of(row), recovery_codes=codes)
 
@@ -184,7 +149,7 @@ async def list_credentials(claims: CurrentUser, ctx: Ctx) -> list[CredentialOut]
     try:
         rows = await ctx.passkeys.list(claims.sub)
     except Exception as exc:
-        raise _problem(exc, ceremony_status=400, max_age=0) from None
+        raise to_problem(exc) from None
     return [CredentialOut.of(r) for r in rows]
 
 
@@ -201,30 +166,19 @@ async def delete_credential(
     ctx: Ctx,
     confirm_last: Annotated[bool, Query(description="required to remove the last passkey")] = False,
 ) -> Response:
-    try:
+    # A refusal here is the caller's (not their passkey, the last one).
+    async with audited(
+        "passkey.removed",
+        request,
+        user_id=claims.sub,
+        session_id=claims.sid,
+        denied=True,
+        webauthn_id=str(credential_id),
+    ) as audit:
         was_last = await ctx.passkeys.remove(
             user_id=claims.sub, row_id=credential_id, confirm_last=confirm_last
         )
-    except Exception as exc:
-        audit_event(
-            "passkey.removed",
-            outcome="denied",
-            request=request,
-            user_id=claims.sub,
-            session_id=claims.sid,
-            reason=_snake(type(exc).__name__),
-            webauthn_id=str(credential_id),
-        )
-        raise _problem(exc, ceremony_status=400, max_age=0) from None
-    audit_event(
-        "passkey.removed",
-        outcome="success",
-        request=request,
-        user_id=claims.sub,
-        session_id=claims.sid,
-        webauthn_id=str(credential_id),
-        mfa_disabled=was_last,
-    )
+        audit.success(mfa_disabled=was_last)
     return Response(status_code=204)
 
 
@@ -236,18 +190,15 @@ async def delete_credential(
     summary="Replace my recovery codes (shown once; needs a recent second factor)",
 )
 async def new_recovery_codes(request: Request, claims: RecentMfaUser, ctx: Ctx) -> RecoveryCodesOut:
-    try:
-        codes = await ctx.mfa.new_recovery_codes(claims.sub)
-    except Exception as exc:
-        raise _problem(exc, ceremony_status=400, max_age=0) from None
-    audit_event(
+    async with audited(
         "recovery_codes.generated",
-        outcome="success",
-        request=request,
+        request,
         user_id=claims.sub,
         session_id=claims.sid,
-        count=len(codes),
-    )
+        audits=(),  # a failure changed nothing: only its problem
+    ) as audit:
+        codes = await ctx.mfa.new_recovery_codes(claims.sub)
+        audit.success(count=len(codes))
     return RecoveryCodesOut(recovery_codes=codes)
 
 
@@ -260,7 +211,7 @@ async def login_options(request: Request, ctx: Ctx) -> Response:
     try:
         options = await ctx.passkeys.login_options(ip=ip_of(request))
     except Exception as exc:
-        raise _problem(exc, ceremony_status=401, max_age=0) from None
+        raise to_problem(exc, _LOGIN) from None
     return _options(options)
 
 
@@ -274,26 +225,9 @@ async def login_verify(
     body: LoginVerifyRequest, request: Request, response: Response, ctx: Ctx
 ) -> TokenResponse:
     response.headers.update(NO_STORE)
-    try:
+    async with audited("passkey.login", request, audits=CeremonyFailed, problem=_LOGIN) as audit:
         grant = await ctx.passkeys.login(
             credential=body.credential, ip=ip_of(request), user_agent=user_agent_of(request)
         )
-    except Exception as exc:
-        if isinstance(exc, CeremonyFailed):
-            audit_event(
-                "passkey.login",
-                outcome="failure",
-                request=request,
-                user_id=exc.user_id,
-                reason=exc.reason,
-            )
-        raise _problem(exc, ceremony_status=401, max_age=0) from None
-    audit_event(
-        "passkey.login",
-        outcome="success",
-        request=request,
-        user_id=grant.user_id,
-        session_id=grant.sid,
-        method="passkey",
-    )
+        audit.success(user_id=grant.user_id, session_id=grant.sid, method="passkey")
     return token_response(grant)

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from auth_service.api.auditing import audited_failure, validation_audited_route
-from auth_service.api.deps import Ctx, ip_of, to_problem
+from auth_service.api.auditing import audited, validation_audited_route
+from auth_service.api.deps import Ctx, ip_of
 from auth_service.schemas.accounts import Profile, RegistrationRequest
-from shared.audit.events import audit_event
 from shared.http.openapi import problem_responses
 
 # A body that fails validation is audited as a failed registration too.
@@ -24,11 +23,9 @@ router = APIRouter(tags=["accounts"], route_class=validation_audited_route("user
 async def register(
     body: RegistrationRequest, request: Request, response: Response, ctx: Ctx
 ) -> Profile:
-    try:
+    async with audited("user.register", request) as audit:
         profile = await ctx.registration.register(body, ip=ip_of(request))
-    except Exception as exc:
-        raise to_problem(audited_failure("user.register", exc, request)) from None
-    out = Profile.model_validate(profile)
-    audit_event("user.register", outcome="success", request=request, user_id=str(out.id))
+        out = Profile.model_validate(profile)
+        audit.success(user_id=str(out.id))
     response.headers["Location"] = f"/users/{out.id}"
     return out

@@ -8,8 +8,15 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from auth_service.api.auditing import audited_failure
-from auth_service.api.deps import Ctx, ip_of, to_problem
-from auth_service.api.oauth_forms import NO_STORE, oauth_error, read_form
+from auth_service.api.deps import Ctx, ip_of
+from auth_service.api.oauth_forms import (
+    NO_STORE,
+    form_openapi,
+    oauth_error,
+    rate_limited,
+    read_form,
+)
+from auth_service.api.problems import to_problem
 from auth_service.errors import RateLimited
 from shared.audit.events import audit_event
 
@@ -28,37 +35,20 @@ _FIELD_LIMITS = {"token_type_hint": 64, "client_id": 128}
     status_code=200,
     response_class=Response,  # RFC 7009 §2.2: an empty 200, no JSON
     summary="Revoke a refresh or access token (RFC 7009): its session ends",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/x-www-form-urlencoded": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["token"],
-                        "properties": {
-                            "token": {"type": "string", "maxLength": _MAX_FIELD},
-                            # A hint only: other values are ignored (RFC 7009 §2.1).
-                            "token_type_hint": {
-                                "type": "string",
-                                "maxLength": _FIELD_LIMITS["token_type_hint"],
-                                "examples": ["refresh_token", "access_token"],
-                            },
-                            "client_id": {
-                                "type": "string",
-                                "maxLength": _FIELD_LIMITS["client_id"],
-                            },
-                        },
-                    }
-                }
+    openapi_extra=form_openapi(
+        required=["token"],
+        properties={
+            "token": {"type": "string", "maxLength": _MAX_FIELD},
+            # A hint only: other values are ignored (RFC 7009 §2.1).
+            "token_type_hint": {
+                "type": "string",
+                "maxLength": _FIELD_LIMITS["token_type_hint"],
+                "examples": ["refresh_token", "access_token"],
             },
+            "client_id": {"type": "string", "maxLength": _FIELD_LIMITS["client_id"]},
         },
-        "responses": {
-            "200": {"description": "Revoked, or nothing to revoke (RFC 7009 §2.2)"},
-            "400": {"description": "RFC 6749 error", "content": {"application/json": {}}},
-            "429": {"description": "Rate limited", "content": {"application/json": {}}},
-        },
-    },
+        responses={"200": {"description": "Revoked, or nothing to revoke (RFC 7009 §2.2)"}},
+    ),
 )
 async def revoke(request: Request, ctx: Ctx) -> Any:
     fields = await read_form(request, max_field=_MAX_FIELD)
@@ -78,12 +68,7 @@ async def revoke(request: Request, ctx: Ctx) -> Any:
         )
     except RateLimited as exc:
         audited_failure("token.revoke", exc, request)
-        return oauth_error(
-            429,
-            "rate_limited",
-            "Too many attempts; retry later.",
-            {"Retry-After": str(exc.retry_after)},
-        )
+        return rate_limited(exc).response()
     except Exception as exc:
         raise to_problem(audited_failure("token.revoke", exc, request)) from None
     who = {"user_id": result.user_id, "session_id": result.sid}

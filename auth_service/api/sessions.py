@@ -9,7 +9,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response
 
 from auth_service.api.auditing import audited_failure
-from auth_service.api.deps import Ctx, CurrentUser, to_problem
+from auth_service.api.deps import Ctx, CurrentUser
+from auth_service.api.problems import to_problem
 from auth_service.schemas.accounts import SessionOut
 from auth_service.schemas.webauthn import PasskeyAdded
 from shared.audit.events import audit_event

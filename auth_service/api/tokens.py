@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from auth_service.api.auditing import audited_failure
-from auth_service.api.deps import Ctx, CurrentUser, ip_of, to_problem, user_agent_of
+from auth_service.api.auditing import audited
+from auth_service.api.deps import Ctx, CurrentUser, ip_of, user_agent_of
 from auth_service.api.mfa import begin_mfa
-from auth_service.api.oauth_forms import NO_STORE, oauth_error, read_form
+from auth_service.api.oauth_forms import (
+    NO_STORE,
+    OAuthError,
+    form_openapi,
+    oauth_error,
+    rate_limited,
+    read_form,
+    token_response,
+)
+from auth_service.api.problems import to_problem
 from auth_service.errors import (
     InvalidCredentials,
     RateLimited,
@@ -21,20 +32,10 @@ from auth_service.errors import (
 from auth_service.schemas.accounts import LoginRequest, RefreshRequest, TokenResponse
 from auth_service.schemas.webauthn import MfaRequiredResponse
 from auth_service.services.authentication import TokenGrant
-from shared.audit.events import audit_event
 from shared.http.openapi import problem_responses
+from shared.http.problems import Problem
 
 router = APIRouter(tags=["tokens"])
-
-
-def _token_body(grant: TokenGrant) -> TokenResponse:
-    return TokenResponse(
-        access_token=grant.access_token,
-        expires_in=grant.expires_in,
-        refresh_token=grant.refresh_token,
-        scope=grant.scope,
-        user_id=grant.user_id,
-    )
 
 
 def _no_store(response: Response) -> None:
@@ -51,26 +52,19 @@ async def login(
     body: LoginRequest, request: Request, response: Response, ctx: Ctx
 ) -> TokenResponse | MfaRequiredResponse:
     _no_store(response)
-    try:
-        grant = await ctx.authenticator.login_password(
-            body.email,
-            body.password.get_secret_value(),
-            ip=ip_of(request),
-            user_agent=user_agent_of(request),
-        )
-    except SecondFactorRequired as exc:
-        return await begin_mfa(request, ctx, exc.user_id)  # audited as mfa.challenge
-    except Exception as exc:
-        raise to_problem(audited_failure("login", exc, request)) from None
-    audit_event(
-        "login",
-        outcome="success",
-        request=request,
-        user_id=grant.user_id,
-        session_id=grant.sid,
-        method="password",
-    )
-    return _token_body(grant)
+    async with audited("login", request) as audit:
+        try:
+            grant = await ctx.authenticator.login_password(
+                body.email,
+                body.password.get_secret_value(),
+                ip=ip_of(request),
+                user_agent=user_agent_of(request),
+            )
+        except SecondFactorRequired as exc:
+            audit.hand_over()  # audited as mfa.challenge
+            return await begin_mfa(request, ctx, exc.user_id)
+        audit.success(user_id=grant.user_id, session_id=grant.sid, method="password")
+    return token_response(grant)
 
 
 @router.post(
@@ -83,23 +77,15 @@ async def refresh(
     body: RefreshRequest, request: Request, response: Response, ctx: Ctx
 ) -> TokenResponse:
     _no_store(response)
-    try:
+    async with audited("token.refresh", request) as audit:
         grant = await ctx.authenticator.refresh(
             body.refresh_token,
             ip=ip_of(request),
             user_agent=user_agent_of(request),
             client_id=body.client_id,
         )
-    except Exception as exc:
-        raise to_problem(audited_failure("token.refresh", exc, request)) from None
-    audit_event(
-        "token.refresh",
-        outcome="success",
-        request=request,
-        user_id=grant.user_id,
-        session_id=grant.sid,
-    )
-    return _token_body(grant)
+        audit.success(user_id=grant.user_id, session_id=grant.sid)
+    return token_response(grant)
 
 
 @router.post(
@@ -107,108 +93,70 @@ async def refresh(
 )
 async def logout(request: Request, claims: CurrentUser, ctx: Ctx) -> Response:
     assert claims.sid is not None  # current_user admits user tokens only
-    who = {"user_id": claims.sub, "session_id": claims.sid}
-    try:
+    async with audited("logout", request, user_id=claims.sub, session_id=claims.sid):
         await ctx.sessions.revoke(claims.sid)
-    except Exception as exc:
-        raise to_problem(audited_failure("logout", exc, request, **who)) from None
-    audit_event("logout", outcome="success", request=request, **who)
     return Response(status_code=204, headers=NO_STORE)
 
 
 _MAX_FIELD = 1024
 
 
+def _oauth_problem(exc: Exception) -> Problem:
+    """The token endpoint's answers to domain errors: RFC 6749 §5.2's shape."""
+    if isinstance(exc, InvalidCredentials | RefreshTokenInvalid | RefreshTokenReused):
+        return OAuthError(400, "invalid_grant", "The credentials or refresh token are not valid.")
+    if isinstance(exc, SecondFactorRequired):
+        # The password grant has no second step (RFC 6749 §4.3): an account
+        # with a passkey gets no tokens here, only a pointer to the flow that
+        # can finish the login.
+        return OAuthError(
+            400,
+            "invalid_grant",
+            "This account requires a second factor: use POST /login, then POST /login/mfa.",
+        )
+    if isinstance(exc, RateLimited):
+        return rate_limited(exc)
+    return to_problem(exc)
+
+
 @router.post(
     "/token",
     response_model=TokenResponse,
     summary="OAuth2 token endpoint (password and refresh_token grants)",
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {
-                "application/x-www-form-urlencoded": {
-                    "schema": {
-                        "type": "object",
-                        "required": ["grant_type"],
-                        "properties": {
-                            "grant_type": {"type": "string", "enum": ["password", "refresh_token"]},
-                            "username": {"type": "string", "maxLength": 320},
-                            "password": {"type": "string", "maxLength": 1024, "format": "password"},
-                            "refresh_token": {"type": "string", "maxLength": 512},
-                            "scope": {"type": "string", "maxLength": 256},
-                            "client_id": {"type": "string", "maxLength": 128},
-                        },
-                    }
-                }
-            },
+    openapi_extra=form_openapi(
+        required=["grant_type"],
+        properties={
+            "grant_type": {"type": "string", "enum": ["password", "refresh_token"]},
+            "username": {"type": "string", "maxLength": 320},
+            "password": {"type": "string", "maxLength": 1024, "format": "password"},
+            "refresh_token": {"type": "string", "maxLength": 512},
+            "scope": {"type": "string", "maxLength": 256},
+            "client_id": {"type": "string", "maxLength": 128},
         },
-        "responses": {
-            "400": {"description": "RFC 6749 error", "content": {"application/json": {}}},
-            "401": {"description": "RFC 6749 error", "content": {"application/json": {}}},
-            "429": {"description": "Rate limited", "content": {"application/json": {}}},
-        },
-    },
+        responses={"401": {"description": "RFC 6749 error", "content": {"application/json": {}}}},
+    ),
 )
 async def token(request: Request, ctx: Ctx) -> Any:
     fields = await read_form(request, max_field=_MAX_FIELD)
     if isinstance(fields, JSONResponse):
         return fields
     grant_type = fields.get("grant_type", "")
-    ip, ua = ip_of(request), user_agent_of(request)
-    event = "token.refresh" if grant_type == "refresh_token" else "login"  # audit event
-    try:
-        if grant_type == "password":
-            username, password = fields.get("username", ""), fields.get("password", "")
-            if not username or not password:
-                return oauth_error(400, "invalid_request", "username and password are required.")
-            grant = await ctx.authenticator.login_password(username, password, ip=ip, user_agent=ua)
-        elif grant_type == "refresh_token":
-            rt = fields.get("refresh_token", "")
-            if not rt:
-                return oauth_error(400, "invalid_request", "refresh_token is required.")
-            # RFC 6749 §6: the token must have been issued to this client.
-            grant = await ctx.authenticator.refresh(
-                rt, ip=ip, user_agent=ua, client_id=fields.get("client_id") or None
-            )
-        else:
-            return oauth_error(400, "unsupported_grant_type", "Supported: password, refresh_token.")
-    except (InvalidCredentials, RefreshTokenInvalid, RefreshTokenReused) as exc:
-        audited_failure(event, exc, request, grant=grant_type)
-        return oauth_error(400, "invalid_grant", "The credentials or refresh token are not valid.")
-    except SecondFactorRequired as exc:
-        # The password grant has no second step (RFC 6749 §4.3): an account
-        # with a passkey gets no tokens here, only a pointer to the flow that
-        # can finish the login.
-        audit_event(
-            "login",
-            outcome="failure",
-            request=request,
-            user_id=exc.user_id,
-            reason="second_factor_required",
-            grant=grant_type,
-        )
-        return oauth_error(
-            400,
-            "invalid_grant",
-            "This account requires a second factor: use POST /login, then POST /login/mfa.",
-        )
-    except RateLimited as exc:
-        audited_failure(event, exc, request)
-        return oauth_error(
-            429,
-            "rate_limited",
-            "Too many attempts; retry later.",
-            {"Retry-After": str(exc.retry_after)},
-        )
-    except Exception as exc:
-        raise to_problem(audited_failure(event, exc, request, grant=grant_type)) from None
-    audit_event(
-        event,
-        outcome="success",
-        request=request,
-        user_id=grant.user_id,
-        session_id=grant.sid,
-        grant=grant_type,
-    )
-    return JSONResponse(_token_body(grant).model_dump(mode="json"), headers=NO_STORE)
+    issue: Callable[..., Awaitable[TokenGrant]]
+    if grant_type == "password":
+        username, password = fields.get("username", ""), fields.get("password", "")
+        if not username or not password:
+            return oauth_error(400, "invalid_request", "username and password are required.")
+        issue = partial(ctx.authenticator.login_password, username, password)
+    elif grant_type == "refresh_token":
+        rt = fields.get("refresh_token", "")
+        if not rt:
+            return oauth_error(400, "invalid_request", "refresh_token is required.")
+        # RFC 6749 §6: the token must have been issued to this client.
+        issue = partial(ctx.authenticator.refresh, rt, client_id=fields.get("client_id") or None)
+    else:
+        return oauth_error(400, "unsupported_grant_type", "Supported: password, refresh_token.")
+    event = "token.refresh" if grant_type == "refresh_token" else "login"
+    async with audited(event, request, problem=_oauth_problem, grant=grant_type) as audit:
+        grant = await issue(ip=ip_of(request), user_agent=user_agent_of(request))
+        audit.success(user_id=grant.user_id, session_id=grant.sid)
+    return JSONResponse(token_response(grant).model_dump(mode="json"), headers=NO_STORE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +19,23 @@ from shared.db.sqlite_reads import SQLitePrimaryKeyReader
 # A pending identity older than this belongs to a registration that died
 # between its two steps (process crash); a new registration may take the email.
 STALE_PENDING = timedelta(minutes=2)
+
+
+def _active_row(
+    reader: SQLitePrimaryKeyReader | None, key: object
+) -> tuple[bool, dict[str, Any] | None]:
+    """`(answered, row)`: an active identity's row read on the SQLite fast path.
+
+    Not answered (no fast path, or the file is locked or not migrated yet):
+    the async ORM path answers or raises instead.
+    """
+    if reader is None:
+        return False, None
+    try:
+        row = reader.get(key)
+    except sqlite3.Error:
+        return False, None
+    return True, row if row is not None and row["status"] == "active" else None
 
 
 class IdentityRepository:
@@ -78,15 +96,9 @@ class IdentityRepository:
             await s.commit()
 
     async def active_by_email(self, email_key: str) -> Identity | None:
-        if self._fast_email is not None:
-            try:
-                row = self._fast_email.get(email_key)
-            except sqlite3.Error:
-                pass  # locked, or not migrated yet: the async path answers or raises
-            else:
-                if row is None or row["status"] != "active":
-                    return None
-                return Identity.model_validate(row)
+        answered, row = _active_row(self._fast_email, email_key)
+        if answered:
+            return None if row is None else Identity.model_validate(row)
         async with self._sessions() as s:
             result = await s.exec(
                 select(Identity).where(Identity.email_key == email_key, Identity.status == "active")
@@ -94,17 +106,11 @@ class IdentityRepository:
             return result.first()
 
     async def active_by_id(self, identity_id: uuid.UUID) -> Identity | None:
-        if self._fast is not None:
-            try:
-                row = self._fast.get(identity_id)
-            except sqlite3.Error:
-                pass  # locked, or not migrated yet: the async path answers or raises
-            else:
-                if row is None or row["status"] != "active":
-                    return None
-                # Validated into a transient instance: callers only read it,
-                # as they read the detached one the ORM path returns.
-                return Identity.model_validate(row)
+        answered, row = _active_row(self._fast, identity_id)
+        if answered:
+            # Validated into a transient instance: callers only read it,
+            # as they read the detached one the ORM path returns.
+            return None if row is None else Identity.model_validate(row)
         async with self._sessions() as s:
             identity = await s.get(Identity, identity_id)
             return identity if identity and identity.status == "active" else None
@@ -115,15 +121,9 @@ class IdentityRepository:
         What a refresh needs, without building an `Identity` (model
         validation was most of the SQLite fast path's cost).
         """
-        if self._fast is not None:
-            try:
-                row = self._fast.get(identity_id)
-            except sqlite3.Error:
-                pass  # as in active_by_id
-            else:
-                if row is None or row["status"] != "active":
-                    return None
-                return parse_roles(row["roles"])
+        answered, row = _active_row(self._fast, identity_id)
+        if answered:
+            return None if row is None else parse_roles(row["roles"])
         identity = await self.active_by_id(identity_id)
         return None if identity is None else identity.role_list
 

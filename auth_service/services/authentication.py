@@ -21,6 +21,7 @@ from auth_service.errors import (
 )
 from auth_service.models.identity import Identity
 from auth_service.repositories.identities import IdentityRepository
+from auth_service.services.service import service
 from auth_service.services.tokens import USER_SCOPE, TokenIssuer
 from auth_service.stores.rate_limit import Limit, RateLimiter, client_network
 from auth_service.stores.sessions import SessionStore
@@ -87,25 +88,15 @@ def login_key(email: str) -> str:
     return email_key(normalized)
 
 
+@service
 class Authenticator:
-    def __init__(
-        self,
-        *,
-        identities: IdentityRepository,
-        hasher: _Hasher,
-        sessions: SessionStore,
-        issuer: TokenIssuer,
-        limiter: RateLimiter,
-        limits: LoginLimits,
-        second_factors: _SecondFactors | None = None,
-    ) -> None:
-        self._identities = identities
-        self._hasher = hasher
-        self._sessions = sessions
-        self._issuer = issuer
-        self._limiter = limiter
-        self._limits = limits
-        self._second_factors = second_factors
+    identities: IdentityRepository
+    hasher: _Hasher
+    sessions: SessionStore
+    issuer: TokenIssuer
+    limiter: RateLimiter
+    limits: LoginLimits
+    second_factors: _SecondFactors | None = None
 
     async def check_password(self, email: str, password: str, *, ip: str) -> Identity:
         """Verify email + password; returns the identity.
@@ -121,24 +112,24 @@ class Authenticator:
         # Every counter is taken before the hash runs: parallel guesses
         # cannot outrun the limit. The account counters are keyed by the email
         # as typed, known or not, so their behaviour reveals nothing either.
-        attempt = self._limits.for_attempt(ip, key)
+        attempt = self.limits.for_attempt(ip, key)
         for limit, subject in attempt:
-            decision = await self._limiter.hit(limit, subject)
+            decision = await self.limiter.hit(limit, subject)
             if not decision.allowed:
                 raise RateLimited(decision.retry_after, limit.scope)
-        identity = await self._identities.active_by_email(key)
-        ok = await self._hasher.verify(identity.password_hash if identity else None, password)
+        identity = await self.identities.active_by_email(key)
+        ok = await self.hasher.verify(identity.password_hash if identity else None, password)
         if not ok or identity is None:
             raise InvalidCredentials
         # The right password ends the run of failures (NIST SP 800-63B
         # §5.2.2: disregard earlier failed attempts after a success).
         for limit, subject in attempt[1:]:
-            await self._limiter.reset(limit, subject)
-        if self._hasher.needs_rehash(identity.password_hash):
+            await self.limiter.reset(limit, subject)
+        if self.hasher.needs_rehash(identity.password_hash):
             # Parameters were raised since this hash was made: upgrade it now,
             # while we briefly hold the plaintext (docs/ARCHITECTURE.md: rehash on login).
-            await self._identities.update_password_hash(
-                identity.id, await self._hasher.hash(password)
+            await self.identities.update_password_hash(
+                identity.id, await self.hasher.hash(password)
             )
         return identity
 
@@ -146,10 +137,10 @@ class Authenticator:
         self, identity: Identity, *, amr: tuple[str, ...], ip: str, user_agent: str
     ) -> TokenGrant:
         auth_time = int(time.time())
-        sid, refresh = await self._sessions.create(
+        sid, refresh = await self.sessions.create(
             user_id=str(identity.id), amr=amr, auth_time=auth_time, ip=ip, user_agent=user_agent
         )
-        access = self._issuer.access_token(
+        access = self.issuer.access_token(
             user_id=str(identity.id),
             sid=sid,
             roles=identity.role_list,
@@ -171,7 +162,7 @@ class Authenticator:
                 passkey; the caller continues with `MfaService.begin`.
         """
         identity = await self.check_password(email, password, ip=ip)
-        if self._second_factors is not None and await self._second_factors.enrolled(identity.id):
+        if self.second_factors is not None and await self.second_factors.enrolled(identity.id):
             raise SecondFactorRequired(str(identity.id))
         return await self.start_session(identity, amr=("pwd",), ip=ip, user_agent=user_agent)
 
@@ -196,21 +187,21 @@ class Authenticator:
             RefreshTokenWrongClient: issued to another client (RFC 6749 §6).
             RefreshTokenReused: an already-rotated token; the session is now revoked.
         """
-        if self._limits.refresh_per_ip is not None:
-            decision = await self._limiter.hit(self._limits.refresh_per_ip, ip)
+        if self.limits.refresh_per_ip is not None:
+            decision = await self.limiter.hit(self.limits.refresh_per_ip, ip)
             if not decision.allowed:
-                raise RateLimited(decision.retry_after, self._limits.refresh_per_ip.scope)
-        owner = await self._sessions.owner(refresh_token)
+                raise RateLimited(decision.retry_after, self.limits.refresh_per_ip.scope)
+        owner = await self.sessions.owner(refresh_token)
         if owner is None:
             raise RefreshTokenInvalid
         sid, user_id, _ = owner
         # Re-read the account: a deleted or disabled identity must not keep
         # minting tokens, and role changes take effect at the next refresh.
-        roles = await self._identities.active_roles_by_id(uuid.UUID(user_id))
+        roles = await self.identities.active_roles_by_id(uuid.UUID(user_id))
         if roles is None:
-            await self._sessions.revoke(sid)
+            await self.sessions.revoke(sid)
             raise RefreshTokenInvalid
-        rot = await self._sessions.rotate(
+        rot = await self.sessions.rotate(
             refresh_token, ip=ip, user_agent=user_agent, client_id=client_id
         )
         if rot.outcome == "reused":
@@ -221,7 +212,7 @@ class Authenticator:
             raise RefreshTokenWrongClient
         if rot.outcome != "ok":
             raise RefreshTokenInvalid
-        access = self._issuer.access_token(
+        access = self.issuer.access_token(
             user_id=rot.user_id,
             sid=rot.sid,
             roles=roles,

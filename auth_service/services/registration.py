@@ -9,6 +9,7 @@ from auth_service.clients.user_service import UserServiceClient
 from auth_service.errors import EmailTaken, RateLimited, UpstreamUnavailable, WeakPassword
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.schemas.accounts import RegistrationRequest
+from auth_service.services.service import service
 from auth_service.stores.rate_limit import Limit, RateLimiter
 from shared.http.fields import email_key
 
@@ -23,25 +24,15 @@ class _Policy(Protocol):
     ) -> list[str]: ...
 
 
+@service
 class RegistrationService:
-    def __init__(
-        self,
-        *,
-        identities: IdentityRepository,
-        hasher: _Hasher,
-        policy: _Policy,
-        users: UserServiceClient,
-        limiter: RateLimiter,
-        ip_limit: Limit,
-        email_limit: Limit | None = None,
-    ) -> None:
-        self._identities = identities
-        self._hasher = hasher
-        self._policy = policy
-        self._users = users
-        self._limiter = limiter
-        self._ip_limit = ip_limit
-        self._email_limit = email_limit
+    identities: IdentityRepository
+    hasher: _Hasher
+    policy: _Policy
+    users: UserServiceClient
+    limiter: RateLimiter
+    ip_limit: Limit
+    email_limit: Limit | None = None
 
     async def register(self, req: RegistrationRequest, *, ip: str) -> dict[str, Any]:
         """Create an account and its profile; all or nothing.
@@ -58,29 +49,29 @@ class RegistrationService:
         # as uniqueness is): the IP limit bounds how many addresses one client
         # can probe through the 409; the email limit bounds retries against
         # one address from many IPs (docs/RATE_LIMITS.md).
-        limits = [(self._ip_limit, ip)]
-        if self._email_limit is not None:
-            limits.append((self._email_limit, email_key(req.email)))
+        limits = [(self.ip_limit, ip)]
+        if self.email_limit is not None:
+            limits.append((self.email_limit, email_key(req.email)))
         for limit, subject in limits:
-            decision = await self._limiter.hit(limit, subject)
+            decision = await self.limiter.hit(limit, subject)
             if not decision.allowed:
                 raise RateLimited(decision.retry_after, limit.scope)
         password = req.password.get_secret_value()
         # The account's own data is context for the strength estimate: a
         # password built from the name or birthday is among the first guesses.
-        problems = await self._policy.check_async(
+        problems = await self.policy.check_async(
             password, email=req.email, name=req.name, date_of_birth=req.date_of_birth
         )
         if problems:
             raise WeakPassword(problems)
-        password_hash = await self._hasher.hash(password)
-        identity = await self._identities.create_pending(
+        password_hash = await self.hasher.hash(password)
+        identity = await self.identities.create_pending(
             email=req.email, email_key=email_key(req.email), password_hash=password_hash
         )
         if identity is None:
             raise EmailTaken
         try:
-            profile = await self._users.upsert_profile(
+            profile = await self.users.upsert_profile(
                 user_id=str(identity.id),
                 name=req.name,
                 email=req.email,
@@ -89,7 +80,7 @@ class RegistrationService:
                 created_at=identity.created_at,
             )
         except UpstreamUnavailable:
-            await self._identities.delete(identity.id)
+            await self.identities.delete(identity.id)
             raise
-        await self._identities.activate(identity.id)
+        await self.identities.activate(identity.id)
         return profile

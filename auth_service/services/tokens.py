@@ -5,8 +5,10 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from auth_service.services.service import service
 
 USER_CLIENT_ID = "idp-web"
 SERVICE_CLIENT_ID = "auth-service"
@@ -24,6 +26,7 @@ class IssuedAccessToken:
     expires_in: int
 
 
+@service
 class TokenIssuer:
     """Signs every JWT the platform issues with the key ring's current key.
 
@@ -35,23 +38,13 @@ class TokenIssuer:
         service_ttl: service token lifetime in seconds.
     """
 
-    def __init__(
-        self,
-        *,
-        signer: Signer,
-        issuer: str,
-        audience: str,
-        access_ttl: int,
-        service_ttl: int,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._signer = signer
-        self._iss = issuer
-        self._aud = audience
-        self._access_ttl = access_ttl
-        self._service_ttl = service_ttl
-        self._clock = clock
-        self._service_cache: tuple[str, float] | None = None
+    signer: Signer
+    issuer: str
+    audience: str
+    access_ttl: int
+    service_ttl: int
+    clock: Callable[[], float] = time.time
+    _service_cache: tuple[str, float] | None = field(default=None, init=False)
 
     def access_token(
         self,
@@ -62,12 +55,12 @@ class TokenIssuer:
         amr: tuple[str, ...],
         auth_time: int,
     ) -> IssuedAccessToken:
-        now = int(self._clock())
+        now = int(self.clock())
         claims = {
-            "iss": self._iss,
+            "iss": self.issuer,
             "sub": user_id,
-            "aud": self._aud,
-            "exp": now + self._access_ttl,
+            "aud": self.audience,
+            "exp": now + self.access_ttl,
             "iat": now,
             "jti": secrets.token_urlsafe(16),
             "client_id": USER_CLIENT_ID,
@@ -77,7 +70,7 @@ class TokenIssuer:
             "amr": list(amr),
             "auth_time": auth_time,
         }
-        return IssuedAccessToken(self._signer.sign(claims), self._access_ttl)
+        return IssuedAccessToken(self.signer.sign(claims), self.access_ttl)
 
     def service_token(self) -> str:
         """A short-lived client-credentials token for calls to the user service.
@@ -86,16 +79,16 @@ class TokenIssuer:
         issued to a client for itself, which the user service tells apart from
         any user token. Reused until a quarter of its life is left.
         """
-        now = self._clock()
+        now = self.clock()
         cached = self._service_cache
-        if cached and cached[1] - now > self._service_ttl / 4:
+        if cached and cached[1] - now > self.service_ttl / 4:
             return cached[0]
-        exp = int(now) + self._service_ttl
-        token = self._signer.sign(
+        exp = int(now) + self.service_ttl
+        token = self.signer.sign(
             {
-                "iss": self._iss,
+                "iss": self.issuer,
                 "sub": SERVICE_CLIENT_ID,
-                "aud": self._aud,
+                "aud": self.audience,
                 "exp": exp,
                 "iat": int(now),
                 "jti": secrets.token_urlsafe(16),

@@ -1,4 +1,8 @@
-"""Exception types that mean "a dependency is down" in both services (-> 503)."""
+"""Exception types that mean "a dependency is down" in both services (-> 503).
+
+The one definition: the apps' exception handlers and the auth service's
+problem map and audit reasons all read it.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ DEPENDENCY_ERRORS: tuple[type[Exception], ...] = (
     OperationalError,
     DBAPIError,
     PoolTimeout,
-    ConnectionError,
-    TimeoutError,
+    # Sockets: ConnectionError and TimeoutError are OSErrors, and so is a
+    # database host name that does not resolve (socket.gaierror).
+    OSError,
 )

@@ -308,7 +308,8 @@ def test_known_label_values_cover_what_the_code_emits() -> None:
     limits = set(re.findall(r'\bLimit\(\s*"([a-z0-9-]+)"', code))
     events = set(
         re.findall(
-            r'\b(?:audit_event|audited_failure|validation_audited_route)\(\s*"([a-z_.]+)"', code
+            r'\b(?:audit_event|audited|audited_failure|validation_audited_route)\(\s*"([a-z_.]+)"',
+            code,
         )
     )
     assert limits == set(RATE_LIMITS)

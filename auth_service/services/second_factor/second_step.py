@@ -28,6 +28,7 @@ from auth_service.services.second_factor.recovery_codes import (
     hash_code,
     normalize_code,
 )
+from auth_service.services.service import service
 from auth_service.services.webauthn.options import authentication_options, options_dict
 from auth_service.services.webauthn.passkeys import PasskeyService, descriptor_of
 from auth_service.services.webauthn.relying_party import RelyingParty
@@ -75,29 +76,17 @@ class MfaPending:
     webauthn: dict[str, Any]
 
 
+@service
 class MfaService:
-    def __init__(
-        self,
-        *,
-        rp: RelyingParty,
-        credentials: CredentialRepository,
-        codes: RecoveryCodeRepository,
-        identities: IdentityRepository,
-        challenges: ChallengeStore,
-        passkeys: PasskeyService,
-        authenticator: Authenticator,
-        mfa_ttl: int,
-        code_count: int,
-    ) -> None:
-        self._rp = rp
-        self._credentials = credentials
-        self._codes = codes
-        self._identities = identities
-        self._challenges = challenges
-        self._passkeys = passkeys
-        self._authenticator = authenticator
-        self._mfa_ttl = mfa_ttl
-        self._code_count = code_count
+    rp: RelyingParty
+    credentials: CredentialRepository
+    codes: RecoveryCodeRepository
+    identities: IdentityRepository
+    challenges: ChallengeStore
+    passkeys: PasskeyService
+    authenticator: Authenticator
+    mfa_ttl: int
+    code_count: int
 
     async def begin(self, user_id: str) -> MfaPending:
         """Issue the mfa_token and the request options for the user's passkeys.
@@ -106,12 +95,12 @@ class MfaService:
         password already identified the user, and non-discoverable
         authenticators need the ids to find their key.
         """
-        token, challenge = await self._challenges.begin_mfa(user_id=user_id)
-        creds = await self._credentials.for_user(uuid.UUID(user_id))
+        token, challenge = await self.challenges.begin_mfa(user_id=user_id)
+        creds = await self.credentials.for_user(uuid.UUID(user_id))
         options = authentication_options(
-            rp=self._rp, challenge=challenge, allow=[descriptor_of(c) for c in creds]
+            rp=self.rp, challenge=challenge, allow=[descriptor_of(c) for c in creds]
         )
-        return MfaPending(user_id, token, self._mfa_ttl, options_dict(options))
+        return MfaPending(user_id, token, self.mfa_ttl, options_dict(options))
 
     async def complete_with_passkey(
         self, *, mfa_token: str, credential: Mapping[str, Any], ip: str, user_agent: str
@@ -122,16 +111,16 @@ class MfaService:
             CeremonyFailed: `mfa_token_unknown` (expired, replayed, never
                 issued) or any reason from `PasskeyService.verify_for`.
         """
-        pending = await self._challenges.take_mfa(mfa_token)
+        pending = await self.challenges.take_mfa(mfa_token)
         if pending is None or pending.user_id is None:
             raise CeremonyFailed("mfa_token_unknown")
-        await self._passkeys.verify_for(
+        await self.passkeys.verify_for(
             credential=credential,
             expected_challenge=pending.challenge,
             expected_user_id=pending.user_id,
         )
         identity = await self._active(pending.user_id)
-        return await self._authenticator.start_session(
+        return await self.authenticator.start_session(
             identity, amr=PASSKEY_AMR, ip=ip, user_agent=user_agent
         )
 
@@ -144,22 +133,22 @@ class MfaService:
             CeremonyFailed: `mfa_token_unknown` or `recovery_code_invalid`
                 (wrong, spent, or from an older set).
         """
-        pending = await self._challenges.take_mfa(mfa_token)
+        pending = await self.challenges.take_mfa(mfa_token)
         if pending is None or pending.user_id is None:
             raise CeremonyFailed("mfa_token_unknown")
         user_id = uuid.UUID(pending.user_id)
         normalized = normalize_code(code)
-        if normalized is None or not await self._codes.consume(
+        if normalized is None or not await self.codes.consume(
             user_id, hash_code(user_id, normalized)
         ):
             raise CeremonyFailed("recovery_code_invalid", user_id=pending.user_id)
         identity = await self._active(pending.user_id)
-        return await self._authenticator.start_session(
+        return await self.authenticator.start_session(
             identity, amr=RECOVERY_AMR, ip=ip, user_agent=user_agent
         )
 
     async def remaining_codes(self, user_id: str) -> int:
-        return await self._codes.remaining(uuid.UUID(user_id))
+        return await self.codes.remaining(uuid.UUID(user_id))
 
     async def new_recovery_codes(self, user_id: str) -> list[str]:
         """Replace the user's recovery codes; returns the plaintexts, once.
@@ -168,14 +157,14 @@ class MfaService:
             PasskeyRequired: the account has no passkey to recover.
         """
         uid = uuid.UUID(user_id)
-        if not await self._credentials.enrolled(uid):
+        if not await self.credentials.enrolled(uid):
             raise PasskeyRequired
-        codes = generate_codes(self._code_count)
-        await self._codes.replace(uid, [hash_code(uid, normalize_code(c) or "") for c in codes])
+        codes = generate_codes(self.code_count)
+        await self.codes.replace(uid, [hash_code(uid, normalize_code(c) or "") for c in codes])
         return codes
 
     async def _active(self, user_id: str) -> Identity:
-        identity = await self._identities.active_by_id(uuid.UUID(user_id))
+        identity = await self.identities.active_by_id(uuid.UUID(user_id))
         if identity is None:
             raise CeremonyFailed("account_inactive", user_id=user_id)
         return identity

@@ -27,6 +27,7 @@ from auth_service.models.webauthn import WebAuthnCredential
 from auth_service.repositories.credentials import CredentialRepository, Removal
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator, TokenGrant
+from auth_service.services.service import service
 from auth_service.services.webauthn.ceremonies import (
     assertion_credential_id,
     client_challenge,
@@ -73,25 +74,15 @@ class EnrolmentStart:
     reauthenticated: bool
 
 
+@service
 class PasskeyService:
-    def __init__(
-        self,
-        *,
-        rp: RelyingParty,
-        credentials: CredentialRepository,
-        identities: IdentityRepository,
-        challenges: ChallengeStore,
-        authenticator: Authenticator,
-        limiter: RateLimiter,
-        options_limit: Limit,
-    ) -> None:
-        self._rp = rp
-        self._credentials = credentials
-        self._identities = identities
-        self._challenges = challenges
-        self._authenticator = authenticator
-        self._limiter = limiter
-        self._options_limit = options_limit
+    rp: RelyingParty
+    credentials: CredentialRepository
+    identities: IdentityRepository
+    challenges: ChallengeStore
+    authenticator: Authenticator
+    limiter: RateLimiter
+    options_limit: Limit
 
     # --- enrolment (L3 §7.1) ---------------------------------------------
 
@@ -124,20 +115,20 @@ class PasskeyService:
             account), CredentialExists (the per-account limit is reached).
         """
         identity = await self._identity(user_id)
-        existing = await self._credentials.for_user(identity.id)
+        existing = await self.credentials.for_user(identity.id)
         reauthenticated = False
         if existing and not recent_mfa:
             raise StepUpRequired
         if not existing and not recent_login:
             if password is None:
                 raise ReauthenticationRequired
-            await self._authenticator.check_password(identity.email, password, ip=ip)
+            await self.authenticator.check_password(identity.email, password, ip=ip)
             reauthenticated = True
         if len(existing) >= MAX_PASSKEYS_PER_ACCOUNT:
             raise CredentialExists
-        challenge = await self._challenges.begin(Ceremony.REGISTER, user_id=user_id)
+        challenge = await self.challenges.begin(Ceremony.REGISTER, user_id=user_id)
         options = registration_options(
-            rp=self._rp,
+            rp=self.rp,
             user_handle=user_handle(identity.id),
             user_name=identity.email,
             challenge=challenge,
@@ -162,21 +153,21 @@ class PasskeyService:
                 someone else).
             CredentialExists: the credential id is registered already.
         """
-        pending = await self._challenges.take(Ceremony.REGISTER, client_challenge(credential))
+        pending = await self.challenges.take(Ceremony.REGISTER, client_challenge(credential))
         if pending is None:
             raise CeremonyFailed("challenge_unknown", user_id=user_id)
         if pending.user_id != user_id:
             raise CeremonyFailed("challenge_other_user", user_id=user_id)
         try:
             new = verify_registration(
-                credential=credential, expected_challenge=pending.challenge, expected_rp=self._rp
+                credential=credential, expected_challenge=pending.challenge, expected_rp=self.rp
             )
         except CeremonyFailed as exc:
             exc.user_id = user_id
             raise
         identity = await self._identity(user_id)
-        count = await self._credentials.count(identity.id)
-        row = await self._credentials.add(
+        count = await self.credentials.count(identity.id)
+        row = await self.credentials.add(
             user_id=identity.id, new=new, label=label or f"Passkey {count + 1}", enrolled_sid=sid
         )
         if row is None:
@@ -186,7 +177,7 @@ class PasskeyService:
     # --- management -------------------------------------------------------
 
     async def list(self, user_id: str) -> list[WebAuthnCredential]:
-        return await self._credentials.for_user(uuid.UUID(user_id))
+        return await self.credentials.for_user(uuid.UUID(user_id))
 
     async def remove(self, *, user_id: str, row_id: uuid.UUID, confirm_last: bool) -> bool:
         """Remove a passkey; returns True when it was the account's last one.
@@ -195,7 +186,7 @@ class PasskeyService:
             CredentialNotFound: not the caller's (or no such passkey).
             LastCredential: the last passkey, without `confirm_last`.
         """
-        outcome = await self._credentials.remove(
+        outcome = await self.credentials.remove(
             user_id=uuid.UUID(user_id), row_id=row_id, allow_last=confirm_last
         )
         if outcome is Removal.NOT_FOUND:
@@ -226,7 +217,7 @@ class PasskeyService:
                 any failed check of `verify_assertion`.
         """
         cred_id = assertion_credential_id(credential)
-        stored = await self._credentials.by_credential_id(cred_id)
+        stored = await self.credentials.by_credential_id(cred_id)
         if stored is None:
             raise CeremonyFailed("unknown_credential", user_id=expected_user_id)
         owner = str(stored.user_id)
@@ -237,7 +228,7 @@ class PasskeyService:
             verified = verify_assertion(
                 credential=credential,
                 expected_challenge=expected_challenge,
-                expected_rp=self._rp,
+                expected_rp=self.rp,
                 expected_user_handle=user_handle(stored.user_id),
                 require_user_handle=expected_user_id is None,
                 credential_public_key=stored.public_key,
@@ -247,7 +238,7 @@ class PasskeyService:
         except CeremonyFailed as exc:
             exc.user_id = expected_user_id or owner
             raise
-        recorded = await self._credentials.record_use(
+        recorded = await self.credentials.record_use(
             stored.id,
             expected_sign_count=stored.sign_count,
             new_sign_count=verified.new_sign_count,
@@ -271,11 +262,11 @@ class PasskeyService:
         Raises:
             RateLimited
         """
-        decision = await self._limiter.hit(self._options_limit, ip)
+        decision = await self.limiter.hit(self.options_limit, ip)
         if not decision.allowed:
-            raise RateLimited(decision.retry_after, self._options_limit.scope)
-        challenge = await self._challenges.begin(Ceremony.LOGIN, user_id=None)
-        return authentication_options(rp=self._rp, challenge=challenge, allow=[])
+            raise RateLimited(decision.retry_after, self.options_limit.scope)
+        challenge = await self.challenges.begin(Ceremony.LOGIN, user_id=None)
+        return authentication_options(rp=self.rp, challenge=challenge, allow=[])
 
     async def login(self, *, credential: Mapping[str, Any], ip: str, user_agent: str) -> TokenGrant:
         """Verify a discoverable-credential assertion and start a session.
@@ -283,21 +274,21 @@ class PasskeyService:
         Raises:
             CeremonyFailed
         """
-        pending = await self._challenges.take(Ceremony.LOGIN, client_challenge(credential))
+        pending = await self.challenges.take(Ceremony.LOGIN, client_challenge(credential))
         if pending is None:
             raise CeremonyFailed("challenge_unknown")
         stored = await self.verify_for(
             credential=credential, expected_challenge=pending.challenge, expected_user_id=None
         )
-        identity = await self._identities.active_by_id(stored.user_id)
+        identity = await self.identities.active_by_id(stored.user_id)
         if identity is None:
             raise CeremonyFailed("account_inactive", user_id=str(stored.user_id))
-        return await self._authenticator.start_session(
+        return await self.authenticator.start_session(
             identity, amr=PASSWORDLESS_AMR, ip=ip, user_agent=user_agent
         )
 
     async def _identity(self, user_id: str) -> Identity:
-        identity = await self._identities.active_by_id(uuid.UUID(user_id))
+        identity = await self.identities.active_by_id(uuid.UUID(user_id))
         if identity is None:
             raise CredentialNotFound
         return identity
