@@ -24,6 +24,9 @@ import redis
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 
+# A suite-wide fixture kept in tests/support, registered here by name.
+from tests.support.audit import audit  # noqa: F401
+
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_ADMIN_URL = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -10,8 +10,6 @@ and a self-signed certificate made here.
 from __future__ import annotations
 
 import contextlib
-import datetime
-import ipaddress
 import re
 import subprocess
 import time
@@ -20,15 +18,12 @@ from pathlib import Path
 
 import httpx
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from starlette.types import Receive, Scope, Send
 
 from tests.abuse.test_abuse_transport import _load_cluster
 from tests.conftest import Services, start_services
 from tests.e2e.processes import free_port
+from tests.support.tls import write_self_signed
 
 ONE_YEAR = 365 * 24 * 3600
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "nginx" / "gateway.conf.template"
@@ -78,33 +73,7 @@ async def test_services_send_hsts_exactly_when_the_issuer_is_https(services: Ser
 
 def _self_signed(directory: Path) -> None:
     """certs/fullchain.pem and certs/privkey.pem for 127.0.0.1, as the TLS block expects."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "idp.test")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    certs = directory / "certs"
-    certs.mkdir(parents=True)
-    (certs / "fullchain.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (certs / "privkey.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    write_self_signed(directory / "certs" / "fullchain.pem", directory / "certs" / "privkey.pem")
 
 
 def _with_tls_block(config: str, *, port: int, http2: bool) -> str:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from shared.audit.events import AUDIT_LOGGER
 from tests.conftest import Services, new_user, start_services
-from tests.observability.conftest import AuditCapture
+from tests.support.audit import AuditCapture
 
 pytestmark = pytest.mark.anyio
 
@@ -29,18 +27,6 @@ async def idle_services(
         auth={"refresh_idle_timeout_seconds": IDLE},
     ):
         yield s
-
-
-@pytest.fixture
-def audit() -> Iterator[AuditCapture]:
-    handler = AuditCapture()
-    logger = logging.getLogger(AUDIT_LOGGER)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
 
 
 async def _login(s: Services) -> dict[str, str]:

@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from shared.audit.events import AUDIT_LOGGER
 from tests.conftest import Services, new_user, rejected_within_a_second, start_services
-from tests.observability.conftest import AuditCapture
+from tests.support.audit import AuditCapture
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def audit() -> Iterator[AuditCapture]:
-    handler = AuditCapture()
-    logger = logging.getLogger(AUDIT_LOGGER)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
 
 
 async def _login(s: Services) -> dict[str, str]:

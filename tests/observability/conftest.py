@@ -2,55 +2,20 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from shared.audit.events import AUDIT_LOGGER
-from shared.audit.sink import audit_record
 from tests.conftest import REDIS_URL, Services, new_user
+from tests.support.audit import AuditCapture
 
-
-class AuditCapture(logging.Handler):
-    """Every audit event emitted in this process, in order."""
-
-    def __init__(self) -> None:
-        super().__init__(level=logging.INFO)
-        self.events: list[dict[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        event = audit_record(record)
-        if event is not None:
-            self.events.append(dict(event))
-
-    def named(self, event: str) -> list[dict[str, Any]]:
-        return [e for e in self.events if e["event"] == event]
-
-    def clear(self) -> None:
-        self.events.clear()
-
-
-@pytest.fixture
-def audit() -> Iterator[AuditCapture]:
-    """Audit events as the services emit them (the `audit` logger does not
-    propagate to the root logger, so caplog would not see them)."""
-    handler = AuditCapture()
-    logger = logging.getLogger(AUDIT_LOGGER)
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
+__all__ = ["AuditCapture"]
 
 
 def capture_spans(*apps: FastAPI) -> InMemorySpanExporter:

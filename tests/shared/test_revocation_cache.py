@@ -8,8 +8,6 @@ to asking Redis on every call.
 from __future__ import annotations
 
 import asyncio
-import datetime
-import ipaddress
 import shutil
 import subprocess
 import time
@@ -18,16 +16,13 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 import redis
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from redis.asyncio import Redis
 
 from shared.access.revocation import RedisRevocationChecker, revocation_channel, revoked_key
 from shared.access.revocation_feed import SubscribedRevocationChecker
 from tests.conftest import REDIS_URL
 from tests.e2e.processes import free_port
+from tests.support.tls import write_self_signed
 
 pytestmark = pytest.mark.anyio
 
@@ -205,33 +200,8 @@ def tls_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if server is None:
         pytest.fail("redis-server is required (the Debian package)")
     directory = tmp_path_factory.mktemp("tls-redis")
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(hours=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
     cert_file, key_file = directory / "cert.pem", directory / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+    write_self_signed(cert_file, key_file)
     port = free_port()
     proc = subprocess.Popen(
         [
