@@ -185,8 +185,11 @@ def test_a_registration_is_one_trace_across_both_processes(stack: Stack) -> None
 
     # ...and that trace holds the spans of both processes.
     trace = _wait_for(lambda: _both_services(stack.otlp.spans, trace_id))
-    auth_server = next(s for s in trace if s.service == "auth-service" and s.kind == _SERVER)
-    assert auth_server.name == "POST /users"
+    # The trace's root is the registration. (The user service's first token
+    # check fetches the JWKS inside the same trace: another auth SERVER span.)
+    ids = {s.span_id for s in trace}
+    (root,) = [s for s in trace if s.parent_span_id not in ids]
+    assert (root.service, root.kind, root.name) == ("auth-service", _SERVER, "POST /users")
     # Across processes the only carrier is the W3C traceparent header: the
     # user service's SERVER span is the child of the auth service's CLIENT span.
     user_server = next(
