@@ -100,7 +100,7 @@ def _build_context(
         access_ttl=settings.access_token_ttl_seconds,
         service_ttl=settings.service_token_ttl_seconds,
     )
-    from auth_service.clients.user_service import UserServiceClient
+    from auth_service.peers.user_service import UserServiceClient
 
     policy = PasswordPolicy()
     registration_service = RegistrationService(

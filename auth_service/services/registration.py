@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any, Protocol
 
-from auth_service.clients.user_service import UserServiceClient
 from auth_service.errors import EmailTaken, RateLimited, UpstreamUnavailable, WeakPassword
+from auth_service.peers.user_service import UserServiceClient
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.schemas.accounts import RegistrationRequest
 from auth_service.services.service import service
