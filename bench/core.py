@@ -19,7 +19,7 @@ __all__ = [
     "Check",
     "TargetResult",
     "WrkResult",
-    "audit_missing",
+    "audit_stored_ratio",
     "capacity_rows",
     "delay_for_rate",
     "linear_slope",
@@ -341,15 +341,17 @@ def prometheus_value(text: str, name: str, labels: dict[str, str]) -> float:
     return total
 
 
-def audit_missing(*, stored: int, emitted: int, answered: int) -> int:
-    """Refresh audit events not durably stored: the larger of what the service
-    emitted (its own counter) and what clients saw succeed, minus the rows.
+def audit_stored_ratio(*, stored: int, emitted: int, answered: int) -> float:
+    """Refresh audit rows stored over refreshes done; 1.0 = every one is a row.
 
-    The service may finish a few rotations whose responses wrk no longer
-    read (connections closed at the end of a run), so its counter can exceed
-    wrk's count, never the other way round; both must be in the table.
+    Refreshes done is the larger of what the service emitted (its own
+    counter) and what clients saw succeed: the service may finish a few
+    rotations whose responses wrk no longer read (connections closed at the
+    end of a run), so its counter can exceed wrk's count; both must be in
+    the table. NaN when nothing was refreshed (nothing to claim).
     """
-    return max(emitted, answered) - stored
+    done = max(emitted, answered)
+    return stored / done if done > 0 else math.nan
 
 
 def capacity_rows(targets: dict[int, TargetResult], cores: int) -> list[dict[str, Any]]:

@@ -97,7 +97,7 @@ def run(bench: Bench) -> None:
         TITLES[1],
         [
             Check(
-                "ours / DB-read floor (FastAPI + asyncpg, one SELECT by id)",
+                "ours / DB-read floor",
                 pr("ours", "db-read floor"),
                 ">=",
                 0.8,
@@ -111,7 +111,9 @@ def run(bench: Bench) -> None:
                 f"{med['ours']:.0f} vs {med['fastapi-users RS256']:.0f} req/s",
             ),
         ],
-        note=f"ours = metrics and tracing off, like the baselines; as shipped (both on, no "
+        note="the DB-read floor: a bare FastAPI + asyncpg app doing one SELECT by primary "
+        "key (bench/baselines/db_read_floor.py); all on the same PostgreSQL server. "
+        f"ours = metrics and tracing off, like the baselines; as shipped (both on, no "
         f"exporter): {med['ours as shipped']:.0f} req/s "
         f"({pr('ours as shipped', 'db-read floor'):.2f}x the DB-read floor, "
         f"{pr('ours as shipped', 'fastapi-users RS256'):.2f}x fastapi-users). "

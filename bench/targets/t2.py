@@ -43,14 +43,14 @@ def run(bench: Bench) -> None:
         TITLES[2],
         [
             Check(
-                "first sight: TokenVerifier.verify (cache off) / floor of any RS256 verifier",
+                "first sight (cache off) / RS256 verify floor",
                 ratio(m["verify_ours_s"], m["verify_floor_s"]),
                 "<=",
                 1.15,
                 f"{m['verify_ours_s'] * 1e6:.1f} µs vs {m['verify_floor_s'] * 1e6:.1f} µs",
             ),
             Check(
-                "the same token again (verified-token cache) / floor of any RS256 verifier",
+                "repeat (verified-token cache) / RS256 verify floor",
                 ratio(m["verify_repeat_s"], m["verify_floor_s"]),
                 "<=",
                 1.15,

@@ -11,7 +11,7 @@ from bench.core import (
     Check,
     TargetResult,
     WrkResult,
-    audit_missing,
+    audit_stored_ratio,
     median,
     paired_ratio,
     ratio,
@@ -68,40 +68,40 @@ def run(bench: Bench) -> None:
     emitted = bench.refresh_events_emitted()
     deadline = time.monotonic() + AUDIT_FLUSH_SECONDS
     stored = bench.refresh_audit_rows()
-    while audit_missing(stored=stored, emitted=emitted, answered=answered) > 0:
+    while audit_stored_ratio(stored=stored, emitted=emitted, answered=answered) < 1:
         if time.monotonic() > deadline:
             break
         time.sleep(0.25)
         stored = bench.refresh_audit_rows()
-    missing = audit_missing(stored=stored, emitted=emitted, answered=answered)
+    stored_ratio = audit_stored_ratio(stored=stored, emitted=emitted, answered=answered)
     database = "SQLite" if bench.cfg.sqlite else "PostgreSQL"
     bench.results[5] = TargetResult(
         5,
         TITLES[5],
         [
             Check(
-                "rotations/s / refresh floor (bare FastAPI POST: one Redis round trip, one "
-                "RS256 sign)",
+                "rotations/s / refresh floor",
                 paired_ratio([r.ok_rps for r in runs], [r.ok_rps for r in floors]),
                 ">=",
                 0.6,
                 f"{rps:.0f}/s vs {floor_rps:.0f}/s",
             ),
             Check(
-                f"refresh audit events missing from {database}",
-                float(missing),
-                "<=",
-                0.0,
+                f"refresh audit rows in {database} / refreshes done",
+                stored_ratio,
+                ">=",
+                1.0,
                 f"{stored} rows stored, {emitted} events emitted, {answered} refreshes answered",
             ),
         ],
         note=f"16 connections, pool of refresh tokens each used once; errors "
         f"{sum(r.errors for r in runs)}; ratio = median of per-round ratios over "
-        f"{len(runs)} interleaved rounds. The floor (bench/baselines/refresh_floor.py, on "
-        f"the same core) ran {ratio(floor_rps, signs):.2f}x raw RSA-2048 signs/s "
-        f"({signs:.0f}/s); ours {ratio(rps, signs):.2f}x. Audit rows counted in the "
-        f"auth service's audit_events table after the load (event token.refresh, "
-        f"success), against the service's idp_audit_events counter and wrk's 2xx count.",
+        f"{len(runs)} interleaved rounds. The refresh floor (a bare FastAPI POST doing one Redis "
+        "round trip and one RS256 sign, bench/baselines/refresh_floor.py, on the same core) "
+        f"ran {floor_rps:.0f}/s, {ratio(floor_rps, signs):.2f}x raw RSA-2048 signs/s "
+        f"({signs:.0f}/s); ours {ratio(rps, signs):.2f}x. Refreshes done = the larger of the "
+        "service's idp_audit_events counter (token.refresh, success) and wrk's 2xx count; rows "
+        "counted in the auth service's audit_events table after the load.",
         data={
             "runs": [r.to_dict() for r in runs],
             "floor": [r.to_dict() for r in floors],

@@ -14,7 +14,7 @@ from bench.core import (
     JSON_PREFIX,
     Check,
     TargetResult,
-    audit_missing,
+    audit_stored_ratio,
     capacity_rows,
     delay_for_rate,
     linear_slope,
@@ -216,12 +216,17 @@ def test_prometheus_value_reads_the_matching_samples_only() -> None:
     assert prometheus_value(METRICS, "idp_tokens_issued_total", {}) == 189.0
 
 
-def test_audit_missing_counts_against_the_larger_of_emitted_and_answered() -> None:
+def test_audit_rows_are_counted_against_the_larger_of_emitted_and_answered() -> None:
     # The service finished rotations wrk stopped reading: all must be stored.
-    assert audit_missing(stored=164, emitted=164, answered=133) == 0
-    assert audit_missing(stored=160, emitted=164, answered=133) == 4
+    assert audit_stored_ratio(stored=164, emitted=164, answered=133) == 1.0
+    assert audit_stored_ratio(stored=123, emitted=164, answered=133) == pytest.approx(0.75)
     # A counter that missed events cannot hide rows missing for answered refreshes.
-    assert audit_missing(stored=120, emitted=100, answered=133) == 13
+    assert audit_stored_ratio(stored=100, emitted=80, answered=125) == pytest.approx(0.8)
+    # Nothing refreshed: nothing to claim, so the check is n/a rather than a pass.
+    assert math.isnan(audit_stored_ratio(stored=0, emitted=0, answered=0))
+    assert Check("x", audit_stored_ratio(stored=0, emitted=0, answered=0), ">=", 1.0).verdict == (
+        "n/a"
+    )
 
 
 def _t(number: int, **data: object) -> TargetResult:
