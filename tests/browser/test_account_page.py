@@ -15,9 +15,7 @@ from tests.browser.conftest import PASSWORD, PasskeyPage, new_email
 pytestmark = pytest.mark.browser
 
 
-def test_edit_profile_download_data_and_delete_the_account(
-    ui: PasskeyPage, tmp_path: Path
-) -> None:
+def test_edit_profile_download_data_and_delete_the_account(ui: PasskeyPage, tmp_path: Path) -> None:
     email = new_email()
     ui.open()
     ui.register(email)
