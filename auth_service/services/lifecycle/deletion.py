@@ -11,8 +11,9 @@ What goes, in this order (docs/ACCOUNTS.md, "Deleting an account"):
 3. Every row the account owns in this service's database, in one
    transaction (`ACCOUNT_OWNED`: identity, password hash, passkeys, recovery
    codes, and whatever table joins that list).
-4. Every session (each revocation is published, so resource servers refuse
-   the sessions' access tokens within a second), and live one-time links.
+4. Every session with its refresh-token records (each revocation is
+   published, so resource servers refuse the sessions' access tokens within
+   a second), and live one-time links.
 
 A failure after step 2 leaves a state the same request finishes: the profile
 deletion is idempotent, and the account can still log in until step 3 has
@@ -77,7 +78,7 @@ class AccountDeletion:
         # session created by a login racing this deletion dies at its first
         # refresh, and its access token within its lifetime.
         rows = await self.accounts.erase(identity.id)
-        revoked = await self.sessions.revoke_all(user_id)
+        revoked = await self.sessions.forget_user(user_id)
         for tokens in self.one_time_tokens:
             await tokens.retire(user_id)
         return Deleted(rows=rows, sessions_revoked=revoked)
