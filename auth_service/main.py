@@ -15,9 +15,8 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from auth_service.api import audit as audit_api
-from auth_service.api import mfa as mfa_api
 from auth_service.api import (
+    account,
     page,
     passkeys,
     passwords,
@@ -27,15 +26,24 @@ from auth_service.api import (
     tokens,
     wellknown,
 )
+from auth_service.api import audit as audit_api
+from auth_service.api import mfa as mfa_api
 from auth_service.config import AuthSettings
 from auth_service.context import AuthContext
 from auth_service.keys import KeyRing
 from auth_service.mail import Outbox, SmtpSender
 from auth_service.migrate import MIGRATIONS
+from auth_service.repositories.accounts import AccountRepository
 from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
+from auth_service.repositories.recovery_codes import RecoveryCodeRepository
 from auth_service.services.authentication import Authenticator, LoginLimits
-from auth_service.services.lifecycle import PasswordLifecycle, ResetLimits
+from auth_service.services.lifecycle import (
+    AccountDeletion,
+    AccountExport,
+    PasswordLifecycle,
+    ResetLimits,
+)
 from auth_service.services.password_policy import PasswordPolicy
 from auth_service.services.passwords import Argon2Params, PasswordHasher
 from auth_service.services.registration import RegistrationService
@@ -47,6 +55,7 @@ from auth_service.stores.sessions import SessionStore
 from auth_service.wiring import build_second_factor
 from shared.access.bearer import BearerAuthenticator
 from shared.access.revocation import MARKER_OUTLIVES_TOKEN_SECONDS, RedisRevocationChecker
+from shared.audit.store import AuditStore
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.observability.setup import Observability
 from shared.service.app import build_app
@@ -103,11 +112,12 @@ def _build_context(
     from auth_service.peers.user_service import UserServiceClient
 
     policy = PasswordPolicy()
+    users = UserServiceClient(http=http, token=issuer.service_token)
     registration_service = RegistrationService(
         identities=identities,
         hasher=hasher,
         policy=policy,
-        users=UserServiceClient(http=http, token=issuer.service_token),
+        users=users,
         limiter=limiter,
         ip_limit=Limit(
             "register-ip", settings.register_ip_limit, settings.register_ip_window_seconds
@@ -153,18 +163,19 @@ def _build_context(
     )
     smtp = settings.smtp
     outbox = Outbox(SmtpSender(smtp), service=settings.service_name) if smtp else None
+    reset_tokens = OneTimeTokens(
+        redis,
+        prefix=settings.redis_prefix,
+        purpose="reset",
+        ttl_seconds=settings.password_reset_ttl_seconds,
+    )
     password_lifecycle = PasswordLifecycle(
         identities=identities,
         authenticator=authenticator,
         hasher=hasher,
         policy=policy,
         sessions=sessions_store,
-        reset_tokens=OneTimeTokens(
-            redis,
-            prefix=settings.redis_prefix,
-            purpose="reset",
-            ttl_seconds=settings.password_reset_ttl_seconds,
-        ),
+        reset_tokens=reset_tokens,
         limiter=limiter,
         limits=ResetLimits(
             per_ip=Limit("forgot-ip", settings.forgot_ip_limit, settings.forgot_ip_window_seconds),
@@ -175,6 +186,22 @@ def _build_context(
         outbox=outbox,
         issuer=settings.issuer,
         mail_from=settings.mail_from,
+    )
+    deletion = AccountDeletion(
+        identities=identities,
+        accounts=AccountRepository(make_sessionmaker(engine)),
+        authenticator=authenticator,
+        users=users,
+        sessions=sessions_store,
+        one_time_tokens=(reset_tokens,),
+    )
+    export = AccountExport(
+        identities=identities,
+        credentials=credentials,
+        codes=RecoveryCodeRepository(make_sessionmaker(engine)),
+        sessions=sessions_store,
+        audit=AuditStore(engine),
+        users=users,
     )
     # The auth service verifies its own tokens with its own key ring: no
     # HTTP round trip to itself, same rules as every resource server.
@@ -213,6 +240,8 @@ def _build_context(
         mfa=mfa,
         hasher=hasher,
         passwords=password_lifecycle,
+        deletion=deletion,
+        export=export,
         outbox=outbox,
     )
 
@@ -273,6 +302,7 @@ def create_app(
         tokens,
         revocation,
         passwords,
+        account,
         mfa_api,
         passkeys,
         sessions,

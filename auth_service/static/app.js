@@ -1,5 +1,6 @@
 // The account page: registration, password (+ passkey) login, passwordless
-// login, password change and reset, passkey management and recovery codes.
+// login, password change and reset, passkey management and recovery codes,
+// the profile, the data export and account deletion.
 // No framework, no build step.
 //
 // Tokens live in this closure only (never localStorage): an XSS that the CSP
@@ -192,6 +193,7 @@
     $("user-amr").textContent = (claims.amr || []).join(", ");
     show("signed-in");
     $("account-heading").focus();
+    await loadProfile();
     await loadPasskeys();
     say(message);
   }
@@ -204,6 +206,8 @@
     closeReauth();
     $("confirm-last").hidden = true;
     $("mfa").hidden = true;
+    $("profile-form").reset();
+    $("delete-form").reset();
     show("signed-out");
     $("login-heading").focus();
     say(message);
@@ -242,6 +246,68 @@
     });
     $("passkey-list").replaceChildren(...items);
     $("passkey-empty").hidden = items.length > 0;
+  }
+
+  // --- profile (the user service's), data export, deletion (the auth service's) ---
+
+  async function loadProfile() {
+    const res = await call("GET", "/users/me", undefined, { auth: true });
+    if (res.status !== 200) { fail(problemText(res)); return; }
+    $("profile-name").value = res.body.name;
+    $("profile-email").value = res.body.email;
+    $("profile-dob").value = res.body.date_of_birth;
+    $("profile-job").value = res.body.job_title;
+  }
+
+  async function saveProfile(event) {
+    event.preventDefault();
+    const form = event.target;
+    const body = {
+      name: $("profile-name").value,
+      date_of_birth: $("profile-dob").value,
+      job_title: $("profile-job").value,
+    };
+    say("Saving your profile…");
+    const res = await call("PATCH", "/users/me", body, { auth: true });
+    if (res.status !== 200) { fail(problemText(res)); showFieldErrors(form, res); return; }
+    clearFieldErrors(form);
+    $("profile-name").value = res.body.name;
+    $("profile-dob").value = res.body.date_of_birth;
+    $("profile-job").value = res.body.job_title;
+    say("Profile saved.");
+  }
+
+  async function exportData() {
+    say("Gathering your data…");
+    const res = await call("GET", "/users/me/export", undefined, { auth: true });
+    if (res.status !== 200) { fail(problemText(res)); return; }
+    // Built in the page from what the API answered: the file never exists
+    // on a server, and the token never appears in a URL.
+    const blob = new Blob([JSON.stringify(res.body, null, 2)], { type: "application/json" });
+    const url = URL.createObjectURL(blob);
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = "account-export.json";
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 0);
+    say("Your data was downloaded as account-export.json.");
+  }
+
+  async function deleteAccount(event) {
+    event.preventDefault();
+    const password = $("delete-password").value;
+    say("Deleting your account…");
+    const res = await call("DELETE", "/users/me", { password }, { auth: true });
+    $("delete-password").value = "";
+    if (res.status !== 204) {
+      fail(problemText(res));
+      $("delete-password").focus();
+      return;
+    }
+    // Every session is revoked already; there is nothing to log out of.
+    signedOut("Your account was deleted.");
   }
 
   // --- ceremonies ---
@@ -575,6 +641,9 @@
     $("forgot-form").addEventListener("submit", guard(forgotPassword));
     $("reset-form").addEventListener("submit", guard(resetPassword));
     $("change-password-form").addEventListener("submit", guard(changePassword));
+    $("profile-form").addEventListener("submit", guard(saveProfile));
+    $("export").addEventListener("click", guard(exportData));
+    $("delete-form").addEventListener("submit", guard(deleteAccount));
     $("passkey-login").addEventListener("click", guard(passwordless));
     $("mfa-passkey").addEventListener("click", guard(mfaPasskey));
     $("recovery-form").addEventListener("submit", guard(mfaRecovery));

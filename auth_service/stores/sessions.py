@@ -163,6 +163,32 @@ class Rotation:
     refresh_token: str = ""
 
 
+# KEYS[1] session. ARGV: prefix, sid, marker ttl, required owner. Revokes as
+# _REVOKE does, and first deletes the session's refresh-token records: the
+# family is a chain from the session's first token through each rotated
+# record's `next` (one successor per rotation, so no forks). For account
+# deletion only: after a plain logout a rotated token presented again is
+# still a reuse signal worth recording.
+_FORGET = """
+local uid = redis.call('HGET', KEYS[1], 'user_id')
+if not uid then return false end
+if ARGV[4] ~= '' and uid ~= ARGV[4] then return false end
+local h = redis.call('HGET', KEYS[1], 'first')
+local n = 0
+while h and n < 100000 do
+  local rt = ARGV[1] .. 'rt:' .. h
+  h = redis.call('HGET', rt, 'next')
+  redis.call('DEL', rt)
+  n = n + 1
+end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', ARGV[1] .. 'usess:' .. uid, ARGV[2])
+redis.call('SET', ARGV[1] .. 'revoked:sid:' .. ARGV[2], '1', 'EX', ARGV[3])
+redis.call('PUBLISH', ARGV[1] .. 'revocations', ARGV[2])
+return n
+"""
+
+
 class SessionStore:
     """Redis-backed sessions.
 
@@ -200,6 +226,7 @@ class SessionStore:
         self._clock = clock
         self._rotate = redis.register_script(_ROTATE)
         self._revoke = redis.register_script(_REVOKE)
+        self._forget = redis.register_script(_FORGET)
 
     def _sess(self, sid: str) -> str:
         return f"{self._p}sess:{sid}"
@@ -239,6 +266,8 @@ class SessionStore:
                     "user_agent": user_agent[:256],
                     "amr": " ".join(amr),
                     "auth_time": auth_time,
+                    # The family's first token: where _FORGET starts its walk.
+                    "first": hash_token(token),
                 },
             )
             pipe.expire(self._sess(sid), self._session_ttl)
@@ -328,6 +357,25 @@ class SessionStore:
         for sid in await self._r.smembers(self._usess(user_id)):
             if _s(sid) != keep:
                 count += await self.revoke(_s(sid), owner=user_id)
+        return count
+
+    async def forget_user(self, user_id: str) -> int:
+        """Revoke every session of `user_id` and delete its refresh-token records.
+
+        For account deletion: each revocation is published as `revoke_all`'s
+        are, and nothing naming the account is left of its sessions. Records
+        of sessions created before sessions remembered their first token
+        expire with the session's lifetime instead.
+
+        Returns:
+            How many sessions were revoked.
+        """
+        count = 0
+        for sid in await self._r.smembers(self._usess(user_id)):
+            forgotten = await self._forget(
+                keys=[self._sess(_s(sid))], args=[self._p, _s(sid), self._marker_ttl, user_id]
+            )
+            count += forgotten is not None
         return count
 
     async def is_revoked(self, sid: str) -> bool:

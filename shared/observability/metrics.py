@@ -119,7 +119,11 @@ AUDIT_EVENTS_ISSUER: tuple[str, ...] = (
     "password.forgot",
     "password.reset",
     "mail.sent",
+    "account.delete",
+    "account.export",
 )
+# Events only the resource server (the user service) emits.
+AUDIT_EVENTS_RESOURCE: tuple[str, ...] = ("profile.update",)
 
 
 class _CallbackGauge(Collector):
@@ -247,7 +251,7 @@ class ServiceMetrics:
             for value in values:
                 family.labels(s, value)
         self.audit_dropped.labels(s)
-        events = AUDIT_EVENTS_ANY + (AUDIT_EVENTS_ISSUER if issuer else ())
+        events = AUDIT_EVENTS_ANY + (AUDIT_EVENTS_ISSUER if issuer else AUDIT_EVENTS_RESOURCE)
         for event in events:
             for outcome in _KNOWN["outcomes"]:
                 self.audit_events.labels(s, event, outcome)

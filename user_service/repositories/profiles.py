@@ -5,7 +5,7 @@ from __future__ import annotations
 import sqlite3
 import uuid
 
-from sqlalchemy import func
+from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, select
@@ -64,6 +64,28 @@ class ProfileRepository:
                 except IntegrityError:
                     await s.rollback()
         raise RuntimeError("profile upsert did not converge")
+
+    async def update(self, profile_id: uuid.UUID, changes: dict[str, object]) -> Profile | None:
+        """Set `changes` (column -> value) on the profile; None when there is none."""
+        async with self._sessions() as s:
+            profile = await s.get(Profile, profile_id)
+            if profile is None:
+                return None
+            for field, value in changes.items():
+                setattr(profile, field, value)
+            if changes:
+                profile.updated_at = utcnow()
+                s.add(profile)
+                await s.commit()
+                await s.refresh(profile)
+            return profile
+
+    async def delete(self, profile_id: uuid.UUID) -> bool:
+        """Delete the profile; True when there was one."""
+        async with self._sessions() as s:
+            result = await s.exec(delete(Profile).where(col(Profile.id) == profile_id))
+            await s.commit()
+            return bool(result.rowcount)
 
     async def page(self, *, limit: int, offset: int) -> tuple[list[Profile], int]:
         async with self._sessions() as s:
