@@ -42,7 +42,9 @@ async def _run(command: str, email: str, settings: AuthSettings) -> int:
         # Every admin action is on the audit trail (stderr + audit table).
         audit = CliAudit(engine)
         await audit.start()
-        identities = IdentityRepository(make_sessionmaker(engine))
+        identities = IdentityRepository(
+            make_sessionmaker(engine), engine
+        )  # a one-off command: the write engine serves its few reads
         sessions = SessionStore(
             redis,
             prefix=settings.redis_prefix,

@@ -28,6 +28,7 @@ from shared.access.bearer import BearerAuthenticator
 class AuthContext:
     settings: AuthSettings
     engine: AsyncEngine
+    read_engine: AsyncEngine
     redis: Redis
     http: httpx.AsyncClient
     keyring: KeyRing

@@ -56,7 +56,7 @@ from auth_service.wiring import build_second_factor
 from shared.access.bearer import BearerAuthenticator
 from shared.access.revocation import MARKER_OUTLIVES_TOKEN_SECONDS, RedisRevocationChecker
 from shared.audit.store import AuditStore
-from shared.db.engine import make_engine, make_sessionmaker
+from shared.db.engine import make_engine, make_read_engine, make_sessionmaker
 from shared.observability.setup import Observability
 from shared.service.app import build_app
 from shared.service.backends import make_redis
@@ -71,6 +71,7 @@ def _build_context(
     obs: Observability | None = None,
 ) -> AuthContext:
     engine = make_engine(settings.database_url)
+    read_engine = make_read_engine(engine)
     redis = make_redis(settings.redis_url)
     # Production: no generated keys, and none that a development start made.
     keyring = KeyRing.load(
@@ -83,7 +84,7 @@ def _build_context(
         timeout=settings.user_service_timeout_seconds,
         transport=transport,
     )
-    identities = IdentityRepository(make_sessionmaker(engine))
+    identities = IdentityRepository(make_sessionmaker(engine), read_engine)
     hasher = PasswordHasher(
         Argon2Params(
             time_cost=settings.argon2_time_cost,
@@ -126,7 +127,7 @@ def _build_context(
             "register-email", settings.register_email_limit, settings.register_email_window_seconds
         ),
     )
-    credentials = CredentialRepository(make_sessionmaker(engine))
+    credentials = CredentialRepository(make_sessionmaker(engine), read_engine)
     authenticator = Authenticator(
         identities=identities,
         hasher=hasher,
@@ -226,6 +227,7 @@ def _build_context(
     return AuthContext(
         settings=settings,
         engine=engine,
+        read_engine=read_engine,
         redis=redis,
         http=http,
         keyring=keyring,

@@ -19,6 +19,7 @@ from user_service.repositories.profiles import ProfileRepository
 class UserContext:
     settings: UserSettings
     engine: AsyncEngine
+    read_engine: AsyncEngine
     redis: Redis
     http: httpx.AsyncClient
     jwks: JWKSClient

@@ -23,6 +23,9 @@ class Backends(Protocol):
     """What a service context holds that the scaffold needs (both contexts do)."""
 
     engine: AsyncEngine
+    # Single-statement reads (shared.db.engine.make_read_engine); the engine
+    # itself on SQLite.
+    read_engine: AsyncEngine
     redis: Redis
     http: httpx.AsyncClient
 
@@ -51,7 +54,9 @@ def backend_checks(ctx: Backends) -> dict[str, Check]:
 
 
 async def close_backends(ctx: Backends) -> None:
-    """Close the HTTP client and the Redis pool, dispose of the engine."""
+    """Close the HTTP client and the Redis pool, dispose of the engines."""
     await ctx.http.aclose()
     await ctx.redis.aclose()
+    if ctx.read_engine is not ctx.engine:
+        await ctx.read_engine.dispose()
     await ctx.engine.dispose()

@@ -32,6 +32,10 @@ class _Ctx:
     redis: Redis
     http: httpx.AsyncClient
 
+    @property
+    def read_engine(self) -> AsyncEngine:
+        return self.engine  # SQLite: reads share the engine (make_read_engine)
+
 
 def _router() -> APIRouter:
     router = APIRouter()
