@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_service.config import AuthSettings
@@ -22,13 +21,15 @@ from auth_service.services.tokens import TokenIssuer
 from auth_service.services.webauthn.passkeys import PasskeyService
 from auth_service.stores.sessions import SessionStore
 from shared.access.bearer import BearerAuthenticator
+from shared.runtime.redis_durable import DurableWrites
+from shared.runtime.redis_topology import RedisClient
 
 
 @dataclass
 class AuthContext:
     settings: AuthSettings
     engine: AsyncEngine
-    redis: Redis
+    redis: RedisClient
     http: httpx.AsyncClient
     keyring: KeyRing
     identities: IdentityRepository
@@ -44,3 +45,5 @@ class AuthContext:
     passwords: PasswordLifecycle
     # None without SMTP_URL: nothing is mailed (forgot-password answers 503).
     outbox: Outbox | None
+    # Security writes confirmed by replicas (REDIS_MIN_REPLICAS_ACK).
+    durable: DurableWrites
