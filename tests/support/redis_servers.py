@@ -13,6 +13,7 @@ when every node reports `cluster_state:ok` and knows every other node.
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,6 +32,7 @@ class RedisServer:
     port: int
     process: subprocess.Popen[bytes]
     directory: Path
+    command: list[str] = field(default_factory=list)
 
     @property
     def address(self) -> str:
@@ -45,30 +47,46 @@ class RedisServer:
             self.process.kill()
         self.process.wait(timeout=10)
 
+    def pause(self) -> None:
+        """SIGSTOP: alive to the kernel, silent to everyone (a stalled host)."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        self.process.send_signal(signal.SIGCONT)
+
+    def restart(self) -> None:
+        """Start it again, same port and folder, after kill() (the host comes
+        back: empty, since nothing is persisted; the group makes it a replica)."""
+        assert self.process.poll() is not None, "restart() follows kill()"
+        self.process = _popen(self.command, self.directory)
+        _wait_ping([self], time.monotonic() + 10)
+
+
+def _popen(command: list[str], directory: Path) -> subprocess.Popen[bytes]:
+    # The child keeps its own copy of the log descriptor; ours closes at once.
+    with (directory / "log").open("wb") as log:
+        return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
 
 def _spawn(port: int, directory: Path, *args: str) -> RedisServer:
     directory.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--bind",
-            _HOST,
-            "--dir",
-            str(directory),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "no",
-            *args,
-        ],
-        stdout=(directory / "log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    return RedisServer(port, process, directory)
+    command = [
+        "redis-server",
+        "--port",
+        str(port),
+        "--bind",
+        _HOST,
+        "--dir",
+        str(directory),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--protected-mode",
+        "no",
+        *args,
+    ]
+    return RedisServer(port, _popen(command, directory), directory, command)
 
 
 def _wait_ping(servers: list[RedisServer], deadline: float) -> None:
@@ -293,17 +311,8 @@ def start_sentinel_group(
                 f"sentinel failover-timeout {name} 5000\n"
                 f"sentinel parallel-syncs {name} 1\n"
             )
-            watchers.append(
-                RedisServer(
-                    port,
-                    subprocess.Popen(
-                        ["redis-server", str(folder / "sentinel.conf"), "--sentinel"],
-                        stdout=(folder / "log").open("wb"),
-                        stderr=subprocess.STDOUT,
-                    ),
-                    folder,
-                )
-            )
+            command = ["redis-server", str(folder / "sentinel.conf"), "--sentinel"]
+            watchers.append(RedisServer(port, _popen(command, folder), folder, command))
         _wait_ping(servers + watchers, time.monotonic() + 10)
 
         def ready() -> bool:
