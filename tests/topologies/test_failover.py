@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +148,10 @@ def _replica_online(master: RedisServer) -> bool:
     return isinstance(replica, dict) and replica.get("state") == "online"
 
 
+def _is_master(group: SentinelGroup, server: RedisServer) -> bool:
+    return group.current_master() is server
+
+
 # --- Sentinel --------------------------------------------------------------------------
 
 
@@ -223,6 +228,56 @@ async def test_an_unconfirmed_logout_is_503_not_204(
     # The retry, with the replica back, is confirmed.
     r = await s.auth.post("/logout", headers=_bearer(tokens["access_token"]))
     assert r.status_code in (204, 401)
+
+
+async def test_without_replica_acks_a_failover_can_undo_a_logout(
+    tmp_path: Path, topo_prefix: str, sqlite_urls: dict[str, str], failover_group: SentinelGroup
+) -> None:
+    """Why `REDIS_MIN_REPLICAS_ACK` exists: with the default 0 and a replica
+    that lags (here: stalled), a logout is answered 204, the master dies, the
+    replica that never had the write is promoted, and the logged-out session
+    works again. The same steps with 1 answer 503 instead (the test above)."""
+    async for s in start_services(
+        tmp_path=tmp_path,
+        redis_prefix=topo_prefix,
+        urls=sqlite_urls,
+        redis=sentinel_settings(failover_group),
+        auth={**_AUTH, "redis_min_replicas_ack": 0},
+    ):
+        body = await _account(s)
+        r = await s.auth.post("/login", json={"email": body["email"], "password": body["password"]})
+        tokens = r.json()
+        master = failover_group.current_master()
+        replica = next(x for x in failover_group.servers if x is not master)
+        wait_until(partial(_replica_online, master), timeout=10, what="the replica in sync")
+        # Cut the replication link, then stall the replica before it
+        # reconnects (its cron retries once a second): the master then sends
+        # the logout nowhere. (A stall alone is not enough: the kernel would
+        # buffer the stream for the stopped replica.)
+        master.client().client_kill_filter(_type="replica")
+        replica.pause()
+        try:
+            assert (
+                await s.auth.post("/logout", headers=_bearer(tokens["access_token"]))
+            ).status_code == 204
+            master.kill()
+        finally:
+            replica.resume()
+        await asyncio.to_thread(
+            wait_until,
+            partial(_is_master, failover_group, replica),
+            timeout=30,
+            what="the stale replica to be promoted",
+        )
+        # The logout is gone: the session's access token is accepted again.
+        again = None
+        for _ in range(100):
+            again = await s.user.get("/users/me", headers=_bearer(tokens["access_token"]))
+            if again.status_code != 503:
+                break
+            await asyncio.sleep(0.1)
+        assert again is not None
+        assert again.status_code == 200
 
 
 # --- Cluster ---------------------------------------------------------------------------
