@@ -203,7 +203,7 @@ def start_cluster(
     ]
     cluster = RedisCluster(nodes, replicas_per_master)
     try:
-        _wait_ping(nodes, time.monotonic() + 10)
+        _wait_ping(nodes, time.monotonic() + 30)
         subprocess.run(
             [
                 "redis-cli",
@@ -216,7 +216,7 @@ def start_cluster(
             ],
             check=True,
             capture_output=True,
-            timeout=30,
+            timeout=60,
         )
 
         def ready() -> bool:
@@ -237,7 +237,7 @@ def start_cluster(
                     return False
             return True
 
-        wait_until(ready, timeout=20, what="the cluster to converge")
+        wait_until(ready, timeout=60, what="the cluster to converge")
     except BaseException:
         cluster.stop()
         raise
@@ -313,7 +313,7 @@ def start_sentinel_group(
             )
             command = ["redis-server", str(folder / "sentinel.conf"), "--sentinel"]
             watchers.append(RedisServer(port, _popen(command, folder), folder, command))
-        _wait_ping(servers + watchers, time.monotonic() + 10)
+        _wait_ping(servers + watchers, time.monotonic() + 30)
 
         def ready() -> bool:
             for replica in servers[1:]:
@@ -327,7 +327,7 @@ def start_sentinel_group(
                     return False
             return True
 
-        wait_until(ready, timeout=20, what="the sentinels to see each other")
+        wait_until(ready, timeout=60, what="the sentinels to see each other")
     except BaseException:
         group.stop()
         raise

@@ -250,12 +250,11 @@ async def test_without_replica_acks_a_failover_can_undo_a_logout(
         master = failover_group.current_master()
         replica = next(x for x in failover_group.servers if x is not master)
         wait_until(partial(_replica_online, master), timeout=10, what="the replica in sync")
-        # Cut the replication link, then stall the replica before it
-        # reconnects (its cron retries once a second): the master then sends
-        # the logout nowhere. (A stall alone is not enough: the kernel would
-        # buffer the stream for the stopped replica.)
-        master.client().client_kill_filter(_type="replica")
+        # Stall the replica, then cut its replication link, so it cannot
+        # reconnect: the master then sends the logout nowhere. (A stall alone
+        # is not enough: the kernel would buffer the stream for it.)
         replica.pause()
+        master.client().client_kill_filter(_type="replica")
         try:
             assert (
                 await s.auth.post("/logout", headers=_bearer(tokens["access_token"]))
