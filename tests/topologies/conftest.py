@@ -23,10 +23,10 @@ from tests.support.redis_servers import (
     start_sentinel_group,
 )
 
-CLUSTER_PORT = 24100  # ..24105
+CLUSTER_PORT = 24100  # ..24105, cluster bus 24600..24605
 SENTINEL_PORT = 24200  # ..24204
 FAILOVER_SENTINEL_PORT = 24300  # ..24304, one group per test
-FAILOVER_CLUSTER_PORT = 24400  # ..24405, one cluster per test
+FAILOVER_CLUSTER_PORT = 24400  # ..24405, cluster bus 24900..24905
 
 
 @pytest.fixture(scope="session")
