@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import ssl
 import subprocess
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -308,6 +310,41 @@ async def test_a_url_the_feed_cannot_use_keeps_the_per_request_check(
         # Not off for good: it keeps trying (settings refuse such a URL at start).
         assert "revocation feed unavailable" in caplog.text
         assert "not-a-real-one" not in caplog.text
+    finally:
+        async with asyncio.timeout(2):
+            await checker.aclose()
+
+
+async def test_a_tls_certificate_error_does_not_turn_the_feed_off(
+    client: Redis, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`ssl.SSLCertVerificationError` is a ValueError too. The feed once read
+    any ValueError as "REDIS_URL unusable" and stopped for good, leaving a
+    rediss:// deployment on per-request checks until restarted (e.g. after a
+    server certificate rotated before the CA bundle did). Now it retries."""
+    connect = _connect(REDIS_URL)
+    attempts = 0
+
+    def flaky(**options: Any) -> Redis:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise ssl.SSLCertVerificationError("certificate verify failed")
+        return connect(**options)
+
+    fallback = CountingChecker(RedisRevocationChecker(client, prefix=redis_prefix))
+    checker = SubscribedRevocationChecker(
+        fallback, connect=flaky, channel=revocation_channel(redis_prefix)
+    )
+    await checker.start()
+    try:
+        for _ in range(300):
+            if checker.live:
+                break
+            await asyncio.sleep(0.01)
+        assert checker.live, "the feed stayed off after one certificate error"
+        assert attempts >= 2
+        assert "revocation feed unavailable (SSLCertVerificationError)" in caplog.text
     finally:
         async with asyncio.timeout(2):
             await checker.aclose()
