@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_service.config import AuthSettings
@@ -22,6 +21,8 @@ from auth_service.services.tokens import TokenIssuer
 from auth_service.services.webauthn.passkeys import PasskeyService
 from auth_service.stores.sessions import SessionStore
 from shared.access.bearer import BearerAuthenticator
+from shared.runtime.redis_durable import DurableWrites
+from shared.runtime.redis_topology import RedisClient
 
 
 @dataclass
@@ -29,7 +30,7 @@ class AuthContext:
     settings: AuthSettings
     engine: AsyncEngine
     read_engine: AsyncEngine
-    redis: Redis
+    redis: RedisClient
     http: httpx.AsyncClient
     keyring: KeyRing
     identities: IdentityRepository
@@ -47,3 +48,5 @@ class AuthContext:
     export: AccountExport
     # None without SMTP_URL: nothing is mailed (forgot-password answers 503).
     outbox: Outbox | None
+    # Security writes confirmed by replicas (REDIS_MIN_REPLICAS_ACK).
+    durable: DurableWrites

@@ -59,7 +59,7 @@ from shared.audit.store import AuditStore
 from shared.db.engine import make_engine, make_read_engine, make_sessionmaker
 from shared.observability.setup import Observability
 from shared.service.app import build_app
-from shared.service.backends import make_redis
+from shared.service.backends import make_durable_writes, make_redis
 from shared.tokens.verify import TokenVerifier
 
 _log = logging.getLogger("auth_service")
@@ -72,7 +72,10 @@ def _build_context(
 ) -> AuthContext:
     engine = make_engine(settings.database_url)
     read_engine = make_read_engine(engine)
-    redis = make_redis(settings.redis_url)
+    redis = make_redis(settings)
+    # Writes whose loss in a failover would undo a security decision wait
+    # for REDIS_MIN_REPLICAS_ACK replicas (shared/runtime/redis_durable.py).
+    durable = make_durable_writes(settings, redis)
     # Production: no generated keys, and none that a development start made.
     keyring = KeyRing.load(
         settings.key_dir,
@@ -100,6 +103,7 @@ def _build_context(
         marker_ttl=settings.access_token_ttl_seconds + MARKER_OUTLIVES_TOKEN_SECONDS,
         idle_timeout=settings.refresh_idle_timeout_seconds,
         retry_grace=settings.refresh_retry_grace_seconds,
+        durable=durable,
     )
     limiter = RateLimiter(redis, prefix=settings.redis_prefix, enabled=settings.rate_limit_enabled)
     issuer = TokenIssuer(
@@ -169,6 +173,7 @@ def _build_context(
         prefix=settings.redis_prefix,
         purpose="reset",
         ttl_seconds=settings.password_reset_ttl_seconds,
+        durable=durable,
     )
     password_lifecycle = PasswordLifecycle(
         identities=identities,
@@ -245,6 +250,7 @@ def _build_context(
         deletion=deletion,
         export=export,
         outbox=outbox,
+        durable=durable,
     )
 
 
@@ -284,6 +290,7 @@ async def _running(ctx: AuthContext, obs: Observability) -> AsyncIterator[None]:
         if ctx.outbox is not None:
             await ctx.outbox.stop()  # what is queued still goes out
         ctx.hasher.close()
+        await ctx.durable.aclose()
 
 
 def create_app(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.access.bearer import BearerAuthenticator
 from shared.access.revocation_feed import SubscribedRevocationChecker
+from shared.runtime.redis_topology import RedisClient
 from shared.tokens.jwks import JWKSClient
 from user_service.config import UserSettings
 from user_service.repositories.profiles import ProfileRepository
@@ -20,7 +20,7 @@ class UserContext:
     settings: UserSettings
     engine: AsyncEngine
     read_engine: AsyncEngine
-    redis: Redis
+    redis: RedisClient
     http: httpx.AsyncClient
     jwks: JWKSClient
     profiles: ProfileRepository

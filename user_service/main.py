@@ -39,7 +39,7 @@ def _build_context(
 ) -> UserContext:
     engine = make_engine(settings.database_url)
     read_engine = make_read_engine(engine)
-    redis = make_redis(settings.redis_url)
+    redis = make_redis(settings)
     http = httpx.AsyncClient(timeout=settings.jwks_timeout_seconds, transport=transport)
     jwks = JWKSClient(
         url=settings.jwks_url,
@@ -54,7 +54,7 @@ def _build_context(
     # (shared/access/revocation_feed.py; bench/README.md, target 1).
     revocations = SubscribedRevocationChecker(
         RedisRevocationChecker(redis, prefix=settings.redis_prefix),
-        redis_url=settings.redis_url,
+        connect=settings.redis_topology.subscriber_factory(),
         channel=revocation_channel(settings.redis_prefix),
     )
     bearer = BearerAuthenticator(

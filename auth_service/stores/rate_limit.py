@@ -11,7 +11,7 @@ import ipaddress
 import math
 from dataclasses import dataclass
 
-from redis.asyncio import Redis
+from shared.runtime.redis_topology import RedisClient, register_script
 
 _HIT = """
 local n = redis.call('INCR', KEYS[1])
@@ -57,11 +57,11 @@ class Decision:
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis, *, prefix: str, enabled: bool) -> None:
+    def __init__(self, redis: RedisClient, *, prefix: str, enabled: bool) -> None:
         self._r = redis
         self._p = prefix
         self._enabled = enabled
-        self._hit = redis.register_script(_HIT)
+        self._hit = register_script(redis, _HIT)
 
     def _key(self, limit: Limit, subject: str) -> str:
         return f"{self._p}rl:{limit.scope}:{subject}"

@@ -51,7 +51,7 @@ def _app(tmp_path: Path, redis_url: str, seen: list[str], built: list[_Ctx]) -> 
     def build_context(_obs: Observability) -> _Ctx:
         ctx = _Ctx(
             make_engine(f"sqlite+aiosqlite:///{tmp_path}/svc.db"),
-            make_redis(redis_url),
+            make_redis(CommonSettings(env="test", redis_url=redis_url)),
             httpx.AsyncClient(),
         )
         built.append(ctx)
