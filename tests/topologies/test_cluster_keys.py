@@ -103,6 +103,14 @@ async def test_sessions_every_path(
     assert await store.revoke(listed[0].sid, owner="u2") is True
     assert await store.revoke_all("u2", keep=listed[1].sid) == 2
     assert [s.sid for s in await store.list("u2")] == [listed[1].sid]
+    # Account deletion: each session's refresh chain walked and deleted in its slot.
+    sid3, token3 = await store.create(user_id="u3", amr=("pwd",), auth_time=1, ip="", user_agent="")
+    rotated = await store.rotate(token3, ip="", user_agent="")
+    assert rotated.outcome == "ok"
+    assert await store.forget_user("u3") == 1
+    assert await store.is_revoked(sid3)
+    assert await store.list("u3") == []
+    assert (await store.rotate(rotated.refresh_token, ip="", user_agent="")).outcome == "unknown"
 
 
 async def test_one_time_tokens_every_path(
