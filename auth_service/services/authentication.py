@@ -112,19 +112,19 @@ class Authenticator:
         # Every counter is taken before the hash runs: parallel guesses
         # cannot outrun the limit. The account counters are keyed by the email
         # as typed, known or not, so their behaviour reveals nothing either.
+        # One round trip for all of them, counted in order (RateLimiter.hit_each).
         attempt = self.limits.for_attempt(ip, key)
-        for limit, subject in attempt:
-            decision = await self.limiter.hit(limit, subject)
-            if not decision.allowed:
-                raise RateLimited(decision.retry_after, limit.scope)
+        refused = await self.limiter.hit_each(attempt)
+        if refused is not None:
+            limit, decision = refused
+            raise RateLimited(decision.retry_after, limit.scope)
         identity = await self.identities.active_by_email(key)
         ok = await self.hasher.verify(identity.password_hash if identity else None, password)
         if not ok or identity is None:
             raise InvalidCredentials
         # The right password ends the run of failures (NIST SP 800-63B
         # §5.2.2: disregard earlier failed attempts after a success).
-        for limit, subject in attempt[1:]:
-            await self.limiter.reset(limit, subject)
+        await self.limiter.reset_each(attempt[1:])
         if self.hasher.needs_rehash(identity.password_hash):
             # Parameters were raised since this hash was made: upgrade it now,
             # while we briefly hold the plaintext (docs/ARCHITECTURE.md: rehash on login).

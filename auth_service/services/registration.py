@@ -52,10 +52,10 @@ class RegistrationService:
         limits = [(self.ip_limit, ip)]
         if self.email_limit is not None:
             limits.append((self.email_limit, email_key(req.email)))
-        for limit, subject in limits:
-            decision = await self.limiter.hit(limit, subject)
-            if not decision.allowed:
-                raise RateLimited(decision.retry_after, limit.scope)
+        refused = await self.limiter.hit_each(limits)
+        if refused is not None:
+            limit, decision = refused
+            raise RateLimited(decision.retry_after, limit.scope)
         password = req.password.get_secret_value()
         # The account's own data is context for the strength estimate: a
         # password built from the name or birthday is among the first guesses.

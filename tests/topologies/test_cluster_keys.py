@@ -143,3 +143,12 @@ async def test_challenges_and_rate_limits(cluster_client: ClusterClient, topo_pr
     assert [d.allowed for d in decisions] == [True, True, False]
     await limiter.reset(limit, "1.2.3.4")
     assert (await limiter.hit(limit, "1.2.3.4")).allowed
+    # A login's limits (an IP, an account: two slots) in order, stopping at
+    # the first refusal, and their reset.
+    per_ip, per_account = Limit("login-ip", 5, 60), Limit("login-account", 1, 60)
+    attempt = [(per_ip, "5.6.7.8"), (per_account, "someone@example.com")]
+    assert await limiter.hit_each(attempt) is None
+    refused = await limiter.hit_each(attempt)
+    assert refused is not None and refused[0] == per_account and not refused[1].allowed
+    await limiter.reset_each(attempt)
+    assert await limiter.hit_each(attempt) is None
