@@ -13,7 +13,7 @@ from auth_service.keys import KeyRing
 from auth_service.mail import Outbox
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator
-from auth_service.services.lifecycle import PasswordLifecycle
+from auth_service.services.lifecycle import EmailLifecycle, PasswordLifecycle
 from auth_service.services.passwords import PasswordHasher
 from auth_service.services.registration import RegistrationService
 from auth_service.services.revocation import TokenRevoker
@@ -42,5 +42,6 @@ class AuthContext:
     mfa: MfaService
     hasher: PasswordHasher
     passwords: PasswordLifecycle
+    email: EmailLifecycle
     # None without SMTP_URL: nothing is mailed (forgot-password answers 503).
     outbox: Outbox | None

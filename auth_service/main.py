@@ -16,6 +16,7 @@ import httpx
 from fastapi import FastAPI
 
 from auth_service.api import audit as audit_api
+from auth_service.api import email as email_api
 from auth_service.api import mfa as mfa_api
 from auth_service.api import (
     page,
@@ -35,7 +36,14 @@ from auth_service.migrate import MIGRATIONS
 from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator, LoginLimits
-from auth_service.services.lifecycle import PasswordLifecycle, ResetLimits
+from auth_service.services.lifecycle import (
+    ChangeLimits,
+    EmailLifecycle,
+    PasswordLifecycle,
+    ResetLimits,
+    VerificationLimits,
+    VerificationMailer,
+)
 from auth_service.services.password_policy import PasswordPolicy
 from auth_service.services.passwords import Argon2Params, PasswordHasher
 from auth_service.services.registration import RegistrationService
@@ -102,12 +110,39 @@ def _build_context(
     )
     from auth_service.peers.user_service import UserServiceClient
 
+    smtp = settings.smtp
+    outbox = Outbox(SmtpSender(smtp), service=settings.service_name) if smtp else None
+    verification = VerificationMailer(
+        tokens=OneTimeTokens(
+            redis,
+            prefix=settings.redis_prefix,
+            purpose="verify",
+            ttl_seconds=settings.email_verify_ttl_seconds,
+        ),
+        limiter=limiter,
+        limits=VerificationLimits(
+            per_ip=Limit(
+                "verify-resend-ip",
+                settings.verify_resend_ip_limit,
+                settings.verify_resend_ip_window_seconds,
+            ),
+            per_account=Limit(
+                "verify-resend-account",
+                settings.verify_resend_account_limit,
+                settings.verify_resend_account_window_seconds,
+            ),
+        ),
+        outbox=outbox,
+        issuer=settings.issuer,
+        mail_from=settings.mail_from,
+    )
+    users = UserServiceClient(http=http, token=issuer.service_token)
     policy = PasswordPolicy()
     registration_service = RegistrationService(
         identities=identities,
         hasher=hasher,
         policy=policy,
-        users=UserServiceClient(http=http, token=issuer.service_token),
+        users=users,
         limiter=limiter,
         ip_limit=Limit(
             "register-ip", settings.register_ip_limit, settings.register_ip_window_seconds
@@ -115,6 +150,7 @@ def _build_context(
         email_limit=Limit(
             "register-email", settings.register_email_limit, settings.register_email_window_seconds
         ),
+        verification=verification,
     )
     credentials = CredentialRepository(make_sessionmaker(engine))
     authenticator = Authenticator(
@@ -141,6 +177,8 @@ def _build_context(
         ),
         # Accounts with a passkey get no tokens from the password alone.
         second_factors=credentials,
+        require_verified_email=settings.require_verified_email,
+        verification=verification,
     )
     passkeys, mfa = build_second_factor(
         settings,
@@ -151,25 +189,54 @@ def _build_context(
         authenticator=authenticator,
         limiter=limiter,
     )
-    smtp = settings.smtp
-    outbox = Outbox(SmtpSender(smtp), service=settings.service_name) if smtp else None
+    reset_tokens = OneTimeTokens(
+        redis,
+        prefix=settings.redis_prefix,
+        purpose="reset",
+        ttl_seconds=settings.password_reset_ttl_seconds,
+    )
     password_lifecycle = PasswordLifecycle(
         identities=identities,
         authenticator=authenticator,
         hasher=hasher,
         policy=policy,
         sessions=sessions_store,
-        reset_tokens=OneTimeTokens(
-            redis,
-            prefix=settings.redis_prefix,
-            purpose="reset",
-            ttl_seconds=settings.password_reset_ttl_seconds,
-        ),
+        reset_tokens=reset_tokens,
         limiter=limiter,
         limits=ResetLimits(
             per_ip=Limit("forgot-ip", settings.forgot_ip_limit, settings.forgot_ip_window_seconds),
             per_email=Limit(
                 "forgot-email", settings.forgot_email_limit, settings.forgot_email_window_seconds
+            ),
+        ),
+        outbox=outbox,
+        issuer=settings.issuer,
+        mail_from=settings.mail_from,
+    )
+    email_lifecycle = EmailLifecycle(
+        identities=identities,
+        authenticator=authenticator,
+        profiles=users,
+        sessions=sessions_store,
+        mailer=verification,
+        change_tokens=OneTimeTokens(
+            redis,
+            prefix=settings.redis_prefix,
+            purpose="email-change",
+            ttl_seconds=settings.email_verify_ttl_seconds,
+        ),
+        reset_tokens=reset_tokens,
+        limiter=limiter,
+        limits=ChangeLimits(
+            per_ip=Limit(
+                "email-change-ip",
+                settings.email_change_ip_limit,
+                settings.email_change_ip_window_seconds,
+            ),
+            per_account=Limit(
+                "email-change-account",
+                settings.email_change_account_limit,
+                settings.email_change_account_window_seconds,
             ),
         ),
         outbox=outbox,
@@ -213,6 +280,7 @@ def _build_context(
         mfa=mfa,
         hasher=hasher,
         passwords=password_lifecycle,
+        email=email_lifecycle,
         outbox=outbox,
     )
 
@@ -243,7 +311,10 @@ async def _running(ctx: AuthContext, obs: Observability) -> AsyncIterator[None]:
         ctx.outbox.start()
         _log.info("mail goes out through %s", smtp.redacted if smtp else "")
     else:
-        _log.warning("SMTP_URL is not set: no mail is sent; POST /password/forgot answers 503")
+        _log.warning(
+            "SMTP_URL is not set: no mail is sent; POST /password/forgot, "
+            "/email/verify/resend and /email/change answer 503"
+        )
     try:
         yield
     finally:
@@ -273,6 +344,7 @@ def create_app(
         tokens,
         revocation,
         passwords,
+        email_api,
         mfa_api,
         passkeys,
         sessions,

@@ -13,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from shared.db.sqlite_reads import SQLitePrimaryKeyReader
 from user_service.models import Profile, utcnow
-from user_service.schemas import ProfileOut, ProfileUpsert
+from user_service.schemas import ProfileEmailUpdate, ProfileOut, ProfileUpsert
 
 
 class ProfileRepository:
@@ -50,7 +50,7 @@ class ProfileRepository:
             async with self._sessions() as s:
                 existing = await s.get(Profile, data.id)
                 if existing is not None:
-                    for field in ("name", "email", "date_of_birth", "job_title"):
+                    for field in ("name", "email", "date_of_birth", "job_title", "email_verified"):
                         setattr(existing, field, getattr(data, field))
                     existing.updated_at = utcnow()
                     s.add(existing)
@@ -64,6 +64,22 @@ class ProfileRepository:
                 except IntegrityError:
                     await s.rollback()
         raise RuntimeError("profile upsert did not converge")
+
+    async def update_email(
+        self, profile_id: uuid.UUID, change: ProfileEmailUpdate
+    ) -> Profile | None:
+        """Set the email and/or its verification state; None when there is no profile."""
+        async with self._sessions() as s:
+            profile = await s.get(Profile, profile_id)
+            if profile is None:
+                return None
+            for field, value in change.model_dump(exclude_none=True).items():
+                setattr(profile, field, value)
+            profile.updated_at = utcnow()
+            s.add(profile)
+            await s.commit()
+            await s.refresh(profile)
+            return profile
 
     async def page(self, *, limit: int, offset: int) -> tuple[list[Profile], int]:
         async with self._sessions() as s:
