@@ -158,7 +158,7 @@ async def test_wrong_password_is_401_and_changes_nothing(
     mailing: Services, mail_sink: MailSink, audit: AuditCapture
 ) -> None:
     s = mailing
-    body, uid, tokens = await _account(s)
+    _, uid, tokens = await _account(s)
     new = _new_address()
     r = await _change(s, tokens, new, "not-the-password-at-all")
     assert r.status_code == 401
