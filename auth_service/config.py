@@ -104,8 +104,9 @@ class AuthSettings(CommonSettings):
     mail_from: str = "Identity Platform <no-reply@localhost>"
     # A reset link lives this long and works once.
     password_reset_ttl_seconds: int = Field(default=1800, ge=300, le=86400)
-    # Email verification and email change links (docs/ACCOUNT_LIFECYCLE.md):
-    # a day, since a first mail may be read late; single use either way.
+    # Email verification and email change links (README.md, "Email
+    # verification and email change"): a day, since a first mail may be
+    # read late; single use either way.
     email_verify_ttl_seconds: int = Field(default=86400, ge=300, le=7 * 86400)
     # Login (password, passkey) of an account whose address is not verified
     # is refused with 403 `email-not-verified`. Off by default: the first

@@ -1,4 +1,5 @@
-"""Email verification and email change (docs/ACCOUNT_LIFECYCLE.md).
+"""Email verification and email change (README.md, "Email verification and
+email change").
 
 `POST /email/verify` finishes both: the token says whether it verifies the
 account's address or completes an email change (services/lifecycle/email.py).

@@ -7,7 +7,7 @@ Create Date: 2026-12-07
 Set by POST /email/verify (a mailed single-use token) and by a completed
 email change. Existing accounts start unverified: nobody proved they read
 those addresses. With REQUIRE_VERIFIED_EMAIL on, their next login is refused
-and mails them a fresh link (docs/ACCOUNT_LIFECYCLE.md).
+and mails them a fresh link (README.md, "Email verification and email change").
 """
 
 from __future__ import annotations

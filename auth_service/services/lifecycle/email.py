@@ -14,8 +14,8 @@ Order of the steps when a token is used: look it up (not used up), check,
 update the profile in the user service, use the token up (exactly one of
 concurrent uses wins), then change the identity. A user service outage
 answers 503 with the token still live, so the link can be tried again; a
-profile written for a token that is then lost (used concurrently, expired
-meanwhile, address taken) is put back.
+profile moved for an address that another account took meanwhile is put
+back.
 
 A completed change revokes every other session of the account (the one that
 asked for it stays), as a password change does: the address is the account's
@@ -143,17 +143,13 @@ class EmailLifecycle:
 
         Raises:
             MailUnavailable: no mail transport is configured.
-            RateLimited: change limits, or the login limits, are spent.
+            RateLimited: the login limits, or the change limits, are spent.
             InvalidCredentials: wrong password (or the account is gone).
             SameEmail: `new_email` is the account's address already.
             EmailTaken: another account uses `new_email` (case-insensitively).
         """
         if self._outbox is None:
             raise MailUnavailable
-        for limit, subject in ((self._limits.per_ip, ip), (self._limits.per_account, user_id)):
-            decision = await self._limiter.hit(limit, subject)
-            if not decision.allowed:
-                raise RateLimited(decision.retry_after, limit.scope)
         identity = await self._active(user_id)
         checked = await self._authenticator.check_password(identity.email, password, ip=ip)
         if checked.id != identity.id:  # cannot happen: the email is unique
@@ -161,6 +157,13 @@ class EmailLifecycle:
         key = email_key(new_email)
         if key == identity.email_key:
             raise SameEmail
+        # Counted once the password is right: these limits bound mail to other
+        # people's addresses and probes of which addresses have accounts (the
+        # 409); password guesses are bounded by the login limits above.
+        for limit, subject in ((self._limits.per_ip, ip), (self._limits.per_account, user_id)):
+            decision = await self._limiter.hit(limit, subject)
+            if not decision.allowed:
+                raise RateLimited(decision.retry_after, limit.scope)
         # Checked now to answer 409 at once, and again when the link is used.
         if await self._identities.email_in_use(key):
             raise EmailTaken
@@ -222,18 +225,17 @@ class EmailLifecycle:
         await self._profiles.update_email(
             user_id=grant.subject, email=new_email, email_verified=True
         )
-        redeemed = await self._change_tokens.redeem(token)
-        moved = redeemed is not None and await self._identities.change_email(
-            identity.id, email=new_email, email_key=key
-        )
-        if not moved:
-            # Lost the token (a concurrent use, or it expired meanwhile) or
-            # the address (taken since the check): the profile goes back.
+        if await self._change_tokens.redeem(token) is None:
+            # A concurrent use won and writes the same profile: leave it. (A
+            # token that expired in the instant since the lookup would leave
+            # the profile ahead of the identity; the next change or
+            # verification writes it again.)
+            raise InvalidOneTimeToken
+        if not await self._identities.change_email(identity.id, email=new_email, email_key=key):
+            # The address was taken since the check: the profile goes back.
             await self._profiles.update_email(
                 user_id=grant.subject, email=old_email, email_verified=was_verified
             )
-            if redeemed is None:
-                raise InvalidOneTimeToken
             raise EmailTaken
         # Links mailed to the old address belong to it, not to the account.
         await self._verify_tokens.retire(grant.subject)
