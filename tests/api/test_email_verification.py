@@ -378,3 +378,41 @@ async def test_the_profile_upsert_carries_email_verified(
             headers=service,
         )
         assert bad.status_code == 422
+
+
+async def test_a_user_service_outage_is_503_and_keeps_the_link(
+    tmp_path: Path, redis_prefix: str, sqlite_urls: dict[str, str], mail_sink: MailSink
+) -> None:
+    """The profile is written before the token is spent: with the user service
+    down the answer is 503 and the same link works once it is back."""
+    import httpx
+    from asgi_lifespan import LifespanManager
+
+    from auth_service.main import create_app as create_auth
+    from tests.conftest import auth_settings
+    from tests.e2e.processes import free_port
+
+    async for s in mailing_services(tmp_path, redis_prefix, sqlite_urls, mail_sink):
+        body, _ = await _register(s)
+        token = await _verify_token(s, mail_sink, body["email"])
+        # A second auth instance on the same database and Redis, whose user
+        # service address answers nothing (a closed port): a real outage.
+        cut_off = auth_settings(
+            database_url=sqlite_urls["auth"],
+            redis_url=REDIS_URL,
+            redis_prefix=redis_prefix,
+            key_dir=tmp_path / "keys",
+            user_service_url=f"http://127.0.0.1:{free_port()}",
+            user_service_timeout_seconds=1.0,
+        )
+        app = create_auth(cut_off)
+        async with (
+            LifespanManager(app),
+            httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://a") as down,
+        ):
+            r = await down.post("/email/verify", json={"token": token})
+            assert r.status_code == 503, r.text
+            assert r.headers["content-type"] == "application/problem+json"
+        assert (await s.auth.post("/email/verify", json={"token": token})).status_code == 204
+        tokens = (await _login(s, body)).json()
+        assert (await _me(s, tokens))["email_verified"] is True
