@@ -319,3 +319,30 @@ async def test_change_is_limited_per_account(
     assert statuses == [202, 202, 202, 429]
     event = audit.named("rate_limited")[-1]
     assert (event["reason"], event["action"]) == ("email-change-account", "email_change")
+
+
+@pytest.fixture
+async def mailing_any_db(
+    tmp_path: Path, redis_prefix: str, db_urls: dict[str, str], mail_sink: MailSink
+) -> AsyncIterator[Services]:
+    """Both services once on SQLite and once on PostgreSQL, mail to the sink."""
+    async for s in mailing_services(tmp_path, redis_prefix, db_urls, mail_sink):
+        yield s
+
+
+async def test_verify_then_change_on_either_database(
+    mailing_any_db: Services, mail_sink: MailSink
+) -> None:
+    s = mailing_any_db
+    body, _, tokens = await _account(s)
+    await mail_sent(s)
+    verify = verify_link(messages_to(mail_sink.directory, body["email"], VERIFY_SUBJECT)[-1])[1]
+    assert (await s.auth.post("/email/verify", json={"token": verify})).status_code == 204
+    assert (await _me(s, tokens))["email_verified"] is True
+    new = _new_address()
+    assert (await _change(s, tokens, new, body["password"])).status_code == 202
+    token = await _change_token(s, mail_sink, new)
+    assert (await s.auth.post("/email/verify", json={"token": token})).status_code == 204
+    me = await _me(s, tokens)
+    assert (me["email"], me["email_verified"]) == (new, True)
+    await _login(s, new.upper(), body["password"])  # unique and found in any letter case
