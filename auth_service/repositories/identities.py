@@ -133,10 +133,14 @@ class IdentityRepository:
     async def set_email_verified(self, identity_id: uuid.UUID) -> None:
         await self._update(identity_id, email_verified=True)
 
-    async def email_in_use(self, email_key: str) -> bool:
-        """Whether any identity (active or pending) holds `email_key`."""
+    async def email_in_use(self, email_key: str, *, other_than: uuid.UUID) -> bool:
+        """Whether an identity (active or pending) other than `other_than` holds `email_key`."""
         async with self._sessions() as s:
-            result = await s.exec(select(Identity.id).where(Identity.email_key == email_key))
+            result = await s.exec(
+                select(Identity.id).where(
+                    Identity.email_key == email_key, col(Identity.id) != other_than
+                )
+            )
             return result.first() is not None
 
     async def change_email(self, identity_id: uuid.UUID, *, email: str, email_key: str) -> bool:

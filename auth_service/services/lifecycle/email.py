@@ -165,7 +165,7 @@ class EmailLifecycle:
             if not decision.allowed:
                 raise RateLimited(decision.retry_after, limit.scope)
         # Checked now to answer 409 at once, and again when the link is used.
-        if await self._identities.email_in_use(key):
+        if await self._identities.email_in_use(key, other_than=identity.id):
             raise EmailTaken
         data = json.dumps({"email": new_email, "sid": sid})
         tokens, ttl_hours = self._change_tokens, max(1, self._change_tokens.ttl_seconds // 3600)
@@ -218,7 +218,9 @@ class EmailLifecycle:
         if identity is None:
             await self._change_tokens.consume(token)
             raise InvalidOneTimeToken
-        if key != identity.email_key and await self._identities.email_in_use(key):
+        # Another account, not this one: a concurrent use of this token may
+        # have moved it to `key` already (it then answers 204, this one 400).
+        if await self._identities.email_in_use(key, other_than=identity.id):
             await self._change_tokens.consume(token)
             raise EmailTaken
         old_email, was_verified = identity.email, identity.email_verified
