@@ -12,7 +12,12 @@ from auth_service.keys import KeyRing
 from auth_service.mail import Outbox
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator
-from auth_service.services.lifecycle import AccountDeletion, AccountExport, PasswordLifecycle
+from auth_service.services.lifecycle import (
+    AccountDeletion,
+    AccountExport,
+    EmailLifecycle,
+    PasswordLifecycle,
+)
 from auth_service.services.passwords import PasswordHasher
 from auth_service.services.registration import RegistrationService
 from auth_service.services.revocation import TokenRevoker
@@ -46,6 +51,7 @@ class AuthContext:
     passwords: PasswordLifecycle
     deletion: AccountDeletion
     export: AccountExport
+    email: EmailLifecycle
     # None without SMTP_URL: nothing is mailed (forgot-password answers 503).
     outbox: Outbox | None
     # Security writes confirmed by replicas (REDIS_MIN_REPLICAS_ACK).

@@ -27,6 +27,7 @@ from auth_service.api import (
     wellknown,
 )
 from auth_service.api import audit as audit_api
+from auth_service.api import email as email_api
 from auth_service.api import mfa as mfa_api
 from auth_service.config import AuthSettings
 from auth_service.context import AuthContext
@@ -41,8 +42,12 @@ from auth_service.services.authentication import Authenticator, LoginLimits
 from auth_service.services.lifecycle import (
     AccountDeletion,
     AccountExport,
+    ChangeLimits,
+    EmailLifecycle,
     PasswordLifecycle,
     ResetLimits,
+    VerificationLimits,
+    VerificationMailer,
 )
 from auth_service.services.password_policy import PasswordPolicy
 from auth_service.services.passwords import Argon2Params, PasswordHasher
@@ -116,8 +121,44 @@ def _build_context(
     )
     from auth_service.peers.user_service import UserServiceClient
 
-    policy = PasswordPolicy()
+    smtp = settings.smtp
+    outbox = Outbox(SmtpSender(smtp), service=settings.service_name) if smtp else None
+    # Links whose use changes an account: single use must survive a failover.
+    verify_tokens = OneTimeTokens(
+        redis,
+        prefix=settings.redis_prefix,
+        purpose="verify",
+        ttl_seconds=settings.email_verify_ttl_seconds,
+        durable=durable,
+    )
+    change_tokens = OneTimeTokens(
+        redis,
+        prefix=settings.redis_prefix,
+        purpose="email-change",
+        ttl_seconds=settings.email_verify_ttl_seconds,
+        durable=durable,
+    )
+    verification = VerificationMailer(
+        tokens=verify_tokens,
+        limiter=limiter,
+        limits=VerificationLimits(
+            per_ip=Limit(
+                "verify-resend-ip",
+                settings.verify_resend_ip_limit,
+                settings.verify_resend_ip_window_seconds,
+            ),
+            per_account=Limit(
+                "verify-resend-account",
+                settings.verify_resend_account_limit,
+                settings.verify_resend_account_window_seconds,
+            ),
+        ),
+        outbox=outbox,
+        issuer=settings.issuer,
+        mail_from=settings.mail_from,
+    )
     users = UserServiceClient(http=http, token=issuer.service_token)
+    policy = PasswordPolicy()
     registration_service = RegistrationService(
         identities=identities,
         hasher=hasher,
@@ -130,6 +171,7 @@ def _build_context(
         email_limit=Limit(
             "register-email", settings.register_email_limit, settings.register_email_window_seconds
         ),
+        verification=verification,
     )
     credentials = CredentialRepository(make_sessionmaker(engine), read_engine)
     authenticator = Authenticator(
@@ -156,6 +198,8 @@ def _build_context(
         ),
         # Accounts with a passkey get no tokens from the password alone.
         second_factors=credentials,
+        require_verified_email=settings.require_verified_email,
+        verification=verification,
     )
     passkeys, mfa = build_second_factor(
         settings,
@@ -166,8 +210,6 @@ def _build_context(
         authenticator=authenticator,
         limiter=limiter,
     )
-    smtp = settings.smtp
-    outbox = Outbox(SmtpSender(smtp), service=settings.service_name) if smtp else None
     reset_tokens = OneTimeTokens(
         redis,
         prefix=settings.redis_prefix,
@@ -199,7 +241,8 @@ def _build_context(
         authenticator=authenticator,
         users=users,
         sessions=sessions_store,
-        one_time_tokens=(reset_tokens,),
+        # Every link mailed to the account dies with it.
+        one_time_tokens=(reset_tokens, verify_tokens, change_tokens),
     )
     export = AccountExport(
         identities=identities,
@@ -208,6 +251,31 @@ def _build_context(
         sessions=sessions_store,
         audit=AuditStore(engine),
         users=users,
+    )
+    email_lifecycle = EmailLifecycle(
+        identities=identities,
+        authenticator=authenticator,
+        profiles=users,
+        sessions=sessions_store,
+        mailer=verification,
+        change_tokens=change_tokens,
+        reset_tokens=reset_tokens,
+        limiter=limiter,
+        limits=ChangeLimits(
+            per_ip=Limit(
+                "email-change-ip",
+                settings.email_change_ip_limit,
+                settings.email_change_ip_window_seconds,
+            ),
+            per_account=Limit(
+                "email-change-account",
+                settings.email_change_account_limit,
+                settings.email_change_account_window_seconds,
+            ),
+        ),
+        outbox=outbox,
+        issuer=settings.issuer,
+        mail_from=settings.mail_from,
     )
     # The auth service verifies its own tokens with its own key ring: no
     # HTTP round trip to itself, same rules as every resource server.
@@ -249,6 +317,7 @@ def _build_context(
         passwords=password_lifecycle,
         deletion=deletion,
         export=export,
+        email=email_lifecycle,
         outbox=outbox,
         durable=durable,
     )
@@ -280,7 +349,10 @@ async def _running(ctx: AuthContext, obs: Observability) -> AsyncIterator[None]:
         ctx.outbox.start()
         _log.info("mail goes out through %s", smtp.redacted if smtp else "")
     else:
-        _log.warning("SMTP_URL is not set: no mail is sent; POST /password/forgot answers 503")
+        _log.warning(
+            "SMTP_URL is not set: no mail is sent; POST /password/forgot, "
+            "/email/verify/resend and /email/change answer 503"
+        )
     try:
         yield
     finally:
@@ -312,6 +384,7 @@ def create_app(
         revocation,
         passwords,
         account,
+        email_api,
         mfa_api,
         passkeys,
         sessions,

@@ -110,6 +110,21 @@ DESCRIPTIONS: dict[str, str] = {
     "forgot_ip_window_seconds": "window of `FORGOT_IP_LIMIT`",
     "forgot_email_limit": "forgot-password requests per email (known or not) per window",
     "forgot_email_window_seconds": "window of `FORGOT_EMAIL_LIMIT`",
+    "email_verify_ttl_seconds": (
+        "lifetime of an email verification or email change link (single use, newest only)"
+    ),
+    "require_verified_email": (
+        "refuse login (password, passkey) of an account whose email is not verified: 403 "
+        "`email-not-verified` after the password check, with a fresh link mailed"
+    ),
+    "verify_resend_ip_limit": "verification mails asked for (resend, refused logins) per client IP",
+    "verify_resend_ip_window_seconds": "window of `VERIFY_RESEND_IP_LIMIT`",
+    "verify_resend_account_limit": "verification mails asked for per account per window",
+    "verify_resend_account_window_seconds": "window of `VERIFY_RESEND_ACCOUNT_LIMIT`",
+    "email_change_ip_limit": "email change requests (password right) per client IP per window",
+    "email_change_ip_window_seconds": "window of `EMAIL_CHANGE_IP_LIMIT`",
+    "email_change_account_limit": "email change requests (password right) per account per window",
+    "email_change_account_window_seconds": "window of `EMAIL_CHANGE_ACCOUNT_LIMIT`",
     "smtp_url": (
         "`smtp://[user:pass@]host[:port]` (STARTTLS; required in production) or `smtps://` "
         "(implicit TLS); holds a secret. Empty: no mail, forgot-password answers 503 "

@@ -19,6 +19,7 @@ class ProfileOut(BaseModel):
     date_of_birth: date
     job_title: str
     created_at: datetime
+    email_verified: bool = False
 
 
 class ProfileUpsert(BaseModel):
@@ -30,6 +31,17 @@ class ProfileUpsert(BaseModel):
     date_of_birth: DateOfBirth
     job_title: JobTitle
     created_at: datetime
+    # The auth service's verification state (false at registration).
+    email_verified: bool = False
+
+
+class ProfileEmailUpdate(BaseModel):
+    """What the auth service changes after a verification or an email change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Annotated[EmailStr, Field(max_length=254)] | None = None
+    email_verified: bool | None = None
 
 
 class ProfileUpdate(BaseModel):

@@ -24,6 +24,7 @@ from auth_service.api.problems import UNAVAILABLE, ProblemOptions, to_problem
 from auth_service.errors import (
     AuthError,
     CeremonyFailed,
+    EmailNotVerified,
     EmailTaken,
     InvalidCredentials,
     InvalidOneTimeToken,
@@ -58,6 +59,8 @@ _ACTIONS = {
     "password.forgot": "forgot",
     "password.change": "password_change",
     "account.delete": "account_delete",
+    "email.change": "email_change",
+    "email.verify_resend": "verify_resend",
 }
 
 
@@ -113,7 +116,9 @@ def _failure_event(
     elif isinstance(exc, RefreshTokenReused):
         event, outcome, reason = "refresh.reuse_detected", "denied", "rotated_token_presented"
         user_id, session_id, fields = exc.user_id, exc.sid, {"session_revoked": True}
-    elif user_id is None and isinstance(exc, CeremonyFailed | SecondFactorRequired):
+    elif user_id is None and isinstance(
+        exc, CeremonyFailed | SecondFactorRequired | EmailNotVerified
+    ):
         user_id = exc.user_id
     audit_event(
         event,

@@ -43,6 +43,7 @@ class UserServiceClient:
         date_of_birth: date,
         job_title: str,
         created_at: datetime,
+        email_verified: bool = False,
     ) -> dict[str, Any]:
         """Create or update the profile (idempotent on `user_id`).
 
@@ -56,18 +57,37 @@ class UserServiceClient:
             "date_of_birth": date_of_birth.isoformat(),
             "job_title": job_title,
             "created_at": created_at.isoformat(),
+            "email_verified": email_verified,
         }
+        return await self._send("POST", "/internal/profiles", body, (200, 201), "upsert")
+
+    async def update_email(
+        self, *, user_id: str, email: str | None = None, email_verified: bool | None = None
+    ) -> dict[str, Any]:
+        """Mirror the account's email facts into its profile (idempotent).
+
+        Raises:
+            UpstreamUnavailable: the user service is down, slow or refused.
+        """
+        body: dict[str, Any] = {"email_verified": email_verified}
+        if email is not None:
+            body["email"] = email
+        return await self._send(
+            "PATCH", f"/internal/profiles/{user_id}/email", body, (200,), "email update"
+        )
+
+    async def _send(
+        self, method: str, path: str, body: dict[str, Any], ok: tuple[int, ...], what: str
+    ) -> dict[str, Any]:
         try:
-            resp = await self._http.post(
-                "/internal/profiles",
-                json=body,
-                headers=self._auth(PROFILES_WRITE),
+            resp = await self._http.request(
+                method, path, json=body, headers=self._auth(PROFILES_WRITE)
             )
         except httpx.HTTPError as exc:
             _log.warning("user service unreachable: %s", type(exc).__name__)
             raise UpstreamUnavailable("user-service") from exc
-        if resp.status_code not in (200, 201):
-            _log.warning("user service refused profile upsert: HTTP %s", resp.status_code)
+        if resp.status_code not in ok:
+            _log.warning("user service refused profile %s: HTTP %s", what, resp.status_code)
             raise UpstreamUnavailable("user-service")
         data: dict[str, Any] = resp.json()
         return data

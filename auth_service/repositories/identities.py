@@ -97,6 +97,29 @@ class IdentityRepository:
     async def update_password_hash(self, identity_id: uuid.UUID, password_hash: str) -> None:
         await self._update(identity_id, password_hash=password_hash)
 
+    async def set_email_verified(self, identity_id: uuid.UUID) -> None:
+        await self._update(identity_id, email_verified=True)
+
+    async def email_in_use(self, email_key: str, *, other_than: uuid.UUID) -> bool:
+        """Whether an identity (active or pending) other than `other_than` holds `email_key`."""
+        async with self._sessions() as s:
+            result = await s.exec(
+                select(Identity.id).where(
+                    Identity.email_key == email_key, col(Identity.id) != other_than
+                )
+            )
+            return result.first() is not None
+
+    async def change_email(self, identity_id: uuid.UUID, *, email: str, email_key: str) -> bool:
+        """Move the identity to a new, verified address; False when another
+        identity took `email_key` meanwhile (the unique index decides, as it
+        does for registrations)."""
+        try:
+            await self._update(identity_id, email=email, email_key=email_key, email_verified=True)
+        except IntegrityError:
+            return False
+        return True
+
     async def set_roles(self, email_key: str, roles: tuple[str, ...]) -> Identity | None:
         async with self._sessions() as s:
             result = await s.exec(select(Identity).where(Identity.email_key == email_key))

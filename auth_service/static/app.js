@@ -1,6 +1,7 @@
 // The account page: registration, password (+ passkey) login, passwordless
-// login, password change and reset, passkey management and recovery codes,
-// the profile, the data export and account deletion.
+// login, password change and reset, email verification and change, passkey
+// management and recovery codes, the profile, the data export and account
+// deletion.
 // No framework, no build step.
 //
 // Tokens live in this closure only (never localStorage): an XSS that the CSP
@@ -221,6 +222,23 @@
     });
     $("codes-list").replaceChildren(...items);
     $("codes-panel").hidden = false;
+  }
+
+  // The profile (user service, through the gateway): the email and whether
+  // it is verified; the resend button only while it is not.
+  async function loadProfile() {
+    const res = await call("GET", "/users/me", undefined, { auth: true });
+    if (res.status !== 200) {
+      // The profile lives in the user service: on the auth service's own
+      // port (no gateway) there is none to show, which is no error of the login.
+      $("user-email").textContent = "unavailable here";
+      $("user-verified").textContent = "unavailable here";
+      $("resend-verification").hidden = true;
+      return;
+    }
+    $("user-email").textContent = res.body.email;
+    $("user-verified").textContent = res.body.email_verified ? "yes" : "not yet: open the link we mailed you";
+    $("resend-verification").hidden = Boolean(res.body.email_verified);
   }
 
   function when(iso) { return iso ? new Date(iso).toLocaleString() : "never"; }
@@ -494,6 +512,60 @@
     say("Password changed. Log in with your new password.");
   }
 
+  // --- email: verify from the mailed link (signed out), resend and change (signed in) ---
+
+  // The token from the mailed link (`/?verify_token=...`), handled as the
+  // reset token is: out of the address bar at once. It is spent only when
+  // the user presses the button, not on load: a mail scanner that opens
+  // links (and runs their script) must not confirm an address or move an
+  // account on its own.
+  let verifyToken = null;
+
+  function takeVerifyToken() {
+    const params = new URLSearchParams(window.location.search);
+    const token = params.get("verify_token");
+    if (!token) return;
+    params.delete("verify_token");
+    const rest = params.toString();
+    history.replaceState(null, "", window.location.pathname + (rest ? `?${rest}` : "") + window.location.hash);
+    verifyToken = token;
+    $("verify").hidden = false;
+    $("verify-confirm").focus();
+    say("Confirm your email address.");
+  }
+
+  async function confirmEmail() {
+    if (!verifyToken) { fail("Open the link from the mail again."); return; }
+    const res = await call("POST", "/email/verify", { token: verifyToken });
+    verifyToken = null;
+    $("verify").hidden = true;
+    if (res.status !== 204) { fail(problemText(res)); return; }
+    $("login-email").focus();
+    say("Email address confirmed. Log in with it.");
+  }
+
+  async function resendVerification() {
+    const res = await call("POST", "/email/verify/resend", undefined, { auth: true });
+    if (res.status !== 202) { fail(problemText(res)); return; }
+    say(res.body.detail);
+  }
+
+  async function changeEmail(event) {
+    event.preventDefault();
+    const form = event.target;
+    const body = Object.fromEntries(new FormData(form).entries());
+    const res = await call("POST", "/email/change", body, { auth: true });
+    if (res.status !== 202) {
+      fail(problemText(res));
+      showFieldErrors(form, res);
+      if (res.status === 401) $("change-email-password").focus();
+      return;
+    }
+    clearFieldErrors(form);
+    form.reset();
+    say(res.body.detail);
+  }
+
   async function addPasskey(event) {
     event.preventDefault();
     await enrolPasskey(event.target, new FormData(event.target).get("label") || undefined);
@@ -644,6 +716,9 @@
     $("profile-form").addEventListener("submit", guard(saveProfile));
     $("export").addEventListener("click", guard(exportData));
     $("delete-form").addEventListener("submit", guard(deleteAccount));
+    $("verify-confirm").addEventListener("click", guard(confirmEmail));
+    $("resend-verification").addEventListener("click", guard(resendVerification));
+    $("change-email-form").addEventListener("submit", guard(changeEmail));
     $("passkey-login").addEventListener("click", guard(passwordless));
     $("mfa-passkey").addEventListener("click", guard(mfaPasskey));
     $("recovery-form").addEventListener("submit", guard(mfaRecovery));
@@ -662,5 +737,6 @@
     }));
     $("confirm-last-no").addEventListener("click", () => { pendingRetry = null; $("confirm-last").hidden = true; say("Kept your passkey."); });
     takeResetToken();
+    takeVerifyToken();
   });
 })();

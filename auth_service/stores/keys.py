@@ -92,5 +92,17 @@ class TokenKeys:
     def token(self, tag: str, digest: str) -> str:
         return self.token_prefix(tag) + digest
 
+    def data_prefix(self, tag: str) -> str:
+        """Data issued with a token (e.g. the address a link proves) is this
+        plus the token's SHA-256 hex."""
+        return f"{self._base}d:{{{tag}}}:"
+
+    def data(self, tag: str, digest: str) -> str:
+        return self.data_prefix(tag) + digest
+
+    def subject_prefix(self, tag: str) -> str:
+        """A subject's index is this plus the subject (its tag is the subject's)."""
+        return f"{self._base}s:{{{tag}}}:"
+
     def subject(self, subject: str) -> str:
-        return f"{self._base}s:{{{self.tag(subject)}}}:{subject}"
+        return self.subject_prefix(self.tag(subject)) + subject

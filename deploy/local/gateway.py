@@ -36,7 +36,14 @@ _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _AUTH_EXACT = frozenset(
     {"/", "/login", "/login/mfa", "/token", "/token/refresh", "/revoke", "/logout", "/sessions"}
 )
-_AUTH_PREFIXES = ("/sessions/", "/webauthn/", "/password/", "/.well-known/", "/static/")
+_AUTH_PREFIXES = (
+    "/sessions/",
+    "/webauthn/",
+    "/password/",
+    "/email/",
+    "/.well-known/",
+    "/static/",
+)
 _USER_PREFIXES = ("/users/",)
 # Under /users/ but the auth service's: the data export, and deleting the
 # account (`DELETE /users/me`; `GET`/`PATCH /users/me` are the profile's).

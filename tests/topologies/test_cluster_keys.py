@@ -149,6 +149,8 @@ async def test_challenges_and_rate_limits(cluster_client: ClusterClient, topo_pr
     attempt = [(per_ip, "5.6.7.8"), (per_account, "someone@example.com")]
     assert await limiter.hit_each(attempt) is None
     refused = await limiter.hit_each(attempt)
-    assert refused is not None and refused[0] == per_account and not refused[1].allowed
+    assert refused is not None
+    assert refused[0] == per_account
+    assert not refused[1].allowed
     await limiter.reset_each(attempt)
     assert await limiter.hit_each(attempt) is None

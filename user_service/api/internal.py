@@ -15,9 +15,10 @@ from fastapi import APIRouter, Depends, Response
 from shared.audit.api import AuditEventOut
 from shared.audit.store import AuditStore
 from shared.http.openapi import problem_responses
+from shared.http.problems import Problem
 from shared.tokens.claims import AccessClaims
 from user_service.api.deps import Ctx, require_service
-from user_service.schemas import ProfileExport, ProfileOut, ProfileUpsert
+from user_service.schemas import ProfileEmailUpdate, ProfileExport, ProfileOut, ProfileUpsert
 
 router = APIRouter(tags=["internal"])
 
@@ -68,3 +69,22 @@ async def export_user(user_id: uuid.UUID, _: ProfilesReader, ctx: Ctx) -> Profil
         audit_events=[AuditEventOut.model_validate(r) for r in rows],
         audit_events_truncated=truncated,
     )
+
+
+@router.patch(
+    "/internal/profiles/{profile_id}/email",
+    response_model=ProfileOut,
+    responses=problem_responses(401, 403, 404, 422, 503),
+)
+async def update_profile_email(
+    profile_id: uuid.UUID, body: ProfileEmailUpdate, _: ProfilesWriter, ctx: Ctx
+) -> ProfileOut:
+    """The auth service's email facts (verified, or a completed change).
+
+    Narrower than the upsert: the auth service does not hold the rest of the
+    profile, and must not overwrite what the owner edited here.
+    """
+    profile = await ctx.profiles.update(profile_id, body.model_dump(exclude_none=True))
+    if profile is None:
+        raise Problem(404, detail="No such profile.", slug="user-not-found")
+    return ProfileOut.model_validate(profile, from_attributes=True)

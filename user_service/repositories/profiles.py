@@ -39,7 +39,7 @@ class ProfileRepository:
             async with self._sessions() as s:
                 existing = await s.get(Profile, data.id)
                 if existing is not None:
-                    for field in ("name", "email", "date_of_birth", "job_title"):
+                    for field in ("name", "email", "date_of_birth", "job_title", "email_verified"):
                         setattr(existing, field, getattr(data, field))
                     existing.updated_at = utcnow()
                     s.add(existing)
