@@ -25,6 +25,7 @@ from auth_service.api import (
     revocation,
     sessions,
     tokens,
+    totp,
     wellknown,
 )
 from auth_service.config import AuthSettings
@@ -34,12 +35,14 @@ from auth_service.mail import Outbox, SmtpSender
 from auth_service.migrate import MIGRATIONS
 from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
+from auth_service.repositories.totp import TotpRepository
 from auth_service.services.authentication import Authenticator, LoginLimits
 from auth_service.services.lifecycle import PasswordLifecycle, ResetLimits
 from auth_service.services.password_policy import PasswordPolicy
 from auth_service.services.passwords import Argon2Params, PasswordHasher
 from auth_service.services.registration import RegistrationService
 from auth_service.services.revocation import TokenRevoker
+from auth_service.services.second_factor.factors import AccountFactors
 from auth_service.services.tokens import TokenIssuer
 from auth_service.stores.one_time_tokens import OneTimeTokens
 from auth_service.stores.rate_limit import Limit, RateLimiter
@@ -117,6 +120,8 @@ def _build_context(
         ),
     )
     credentials = CredentialRepository(make_sessionmaker(engine))
+    totp_secrets = TotpRepository(make_sessionmaker(engine))
+    factors = AccountFactors(credentials=credentials, totp=totp_secrets)
     authenticator = Authenticator(
         identities=identities,
         hasher=hasher,
@@ -139,14 +144,16 @@ def _build_context(
                 "refresh-ip", settings.refresh_ip_limit, settings.refresh_ip_window_seconds
             ),
         ),
-        # Accounts with a passkey get no tokens from the password alone.
-        second_factors=credentials,
+        # Accounts with a passkey or TOTP get no tokens from the password alone.
+        second_factors=factors,
     )
-    passkeys, mfa = build_second_factor(
+    passkeys, totp_service, mfa = build_second_factor(
         settings,
         redis=redis,
         sessions=make_sessionmaker(engine),
         credentials=credentials,
+        totp=totp_secrets,
+        factors=factors,
         identities=identities,
         authenticator=authenticator,
         limiter=limiter,
@@ -210,6 +217,7 @@ def _build_context(
         revoker=revoker,
         bearer=bearer,
         passkeys=passkeys,
+        totp=totp_service,
         mfa=mfa,
         hasher=hasher,
         passwords=password_lifecycle,
@@ -275,6 +283,7 @@ def create_app(
         passwords,
         mfa_api,
         passkeys,
+        totp,
         sessions,
         wellknown,
         page,

@@ -57,6 +57,7 @@ _ACTIONS = {
     "token.revoke": "revoke",
     "password.forgot": "forgot",
     "password.change": "password_change",
+    "mfa.verify": "mfa",
 }
 
 
