@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from auth_service.keys.secret_box import decode_key
 from auth_service.mail.smtp import SmtpConfig
@@ -149,15 +149,17 @@ class AuthSettings(CommonSettings):
             raise ValueError("; ".join(problems))
         return self
 
-    @field_validator("totp_encryption_key")
-    @classmethod
-    def _valid_totp_key(cls, v: SecretStr) -> SecretStr:
-        if v.get_secret_value():
+    @model_validator(mode="after")
+    def _valid_totp_key(self) -> AuthSettings:
+        # After the model is built, not a field validator: pydantic's error
+        # would then quote the input, and the input is the key.
+        key = self.totp_encryption_key.get_secret_value()
+        if key:
             try:
-                decode_key(v.get_secret_value())
+                decode_key(key)
             except ValueError as exc:
                 raise ValueError(f"TOTP_ENCRYPTION_KEY: {exc}") from None
-        return v
+        return self
 
     @model_validator(mode="after")
     def _auth_production_guard(self) -> AuthSettings:

@@ -34,9 +34,26 @@ _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 # (exact paths, path prefixes) per upstream; "/users" is decided by method.
 _AUTH_EXACT = frozenset(
-    {"/", "/login", "/login/mfa", "/token", "/token/refresh", "/revoke", "/logout", "/sessions"}
+    {
+        "/",
+        "/login",
+        "/login/mfa",
+        "/token",
+        "/token/refresh",
+        "/revoke",
+        "/logout",
+        "/sessions",
+        "/totp",
+    }
 )
-_AUTH_PREFIXES = ("/sessions/", "/webauthn/", "/password/", "/.well-known/", "/static/")
+_AUTH_PREFIXES = (
+    "/sessions/",
+    "/webauthn/",
+    "/password/",
+    "/totp/",
+    "/.well-known/",
+    "/static/",
+)
 _USER_PREFIXES = ("/users/",)
 
 SECURITY_HEADERS = {

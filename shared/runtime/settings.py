@@ -50,7 +50,11 @@ def _secret_problems(name: str, url: str) -> list[str]:
 
 
 class CommonSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+    # hide_input_in_errors: a refusal must not quote the input, which holds
+    # secrets (backend URLs with passwords, TOTP_ENCRYPTION_KEY).
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     env: Literal["development", "production", "test"] = "development"
     database_url: str = ""

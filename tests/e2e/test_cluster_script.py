@@ -72,6 +72,9 @@ ROUTES = [
     ("POST", "/password/change", "auth"),
     ("POST", "/password/forgot", "auth"),
     ("POST", "/password/reset", "auth"),
+    ("POST", "/totp/enrol", "auth"),
+    ("POST", "/totp/confirm", "auth"),
+    ("DELETE", "/totp", "auth"),
     ("GET", "/.well-known/jwks.json", "auth"),
     ("GET", "/.well-known/openid-configuration", "auth"),
     ("GET", "/", "auth"),
@@ -84,6 +87,7 @@ NOT_ROUTED = [
     ("GET", "/readyz"),
     ("GET", "/docs"),
     ("GET", "/loginx"),
+    ("GET", "/totpx"),
     ("GET", "/userss"),
     ("GET", "/nowhere"),
 ]
