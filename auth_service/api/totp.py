@@ -25,6 +25,7 @@ from auth_service.schemas.totp import (
     TotpConfirmRequest,
     TotpEnrolOut,
     TotpEnrolRequest,
+    TotpStatusOut,
 )
 from auth_service.services.second_factor.second_step import recent_login, recent_second_factor
 from shared.audit.events import audit_event
@@ -36,6 +37,20 @@ router = APIRouter(prefix="/totp", tags=["totp"])
 def _qr_svg(uri: str) -> str:
     # Error correction M, the usual for otpauth URIs; a quiet zone of 4 modules.
     return str(segno.make(uri, error="m").svg_data_uri(scale=4, border=4))
+
+
+@router.get(
+    "",
+    response_model=TotpStatusOut,
+    responses=problem_responses(401, 503),
+    summary="Whether TOTP is on for my account",
+)
+async def status(claims: CurrentUser, ctx: Ctx) -> TotpStatusOut:
+    try:
+        enabled, pending = await ctx.totp.status(claims.sub)
+    except Exception as exc:
+        raise to_problem(exc) from None
+    return TotpStatusOut(enabled=enabled, pending=pending)
 
 
 @router.post(

@@ -34,3 +34,10 @@ class TotpConfirmRequest(_Request):
 class TotpConfirmOut(BaseModel):
     # Set when TOTP is the account's first second factor: shown once.
     recovery_codes: list[str] | None = None
+
+
+class TotpStatusOut(BaseModel):
+    # A second factor now (confirmed).
+    enabled: bool
+    # An enrolment was started and not confirmed yet.
+    pending: bool

@@ -272,3 +272,24 @@ async def test_the_secret_is_sealed_at_rest(services: Services, tmp_path: Path) 
     # The development key was made in the key directory, private to the service.
     key_file = tmp_path / "keys" / "totp-secret.key"
     assert key_file.stat().st_mode & 0o777 == 0o600
+
+
+async def test_status_follows_enrolment_and_confirmation(services: Services) -> None:
+    clock = pin_clock(services)
+    _, tokens = await password_account(services)
+
+    async def status() -> dict[str, Any]:
+        r = await services.auth.get("/totp", headers=bearer(tokens))
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
+    assert await status() == {"enabled": False, "pending": False}
+    secret = (await _enrol(services, tokens)).json()["secret"]
+    assert await status() == {"enabled": False, "pending": True}
+    r = await services.auth.post(
+        "/totp/confirm", json={"code": code(secret, clock)}, headers=bearer(tokens)
+    )
+    assert r.status_code == 201
+    assert await status() == {"enabled": True, "pending": False}
+    assert (await services.auth.get("/totp")).status_code == 401

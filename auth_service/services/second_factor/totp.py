@@ -139,6 +139,13 @@ class TotpService:
             raise CeremonyFailed("totp_not_pending", user_id=user_id)
         return first
 
+    async def status(self, user_id: str) -> tuple[bool, bool]:
+        """(enabled, pending) of the account's TOTP."""
+        row = await self.totp.get(uuid.UUID(user_id))
+        if row is None:
+            return False, False
+        return row.confirmed_at is not None, row.confirmed_at is None
+
     async def remove(self, user_id: str) -> bool:
         """Remove the account's TOTP; True when no second factor is left.
 
