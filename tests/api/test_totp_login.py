@@ -283,3 +283,20 @@ async def test_the_daily_ceiling_holds_across_short_windows(
             await asyncio.sleep(1.1)  # the short window ends
         assert statuses == [401, 401, 401, 401, 429, 429]
         assert (await totp_login(s, account, right)).status_code == 429
+
+
+async def test_a_secret_sealed_under_another_key_is_a_401_not_a_500(
+    services: Services, audit: AuditLog
+) -> None:
+    """TOTP_ENCRYPTION_KEY replaced without re-enrolment: the login fails closed."""
+    import secrets
+
+    from auth_service.keys.secret_box import SecretBox
+
+    clock = pin_clock(services)
+    account, secret, _, _ = await totp_account(services, clock)
+    services.auth_app.state.ctx.totp.box = SecretBox(secrets.token_bytes(32))
+    clock.advance()
+    r = await totp_login(services, account, code(secret, clock))
+    assert r.status_code == 401, r.text
+    assert audit.last("mfa.verify")["reason"] == "totp_secret_unreadable"

@@ -27,7 +27,7 @@ from auth_service.errors import (
     TotpAlreadyEnabled,
     TotpNotEnabled,
 )
-from auth_service.keys.secret_box import SecretBox
+from auth_service.keys.secret_box import SealedSecretUnreadable, SecretBox
 from auth_service.models.identity import Identity
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.repositories.totp import TotpRepository
@@ -170,7 +170,8 @@ class TotpService:
         Raises:
             RateLimited: too many codes tried for this account.
             CeremonyFailed: `totp_not_enrolled`, `totp_code_invalid`,
-                `totp_code_replayed` (its step, or a later one, was accepted).
+                `totp_code_replayed` (its step, or a later one, was accepted),
+                `totp_secret_unreadable` (sealed under another key).
         """
         for limit in self.limits:
             decision = await self.limiter.hit(limit, user_id)
@@ -193,7 +194,14 @@ class TotpService:
         digits = _clean(code)
         if digits is None:
             return None
-        totp = pyotp.TOTP(self.box.open(uid, sealed))
+        try:
+            secret = self.box.open(uid, sealed)
+        except SealedSecretUnreadable:
+            # Sealed under another TOTP_ENCRYPTION_KEY (a key replaced without
+            # re-enrolment) or tampered with: no code can match. Loud in the
+            # audit trail (the reason), never a 500.
+            raise CeremonyFailed("totp_secret_unreadable", user_id=str(uid)) from None
+        totp = pyotp.TOTP(secret)
         now = self.clock()
         current = totp.timecode(now)
         # Every candidate is computed and compared in constant time: the
