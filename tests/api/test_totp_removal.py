@@ -165,3 +165,24 @@ async def test_the_last_passkey_going_audits_mfa_disabled(
     )
     assert r.status_code == 204
     assert audit.last("mfa.disabled")["method"] == "passkey"
+
+
+async def test_the_whole_lifecycle_on_each_database(services_any_db: Services) -> None:
+    """Enrol twice (the second replaces the first), confirm, log in, remove,
+    enrol again: every repository statement on SQLite and PostgreSQL."""
+    s = services_any_db
+    clock = pin_clock(s)
+    account, tokens = await password_account(s)
+    first = (await s.auth.post("/totp/enrol", headers=bearer(tokens))).json()["secret"]
+    secret, confirmed = await enrol_totp(s, tokens, clock)
+    assert secret != first
+    assert confirmed["recovery_codes"]
+    clock.advance()
+    pending = await start_login(s, account)
+    r = await s.auth.post(
+        "/login/mfa", json={"mfa_token": pending["mfa_token"], "totp": code(secret, clock)}
+    )
+    assert r.status_code == 200, r.text
+    assert (await _remove(s, r.json())).status_code == 204
+    assert await s.auth_app.state.ctx.mfa.remaining_codes(tokens["user_id"]) == 0
+    assert (await s.auth.post("/totp/enrol", headers=bearer(r.json()))).status_code == 200
