@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 
+from auth_service.keys.secret_box import decode_key
 from auth_service.mail.smtp import SmtpConfig
 from auth_service.services.webauthn.relying_party import (
     RelyingParty,
@@ -88,6 +89,17 @@ class AuthSettings(CommonSettings):
     # again; 0 asks for the password every time. docs/PASSKEYS.md.
     enrol_reauth_max_age_seconds: int = Field(default=300, ge=0, le=3600)
     recovery_code_count: int = Field(default=10, ge=4, le=20)
+    # TOTP (docs/PASSKEYS.md, "TOTP"). The secrets are sealed at rest with this
+    # AES-256 key (32 bytes, base64url). Production refuses to start without
+    # it; elsewhere an empty value means a key made in KEY_DIR on first start.
+    totp_encryption_key: SecretStr = SecretStr("")
+    # Wrong codes per account: a right password resets the login counters, so
+    # without these an attacker holding the password would get one code guess
+    # per login, forever (docs/RATE_LIMITS.md, "TOTP codes").
+    totp_account_limit: int = Field(default=5, ge=1)
+    totp_account_window_seconds: int = Field(default=900, ge=1)
+    totp_account_daily_limit: int = Field(default=20, ge=1)
+    totp_account_daily_window_seconds: int = Field(default=86400, ge=1)
     passkey_options_ip_limit: int = 60
     passkey_options_ip_window_seconds: int = 60
     # Forgot-password requests (each may send a mail): per client IP and per
@@ -156,7 +168,26 @@ class AuthSettings(CommonSettings):
         return self
 
     @model_validator(mode="after")
+    def _valid_totp_key(self) -> AuthSettings:
+        # After the model is built, not a field validator: pydantic's error
+        # would then quote the input, and the input is the key.
+        key = self.totp_encryption_key.get_secret_value()
+        if key:
+            try:
+                decode_key(key)
+            except ValueError as exc:
+                raise ValueError(f"TOTP_ENCRYPTION_KEY: {exc}") from None
+        return self
+
+    @model_validator(mode="after")
     def _auth_production_guard(self) -> AuthSettings:
         if self.is_production and not self.rate_limit_enabled:
             raise ProductionConfigError("RATE_LIMIT_ENABLED must stay true in production")
+        if self.is_production and not self.totp_encryption_key.get_secret_value():
+            # A generated key would sit beside the data it protects, or differ
+            # per replica: production names its key.
+            raise ProductionConfigError(
+                "TOTP_ENCRYPTION_KEY must be set in production (32 random bytes, base64url: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
         return self

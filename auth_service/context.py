@@ -22,6 +22,7 @@ from auth_service.services.passwords import PasswordHasher
 from auth_service.services.registration import RegistrationService
 from auth_service.services.revocation import TokenRevoker
 from auth_service.services.second_factor.second_step import MfaService
+from auth_service.services.second_factor.totp import TotpService
 from auth_service.services.tokens import TokenIssuer
 from auth_service.services.webauthn.passkeys import PasskeyService
 from auth_service.stores.sessions import SessionStore
@@ -46,6 +47,7 @@ class AuthContext:
     revoker: TokenRevoker
     bearer: BearerAuthenticator
     passkeys: PasskeyService
+    totp: TotpService
     mfa: MfaService
     hasher: PasswordHasher
     passwords: PasswordLifecycle

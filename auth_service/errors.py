@@ -141,4 +141,16 @@ class LastCredential(AuthError):
 
 
 class PasskeyRequired(AuthError):
-    """Recovery codes back up a passkey; without one there is nothing to recover."""
+    """Recovery codes back up a second factor (a passkey or TOTP); without one
+    there is nothing to recover."""
+
+
+# --- TOTP (RFC 6238) ---------------------------------------------------------
+
+
+class TotpAlreadyEnabled(AuthError):
+    """The account's TOTP is on already: remove it before enrolling another."""
+
+
+class TotpNotEnabled(AuthError):
+    """The account has no TOTP to remove."""

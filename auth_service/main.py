@@ -24,6 +24,7 @@ from auth_service.api import (
     revocation,
     sessions,
     tokens,
+    totp,
     wellknown,
 )
 from auth_service.api import audit as audit_api
@@ -38,6 +39,7 @@ from auth_service.repositories.accounts import AccountRepository
 from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.repositories.recovery_codes import RecoveryCodeRepository
+from auth_service.repositories.totp import TotpRepository
 from auth_service.services.authentication import Authenticator, LoginLimits
 from auth_service.services.lifecycle import (
     AccountDeletion,
@@ -53,6 +55,7 @@ from auth_service.services.password_policy import PasswordPolicy
 from auth_service.services.passwords import Argon2Params, PasswordHasher
 from auth_service.services.registration import RegistrationService
 from auth_service.services.revocation import TokenRevoker
+from auth_service.services.second_factor.factors import AccountFactors
 from auth_service.services.tokens import TokenIssuer
 from auth_service.stores.one_time_tokens import OneTimeTokens
 from auth_service.stores.rate_limit import Limit, RateLimiter
@@ -174,6 +177,8 @@ def _build_context(
         verification=verification,
     )
     credentials = CredentialRepository(make_sessionmaker(engine), read_engine)
+    totp_secrets = TotpRepository(make_sessionmaker(engine))
+    factors = AccountFactors(credentials=credentials, totp=totp_secrets)
     authenticator = Authenticator(
         identities=identities,
         hasher=hasher,
@@ -196,16 +201,18 @@ def _build_context(
                 "refresh-ip", settings.refresh_ip_limit, settings.refresh_ip_window_seconds
             ),
         ),
-        # Accounts with a passkey get no tokens from the password alone.
-        second_factors=credentials,
+        # Accounts with a passkey or TOTP get no tokens from the password alone.
+        second_factors=factors,
         require_verified_email=settings.require_verified_email,
         verification=verification,
     )
-    passkeys, mfa = build_second_factor(
+    passkeys, totp_service, mfa = build_second_factor(
         settings,
         redis=redis,
         sessions=make_sessionmaker(engine),
         credentials=credentials,
+        totp=totp_secrets,
+        factors=factors,
         identities=identities,
         authenticator=authenticator,
         limiter=limiter,
@@ -312,6 +319,7 @@ def _build_context(
         revoker=revoker,
         bearer=bearer,
         passkeys=passkeys,
+        totp=totp_service,
         mfa=mfa,
         hasher=hasher,
         passwords=password_lifecycle,
@@ -387,6 +395,7 @@ def create_app(
         email_api,
         mfa_api,
         passkeys,
+        totp,
         sessions,
         wellknown,
         page,

@@ -1,4 +1,4 @@
-"""Wiring of the passkey and MFA services (called from the lifespan's context build)."""
+"""Wiring of the passkey, TOTP and MFA services (called from the lifespan's context build)."""
 
 from __future__ import annotations
 
@@ -6,11 +6,15 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth_service.config import AuthSettings
+from auth_service.keys.secret_box import SecretBox, decode_key, dev_secret_key
 from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.repositories.recovery_codes import RecoveryCodeRepository
+from auth_service.repositories.totp import TotpRepository
 from auth_service.services.authentication import Authenticator
+from auth_service.services.second_factor.factors import AccountFactors
 from auth_service.services.second_factor.second_step import MfaService
+from auth_service.services.second_factor.totp import TotpService
 from auth_service.services.webauthn.passkeys import PasskeyService
 from auth_service.stores.challenges import ChallengeStore
 from auth_service.stores.rate_limit import Limit, RateLimiter
@@ -21,16 +25,27 @@ from shared.runtime.redis_topology import RedisClient
 _CHALLENGE_SLACK_SECONDS = 30
 
 
+def totp_secret_box(settings: AuthSettings) -> SecretBox:
+    """The box TOTP secrets are sealed in: TOTP_ENCRYPTION_KEY, or (never in
+    production, the settings refuse that) a development key in KEY_DIR."""
+    configured = settings.totp_encryption_key.get_secret_value()
+    if configured:
+        return SecretBox(decode_key(configured))
+    return SecretBox(dev_secret_key(settings.key_dir))
+
+
 def build_second_factor(
     settings: AuthSettings,
     *,
     redis: RedisClient,
     sessions: async_sessionmaker[AsyncSession],
     credentials: CredentialRepository,
+    totp: TotpRepository,
+    factors: AccountFactors,
     identities: IdentityRepository,
     authenticator: Authenticator,
     limiter: RateLimiter,
-) -> tuple[PasskeyService, MfaService]:
+) -> tuple[PasskeyService, TotpService, MfaService]:
     rp = settings.relying_party
     challenges = ChallengeStore(
         redis,
@@ -44,11 +59,32 @@ def build_second_factor(
         identities=identities,
         challenges=challenges,
         authenticator=authenticator,
+        factors=factors,
         limiter=limiter,
         options_limit=Limit(
             "passkey-options-ip",
             settings.passkey_options_ip_limit,
             settings.passkey_options_ip_window_seconds,
+        ),
+    )
+    totp_service = TotpService(
+        totp=totp,
+        identities=identities,
+        factors=factors,
+        authenticator=authenticator,
+        box=totp_secret_box(settings),
+        # The name authenticator apps show above the code.
+        issuer_name=settings.webauthn_rp_name,
+        limiter=limiter,
+        limits=(
+            Limit(
+                "totp-account", settings.totp_account_limit, settings.totp_account_window_seconds
+            ),
+            Limit(
+                "totp-account-day",
+                settings.totp_account_daily_limit,
+                settings.totp_account_daily_window_seconds,
+            ),
         ),
     )
     mfa = MfaService(
@@ -59,7 +95,9 @@ def build_second_factor(
         challenges=challenges,
         passkeys=passkeys,
         authenticator=authenticator,
+        factors=factors,
+        totp=totp_service,
         mfa_ttl=settings.mfa_token_ttl_seconds,
         code_count=settings.recovery_code_count,
     )
-    return passkeys, mfa
+    return passkeys, totp_service, mfa

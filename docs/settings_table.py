@@ -102,8 +102,16 @@ DESCRIPTIONS: dict[str, str] = {
     "mfa_token_ttl_seconds": "lifetime of the token between password and second factor",
     "step_up_max_age_seconds": "how recent a second factor must be for sensitive changes",
     "enrol_reauth_max_age_seconds": "how recent a login (`auth_time`, kept by refreshes) must be "
-    "to enrol the first passkey without the password again; 0: always ask",
+    "to enrol the first second factor (passkey or TOTP) without the password again; 0: always ask",
     "recovery_code_count": "recovery codes issued per set",
+    "totp_encryption_key": (
+        "AES-256 key (32 bytes, base64url) sealing TOTP secrets at rest. Production: required;"
+        " elsewhere empty means a key made in `KEY_DIR` (`totp-secret.key`) on first start"
+    ),
+    "totp_account_limit": "TOTP codes tried per account per window (a right code resets it)",
+    "totp_account_window_seconds": "window of `TOTP_ACCOUNT_LIMIT`",
+    "totp_account_daily_limit": "TOTP codes tried per account per long window (a ceiling)",
+    "totp_account_daily_window_seconds": "window of `TOTP_ACCOUNT_DAILY_LIMIT`",
     "passkey_options_ip_limit": "passkey ceremony starts per client IP per window",
     "passkey_options_ip_window_seconds": "window of `PASSKEY_OPTIONS_IP_LIMIT`",
     "forgot_ip_limit": "forgot-password requests per client IP per window",

@@ -61,6 +61,7 @@ _ACTIONS = {
     "account.delete": "account_delete",
     "email.change": "email_change",
     "email.verify_resend": "verify_resend",
+    "mfa.verify": "mfa",
 }
 
 

@@ -180,6 +180,16 @@ async def delete_credential(
             user_id=claims.sub, row_id=credential_id, confirm_last=confirm_last
         )
         audit.success(mfa_disabled=was_last)
+    if was_last:
+        # The account's last second factor went: password-only from now.
+        audit_event(
+            "mfa.disabled",
+            outcome="success",
+            request=request,
+            user_id=claims.sub,
+            session_id=claims.sid,
+            method="passkey",
+        )
     return Response(status_code=204)
 
 

@@ -25,6 +25,8 @@ from auth_service.errors import (
     RefreshTokenInvalid,
     RefreshTokenReused,
     StepUpRequired,
+    TotpAlreadyEnabled,
+    TotpNotEnabled,
     UpstreamUnavailable,
     WeakPassword,
 )
@@ -81,8 +83,8 @@ def _insufficient_authentication(detail: str, slug: str, challenge: str, max_age
 def step_up_problem(max_age: int) -> Problem:
     """403 with an RFC 9470 style challenge: a recent second factor is needed."""
     return _insufficient_authentication(
-        "This action needs a recent second factor: sign in again with a passkey "
-        f"(or a recovery code) within the last {max_age} seconds.",
+        "This action needs a recent second factor: sign in again with a passkey, "
+        f"a TOTP code or a recovery code within the last {max_age} seconds.",
         "step-up-required",
         "A recent second factor is required",
         max_age,
@@ -95,7 +97,7 @@ def reauthentication_problem(max_age: int) -> Problem:
     The password in the request body (or a fresh login) answers it.
     """
     return _insufficient_authentication(
-        "Adding your first passkey turns on two-step login: confirm your password "
+        "Adding your first second factor turns on two-step login: confirm your password "
         f"(send `password`), or log in again; a login counts for {max_age} seconds.",
         "reauthentication-required",
         "A recent login or the password is required",
@@ -118,7 +120,7 @@ def _ceremony_failed(exc: CeremonyFailed, opts: ProblemOptions) -> Problem:
     return Problem(
         status,
         "Unauthorized" if status == 401 else "Bad Request",
-        "The passkey response or recovery code could not be verified.",
+        "The passkey response, code or recovery code could not be verified.",
         slug="webauthn-failed",
     )
 
@@ -206,10 +208,21 @@ _PROBLEMS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], _Mapper], 
         _fixed(
             409,
             "Conflict",
-            "Recovery codes need a passkey on the account; add one first.",
+            "Recovery codes need a second factor (a passkey or TOTP) on the account; "
+            "add one first.",
             "passkey-required",
         ),
     ),
+    (
+        TotpAlreadyEnabled,
+        _fixed(
+            409,
+            "Conflict",
+            "TOTP is on already; remove it (DELETE /totp) before enrolling a new one.",
+            "totp-enabled",
+        ),
+    ),
+    (TotpNotEnabled, _fixed(404, None, "TOTP is not on for this account.", "totp-not-enabled")),
     (
         UNAVAILABLE,
         lambda _, __: Problem(

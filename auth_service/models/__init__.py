@@ -16,6 +16,7 @@ so a new table (a TOTP secret, say) is one line here.
 from sqlalchemy import Table
 
 from auth_service.models.identity import Identity
+from auth_service.models.totp import TotpSecret
 from auth_service.models.webauthn import RecoveryCode, WebAuthnCredential
 from shared.audit.store import AUDIT_TABLE
 
@@ -23,6 +24,7 @@ AUTH_TABLES = [
     Identity.__table__,  # type: ignore[attr-defined]
     WebAuthnCredential.__table__,  # type: ignore[attr-defined]
     RecoveryCode.__table__,  # type: ignore[attr-defined]
+    TotpSecret.__table__,  # type: ignore[attr-defined]
     AUDIT_TABLE,  # this service's audit trail (shared.audit.store)
 ]
 
@@ -30,6 +32,7 @@ AUTH_TABLES = [
 ACCOUNT_OWNED: list[tuple[Table, str]] = [
     (WebAuthnCredential.__table__, "user_id"),  # type: ignore[attr-defined]
     (RecoveryCode.__table__, "user_id"),  # type: ignore[attr-defined]
+    (TotpSecret.__table__, "user_id"),  # type: ignore[attr-defined]
     (Identity.__table__, "id"),  # type: ignore[attr-defined]
 ]
 
@@ -43,5 +46,6 @@ __all__ = [
     "AUTH_TABLES",
     "Identity",
     "RecoveryCode",
+    "TotpSecret",
     "WebAuthnCredential",
 ]

@@ -12,6 +12,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth_service.models.identity import utcnow
+from auth_service.models.totp import TotpSecret
 from auth_service.models.webauthn import NewCredential, RecoveryCode, WebAuthnCredential
 from shared.db.reads import KeyedReader
 
@@ -130,11 +131,20 @@ class CredentialRepository:
             ids = set(result.all())
             if row_id not in ids:
                 return Removal.NOT_FOUND
-            last = len(ids) == 1
+            # The last *second factor*: with a confirmed TOTP left, the last
+            # passkey goes like any other and the recovery codes stay.
+            totp = await s.exec(
+                select(func.count())
+                .select_from(TotpSecret)
+                .where(
+                    col(TotpSecret.user_id) == user_id, col(TotpSecret.confirmed_at).is_not(None)
+                )
+            )
+            last = len(ids) == 1 and int(totp.one()) == 0
             if last and not allow_last:
                 return Removal.LAST_NEEDS_CONFIRMATION
             stmt = delete(WebAuthnCredential).where(col(WebAuthnCredential.id) == row_id)
-            if not last:
+            if len(ids) > 1:
                 # SQLite takes its write lock only at the first write, so two
                 # removals can both have read "two left". Guard the delete
                 # itself: the later one then deletes nothing and is told the

@@ -56,21 +56,35 @@ class LoginVerifyRequest(_Request):
 class MfaRequest(_Request):
     mfa_token: Annotated[str, Field(min_length=1, max_length=128)]
     credential: Credential | None = None
+    # A TOTP code: six digits (spaces allowed, as apps show "123 456").
+    totp: Annotated[str | None, Field(min_length=6, max_length=16, pattern=r"^[0-9 ]+$")] = None
     recovery_code: Annotated[str | None, Field(min_length=1, max_length=64)] = None
 
     @model_validator(mode="after")
     def _exactly_one_factor(self) -> MfaRequest:
-        if (self.credential is None) == (self.recovery_code is None):
-            raise ValueError("send exactly one of credential or recovery_code")
+        given = [f for f in (self.credential, self.totp, self.recovery_code) if f is not None]
+        if len(given) != 1:
+            raise ValueError("send exactly one of credential, totp or recovery_code")
         return self
+
+    @property
+    def method(self) -> str:
+        """The factor sent, as audit events name it."""
+        if self.credential is not None:
+            return "passkey"
+        return "totp" if self.totp is not None else "recovery_code"
 
 
 class MfaRequiredResponse(BaseModel):
     mfa_required: Literal[True] = True
     mfa_token: str
     expires_in: int
-    # PublicKeyCredentialRequestOptions JSON, as py_webauthn's options_to_json writes it.
-    webauthn: dict[str, Any]
+    # The second factors the account has, any of which completes the login:
+    # "webauthn" (a passkey), "totp". A recovery code always works too.
+    methods: list[Literal["webauthn", "totp"]]
+    # PublicKeyCredentialRequestOptions JSON, as py_webauthn's options_to_json
+    # writes it; null when the account has no passkey.
+    webauthn: dict[str, Any] | None
 
 
 class CredentialOut(BaseModel):

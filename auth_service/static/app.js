@@ -1,7 +1,7 @@
-// The account page: registration, password (+ passkey) login, passwordless
-// login, password change and reset, email verification and change, passkey
-// management and recovery codes, the profile, the data export and account
-// deletion.
+// The account page: registration, password (+ passkey or TOTP) login,
+// passwordless login, password change and reset, email verification and
+// change, passkey and authenticator-app (TOTP) management and recovery codes,
+// the profile, the data export and account deletion.
 // No framework, no build step.
 //
 // Tokens live in this closure only (never localStorage): an XSS that the CSP
@@ -189,6 +189,7 @@
     $("mfa").hidden = true;
     $("login-form").reset();
     $("recovery-form").reset();
+    $("totp-form").reset();
     const claims = claimsOf(state.access);
     $("user-id").textContent = tokens.user_id;
     $("user-amr").textContent = (claims.amr || []).join(", ");
@@ -196,6 +197,7 @@
     $("account-heading").focus();
     await loadProfile();
     await loadPasskeys();
+    await loadTotp();
     say(message);
   }
 
@@ -206,6 +208,7 @@
     $("step-up").hidden = true;
     closeReauth();
     $("confirm-last").hidden = true;
+    closeTotpEnrolment();
     $("mfa").hidden = true;
     $("profile-form").reset();
     $("delete-form").reset();
@@ -353,9 +356,16 @@
     if (res.body.mfa_required) {
       state.mfaToken = res.body.mfa_token;
       state.mfaOptions = res.body.webauthn;
+      // Offer the second factors this account has ("webauthn", "totp").
+      const methods = res.body.methods || ["webauthn"];
+      $("mfa-passkey").hidden = !methods.includes("webauthn");
+      $("totp-form").hidden = !methods.includes("totp");
       $("mfa").hidden = false;
       $("mfa-heading").focus();
-      say("Password accepted. Confirm with your passkey or a recovery code.");
+      if (methods.includes("totp")) $("totp-code").focus();
+      say(methods.includes("totp")
+        ? "Password accepted. Enter the code from your authenticator app, or use a recovery code."
+        : "Password accepted. Confirm with your passkey or a recovery code.");
       return;
     }
     await signedIn(res.body, "Logged in with your password.");
@@ -413,6 +423,14 @@
     const code = new FormData(event.target).get("recovery_code");
     const res = await call("POST", "/login/mfa", { mfa_token: state.mfaToken, recovery_code: code });
     await finishMfa(res, "Logged in with a recovery code. That code is now used up.");
+  }
+
+  async function mfaTotp(event) {
+    event.preventDefault();
+    if (!state.mfaToken) { fail("Log in with your password first."); return; }
+    const code = new FormData(event.target).get("totp");
+    const res = await call("POST", "/login/mfa", { mfa_token: state.mfaToken, totp: code });
+    await finishMfa(res, "Logged in with your password and authenticator app.");
   }
 
   async function finishMfa(res, message) {
@@ -622,6 +640,63 @@
     say("New recovery codes generated; the old ones no longer work.");
   }
 
+  // --- the authenticator app (TOTP, RFC 6238) ---
+
+  async function loadTotp() {
+    const res = await call("GET", "/totp", undefined, { auth: true });
+    if (res.status !== 200) { fail(problemText(res)); return; }
+    const on = res.body.enabled;
+    $("totp-state").textContent = on
+      ? "On: logging in asks for a code from your authenticator app."
+      : "A code from an app (TOTP) as your second factor.";
+    $("totp-start").hidden = on;
+    $("totp-remove").hidden = !on;
+  }
+
+  function closeTotpEnrolment() {
+    $("totp-enrol").hidden = true;
+    $("totp-secret").textContent = "";
+    $("totp-qr").removeAttribute("src");
+    $("totp-confirm-form").reset();
+  }
+
+  // `password`: only when the server asked for it (the first second factor
+  // after a login that is not recent), as for the first passkey.
+  async function startTotp(password) {
+    const res = await call("POST", "/totp/enrol", password ? { password } : {}, { auth: true });
+    if (needsStepUp(res, () => startTotp())) return;
+    if (needsPassword(res, (again) => startTotp(again), "second factor")) return;
+    closeReauth();
+    if (res.status !== 200) { fail(problemText(res)); return; }
+    // A data: URI of an SVG the server made: an <img> never runs script.
+    $("totp-qr").src = res.body.qr_svg;
+    $("totp-secret").textContent = res.body.secret;
+    $("totp-enrol").hidden = false;
+    $("totp-start").hidden = true;
+    $("totp-confirm-code").focus();
+    say("Scan the QR code or type the key into your authenticator app, then enter its code.");
+  }
+
+  async function confirmTotp(event) {
+    event.preventDefault();
+    const code = $("totp-confirm-code").value;
+    const res = await call("POST", "/totp/confirm", { code }, { auth: true });
+    if (res.status !== 201) { fail(problemText(res)); $("totp-confirm-code").select(); return; }
+    closeTotpEnrolment();
+    await loadTotp();
+    if (res.body.recovery_codes) showCodes(res.body.recovery_codes);
+    say("Authenticator app added."
+      + (res.body.recovery_codes ? " Two-step login is on; save your recovery codes." : ""));
+  }
+
+  async function removeTotp() {
+    const res = await call("DELETE", "/totp", undefined, { auth: true });
+    if (needsStepUp(res, removeTotp)) return;
+    if (res.status !== 204) { fail(problemText(res)); return; }
+    await loadTotp();
+    say("Authenticator app removed.");
+  }
+
   // --- step-up: a recent second factor for sensitive actions (RFC 9470 idea) ---
 
   function needsStepUp(res, retry) {
@@ -637,7 +712,7 @@
 
   let pendingReauth = null; // (password) => the enrolment to repeat with it
 
-  function needsPassword(res, retry) {
+  function needsPassword(res, retry, what = "passkey") {
     const asked = res.status === 403 && isProblem(res, "reauthentication-required");
     const wrong = res.status === 403 && isProblem(res, "reauthentication-failed");
     if (!asked && !wrong) return false;
@@ -646,7 +721,7 @@
     $("reauth-password").value = "";
     $("reauth-password").focus();
     if (wrong) fail(`${problemText(res)} Try again.`);
-    else say("Confirm your password to add your first passkey.");
+    else say(`Confirm your password to add your first ${what}.`);
     return true;
   }
 
@@ -722,6 +797,10 @@
     $("passkey-login").addEventListener("click", guard(passwordless));
     $("mfa-passkey").addEventListener("click", guard(mfaPasskey));
     $("recovery-form").addEventListener("submit", guard(mfaRecovery));
+    $("totp-form").addEventListener("submit", guard(mfaTotp));
+    $("totp-start").addEventListener("click", guard(() => startTotp()));
+    $("totp-confirm-form").addEventListener("submit", guard(confirmTotp));
+    $("totp-remove").addEventListener("click", guard(removeTotp));
     $("mfa-cancel").addEventListener("click", () => signedOut("Start again when you are ready."));
     $("add-passkey-form").addEventListener("submit", guard(addPasskey));
     $("new-codes").addEventListener("click", guard(newCodes));

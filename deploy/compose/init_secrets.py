@@ -9,13 +9,16 @@ Writes, into the directory:
 
     postgres_password  auth_db_password  user_db_password  redis_password
     grafana_admin_password
-    auth.env  user.env     DATABASE_URL and REDIS_URL of each service
+    auth.env  user.env     DATABASE_URL and REDIS_URL of each service; auth.env
+                           also TOTP_ENCRYPTION_KEY (the key sealing TOTP secrets)
     signing_keys/          the auth service's key directory (manifest + PEM),
                            made by `python -m auth_service.keys rotate`
 
 Existing files are kept, never overwritten: PostgreSQL reads its passwords
 only when its volume is first initialised, so a second run must not change
-them. Delete a file (and the volume it belongs to) to make a new one.
+them. Delete a file (and the volume it belongs to) to make a new one. The one
+exception is a line added, never changed: an auth.env from before TOTP gets
+its TOTP_ENCRYPTION_KEY appended (nothing could have used one yet).
 Nothing secret is printed.
 """
 
@@ -78,6 +81,20 @@ IN_STACK_OWNERS: dict[str, int] = {
 }
 
 
+def _add_totp_key(env_file: Path, created: list[str]) -> None:
+    """Append TOTP_ENCRYPTION_KEY to the auth service's env file when it has none.
+
+    32 random bytes, base64url: the AES-256 key sealing TOTP secrets at rest,
+    which production refuses to start without (docs/ASVS.md).
+    """
+    text = env_file.read_text()
+    if any(line.startswith("TOTP_ENCRYPTION_KEY=") for line in text.splitlines()):
+        return
+    with env_file.open("a") as f:
+        f.write(("" if text.endswith("\n") else "\n") + f"TOTP_ENCRYPTION_KEY={_password()}\n")
+    created.append(f"{env_file.name} (TOTP_ENCRYPTION_KEY)")
+
+
 def init_secrets(directory: Path, owners: dict[str, int] | None = None) -> list[str]:
     """Create whatever is missing in `directory`; returns the names created.
 
@@ -97,12 +114,14 @@ def init_secrets(directory: Path, owners: dict[str, int] | None = None) -> list[
         db_pw = _write(directory / f"{service}_db_password", _password, created, mode=_SECRET_FILE)
         _write(
             directory / f"{service}.env",
-            lambda db=db, db_pw=db_pw: (
+            lambda db=db, db_pw=db_pw, service=service: (
                 f"DATABASE_URL=postgresql+asyncpg://{db}:{db_pw}@{POSTGRES}/{db}\n"
                 f"REDIS_URL=redis://:{redis_pw}@{REDIS}/0"
+                + (f"\nTOTP_ENCRYPTION_KEY={_password()}" if service == "auth" else "")
             ),
             created,
         )
+    _add_totp_key(directory / "auth.env", created)
     _write(directory / "grafana_admin_password", _password, created, mode=_SECRET_FILE)
 
     keys = directory / "signing_keys"

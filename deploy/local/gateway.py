@@ -34,13 +34,24 @@ _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 # (exact paths, path prefixes) per upstream; "/users" is decided by method.
 _AUTH_EXACT = frozenset(
-    {"/", "/login", "/login/mfa", "/token", "/token/refresh", "/revoke", "/logout", "/sessions"}
+    {
+        "/",
+        "/login",
+        "/login/mfa",
+        "/token",
+        "/token/refresh",
+        "/revoke",
+        "/logout",
+        "/sessions",
+        "/totp",
+    }
 )
 _AUTH_PREFIXES = (
     "/sessions/",
     "/webauthn/",
     "/password/",
     "/email/",
+    "/totp/",
     "/.well-known/",
     "/static/",
 )

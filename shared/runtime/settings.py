@@ -57,7 +57,8 @@ def _secret_problems(name: str, url: str) -> list[str]:
 
 class CommonSettings(BaseSettings):
     # hide_input_in_errors: a refusal must not echo the settings it read,
-    # passwords in REDIS_URL / DATABASE_URL / REDIS_PASSWORD included.
+    # which hold secrets (passwords in REDIS_URL / DATABASE_URL /
+    # REDIS_PASSWORD, TOTP_ENCRYPTION_KEY).
     model_config = SettingsConfigDict(
         env_file=None, extra="ignore", frozen=True, hide_input_in_errors=True
     )

@@ -63,8 +63,9 @@ async def test_password_alone_gives_no_tokens_once_a_passkey_exists(services: Se
     body = r.json()
     assert r.status_code == 200
     assert r.headers["cache-control"] == "no-store"
-    assert set(body) == {"mfa_required", "mfa_token", "expires_in", "webauthn"}
+    assert set(body) == {"mfa_required", "mfa_token", "expires_in", "methods", "webauthn"}
     assert body["mfa_required"] is True
+    assert body["methods"] == ["webauthn"]
     assert 60 <= body["expires_in"] <= 900
     options = body["webauthn"]
     assert options["rpId"] == "localhost"

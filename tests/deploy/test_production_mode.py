@@ -39,6 +39,7 @@ from user_service.migrate import MIGRATIONS as USER
 
 SETTINGS_CLASSES = [pytest.param(AuthSettings, id="auth"), pytest.param(UserSettings, id="user")]
 PG_PASSWORD = "ignored-by-trust-auth-but-present"
+TOTP_KEY = secrets.token_urlsafe(32)
 
 
 def safe_production(**overrides: Any) -> dict[str, Any]:
@@ -52,6 +53,7 @@ def safe_production(**overrides: Any) -> dict[str, Any]:
         "cors_origins": "https://app.example.com",
         "webauthn_rp_id": "idp.example.com",
         "webauthn_origins": "https://idp.example.com",
+        "totp_encryption_key": TOTP_KEY,
     }
     values.update(overrides)
     return values
@@ -62,6 +64,7 @@ def _settings(cls: type[Any], **overrides: Any) -> Any:
     if cls is UserSettings:
         values.pop("webauthn_rp_id")
         values.pop("webauthn_origins")
+        values.pop("totp_encryption_key")
     return cls(**values)
 
 
@@ -116,6 +119,20 @@ def test_production_refuses(cls: type[Any], override: dict[str, Any], expected: 
     with pytest.raises(ValidationError, match="unsafe production settings") as caught:
         _settings(cls, **override)
     assert expected in str(caught.value)
+
+
+def test_production_refuses_to_start_without_a_totp_key() -> None:
+    # A generated key would sit beside the data it protects, or differ per replica.
+    with pytest.raises(ValidationError, match="TOTP_ENCRYPTION_KEY must be set"):
+        _settings(AuthSettings, totp_encryption_key="")
+
+
+@pytest.mark.parametrize("env", ["production", "development"])
+@pytest.mark.parametrize("bad", ["too-short", "!" * 43, secrets.token_urlsafe(16)])
+def test_a_malformed_totp_key_is_refused_in_every_mode(env: str, bad: str) -> None:
+    with pytest.raises(ValidationError, match="TOTP_ENCRYPTION_KEY") as caught:
+        _settings(AuthSettings, env=env, totp_encryption_key=bad)
+    assert bad not in str(caught.value)
 
 
 def test_every_problem_is_listed_at_once() -> None:
@@ -298,6 +315,7 @@ def _user_app(*, database_url: str, redis_url: str) -> FastAPI:
     values = safe_production(database_url=database_url, redis_url=redis_url)
     values.pop("webauthn_rp_id")
     values.pop("webauthn_origins")
+    values.pop("totp_encryption_key")
     return create_app(UserSettings(**values, redis_prefix=f"test:{secrets.token_hex(6)}:"))
 
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import httpx
+import pyotp
 import pytest
 
 from tests.conftest import REDIS_URL
@@ -92,6 +93,33 @@ def test_api_http_walks_every_endpoint(cluster_base: str, tmp_path: Path) -> Non
         assert runner.responses["register"].status_code == 201
         # A second run of the register request answers 409: the email exists.
         assert runner.send(requests[0]).status_code == 409
+        # The TOTP confirmation with the code an app would show for the
+        # enrolled secret, as its comment says; then a login with the next
+        # code, and the removal that login allows.
+        app = pyotp.TOTP(runner.responses["totpenrol"].json()["secret"])
+        confirm = next(r for r in requests if r.url.endswith("/totp/confirm"))
+        # The walk revoked pklogin's session (POST /revoke): a fresh login
+        # confirms the enrolment it started.
+        fresh = runner.send(requests[1]).json()["access_token"]
+        confirmed = runner.send(
+            replace(
+                confirm,
+                headers={**confirm.headers, "Authorization": f"Bearer {fresh}"},
+                body=confirm.body.replace(_APP_CODE, app.now()),
+            )
+        )
+        assert confirmed.status_code == 201, confirmed.text
+        assert confirmed.json()["recovery_codes"]
+        pending = runner.send(requests[1]).json()  # the seed's login request
+        assert pending["methods"] == ["totp"], pending
+        tokens = client.post(
+            f"{cluster_base}/login/mfa",
+            json={"mfa_token": pending["mfa_token"], "totp": app.at(time.time() + 30)},
+        )
+        assert tokens.status_code == 200, tokens.text
+        removal = next(r for r in requests if r.method == "DELETE" and r.url.endswith("/totp"))
+        bearer = {"Authorization": f"Bearer {tokens.json()['access_token']}"}
+        assert runner.send(replace(removal, headers=bearer)).status_code == 204
         # The reset request with the token taken from the mail, as its
         # comment says: the forgot request's mail is in the sink by now.
         reset = next(r for r in requests if r.url.endswith("/password/reset"))
@@ -110,6 +138,7 @@ def test_api_http_walks_every_endpoint(cluster_base: str, tmp_path: Path) -> Non
 
 _PLACEHOLDER = "paste-the-token-from-the-mail-here"
 _VERIFY_PLACEHOLDER = "paste-the-verify-token-here"
+_APP_CODE = "app-code-here"
 
 
 def _mailed_reset_token(mail_dir: Path, timeout: float = 10.0) -> str:

@@ -78,6 +78,9 @@ ROUTES = [
     ("POST", "/email/verify", "auth"),
     ("POST", "/email/verify/resend", "auth"),
     ("POST", "/email/change", "auth"),
+    ("POST", "/totp/enrol", "auth"),
+    ("POST", "/totp/confirm", "auth"),
+    ("DELETE", "/totp", "auth"),
     ("GET", "/.well-known/jwks.json", "auth"),
     ("GET", "/.well-known/openid-configuration", "auth"),
     ("GET", "/", "auth"),
@@ -90,6 +93,7 @@ NOT_ROUTED = [
     ("GET", "/readyz"),
     ("GET", "/docs"),
     ("GET", "/loginx"),
+    ("GET", "/totpx"),
     ("GET", "/userss"),
     ("GET", "/nowhere"),
 ]

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from shared.audit.store import AUDIT_TABLE
 from tests.conftest import Services, new_user
 from tests.observability.conftest import AuditCapture, bearer, capture_spans
+from tests.support.totp_flows import code, pin_clock
 
 pytestmark = pytest.mark.anyio
 
@@ -100,6 +101,32 @@ async def _flows(s: Services, secrets: _Secrets) -> None:
     assert (await s.auth.get("/sessions", headers=live)).status_code == 200
     assert (await s.auth.post("/logout", headers=live)).status_code == 204
     assert (await s.user.get("/users/me", headers=live)).status_code == 401
+
+    # TOTP: enrolment (the secret, its URI), confirmation (recovery codes),
+    # a wrong and a right code at the second step (the mfa_token).
+    clock = pin_clock(s)
+    totp_user = new_user()
+    secrets.add(totp_user["password"])
+    assert (await s.auth.post("/users", json=totp_user)).status_code == 201
+    totp_creds = {"email": totp_user["email"], "password": totp_user["password"]}
+    first = (await s.auth.post("/login", json=totp_creds)).json()
+    secrets.tokens(first)
+    enrolled = (await s.auth.post("/totp/enrol", headers=bearer(first))).json()
+    secrets.add(enrolled["secret"], enrolled["otpauth_uri"])
+    confirmed = await s.auth.post(
+        "/totp/confirm", json={"code": code(enrolled["secret"], clock)}, headers=bearer(first)
+    )
+    assert confirmed.status_code == 201
+    secrets.add(*confirmed.json()["recovery_codes"])
+    clock.advance()
+    for totp in (f"{(int(code(enrolled['secret'], clock)) + 1) % 10**6:06d}", None):
+        pending = (await s.auth.post("/login", json=totp_creds)).json()
+        secrets.add(pending["mfa_token"])
+        right = totp or code(enrolled["secret"], clock)
+        r = await s.auth.post("/login/mfa", json={"mfa_token": pending["mfa_token"], "totp": right})
+        assert r.status_code == (200 if totp is None else 401), r.text
+        if totp is None:
+            secrets.tokens(r.json())
 
     secrets.add(s.auth_app.state.ctx.issuer.service_token())
     identity = await s.auth_app.state.ctx.identities.active_by_id(__import__("uuid").UUID(uid))

@@ -1,7 +1,7 @@
 """identities.email_verified: whether the account proved it reads its mail.
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-07
 
 Set by POST /email/verify (a mailed single-use token) and by a completed
@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from alembic import context, op
 
 revision: str = "0006"
-down_revision: str | None = "0004"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 # Expand only: a column with a server default, which older code neither

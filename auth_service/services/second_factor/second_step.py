@@ -1,10 +1,10 @@
 """The second step of a password login, step-up checks, and recovery codes.
 
-`POST /login` with the right password for an account with a passkey ends in
-`SecondFactorRequired`; `begin` turns that into an opaque, single-use,
-short-lived `mfa_token` bound to the user and to one WebAuthn challenge.
-`POST /login/mfa` spends the token with either an assertion (amr
-`pwd hwk`) or a recovery code (amr `pwd otp`). The token is consumed by the
+`POST /login` with the right password for an account with a second factor
+(a passkey, TOTP, or both) ends in `SecondFactorRequired`; `begin` turns that
+into an opaque, single-use, short-lived `mfa_token` bound to the user and to
+one WebAuthn challenge. `POST /login/mfa` spends the token with an assertion
+(amr `pwd hwk`), a TOTP code or a recovery code (amr `pwd otp`). The token is consumed by the
 first attempt whatever its outcome, so each password check buys exactly one
 second-factor guess.
 """
@@ -23,11 +23,13 @@ from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.repositories.recovery_codes import RecoveryCodeRepository
 from auth_service.services.authentication import Authenticator, TokenGrant
+from auth_service.services.second_factor.factors import WEBAUTHN, AccountFactors
 from auth_service.services.second_factor.recovery_codes import (
     generate_codes,
     hash_code,
     normalize_code,
 )
+from auth_service.services.second_factor.totp import TOTP_AMR, TotpService
 from auth_service.services.service import service
 from auth_service.services.webauthn.options import authentication_options, options_dict
 from auth_service.services.webauthn.passkeys import PasskeyService, descriptor_of
@@ -73,7 +75,10 @@ class MfaPending:
     user_id: str
     mfa_token: str
     expires_in: int
-    webauthn: dict[str, Any]
+    # The account's second factors ("webauthn", "totp"), in that order.
+    methods: list[str]
+    # Request options for the account's passkeys; None without a passkey.
+    webauthn: dict[str, Any] | None
 
 
 @service
@@ -85,6 +90,8 @@ class MfaService:
     challenges: ChallengeStore
     passkeys: PasskeyService
     authenticator: Authenticator
+    factors: AccountFactors
+    totp: TotpService
     mfa_ttl: int
     code_count: int
 
@@ -96,11 +103,16 @@ class MfaService:
         authenticators need the ids to find their key.
         """
         token, challenge = await self.challenges.begin_mfa(user_id=user_id)
-        creds = await self.credentials.for_user(uuid.UUID(user_id))
-        options = authentication_options(
-            rp=self.rp, challenge=challenge, allow=[descriptor_of(c) for c in creds]
-        )
-        return MfaPending(user_id, token, self.mfa_ttl, options_dict(options))
+        methods = await self.factors.methods(uuid.UUID(user_id))
+        options = None
+        if WEBAUTHN in methods:
+            creds = await self.credentials.for_user(uuid.UUID(user_id))
+            options = options_dict(
+                authentication_options(
+                    rp=self.rp, challenge=challenge, allow=[descriptor_of(c) for c in creds]
+                )
+            )
+        return MfaPending(user_id, token, self.mfa_ttl, methods, options)
 
     async def complete_with_passkey(
         self, *, mfa_token: str, credential: Mapping[str, Any], ip: str, user_agent: str
@@ -122,6 +134,25 @@ class MfaService:
         identity = await self._active(pending.user_id)
         return await self.authenticator.start_session(
             identity, amr=PASSKEY_AMR, ip=ip, user_agent=user_agent
+        )
+
+    async def complete_with_totp(
+        self, *, mfa_token: str, code: str, ip: str, user_agent: str
+    ) -> TokenGrant:
+        """Spend the mfa_token and a TOTP code (RFC 6238), once.
+
+        Raises:
+            CeremonyFailed: `mfa_token_unknown` or any reason from
+                `TotpService.verify_login_code`.
+            RateLimited: too many codes tried for the account.
+        """
+        pending = await self.challenges.take_mfa(mfa_token)
+        if pending is None or pending.user_id is None:
+            raise CeremonyFailed("mfa_token_unknown")
+        await self.totp.verify_login_code(user_id=pending.user_id, code=code)
+        identity = await self._active(pending.user_id)
+        return await self.authenticator.start_session(
+            identity, amr=TOTP_AMR, ip=ip, user_agent=user_agent
         )
 
     async def complete_with_recovery_code(
@@ -154,10 +185,10 @@ class MfaService:
         """Replace the user's recovery codes; returns the plaintexts, once.
 
         Raises:
-            PasskeyRequired: the account has no passkey to recover.
+            PasskeyRequired: the account has no second factor to recover.
         """
         uid = uuid.UUID(user_id)
-        if not await self.credentials.enrolled(uid):
+        if not await self.factors.enrolled(uid):
             raise PasskeyRequired
         codes = generate_codes(self.code_count)
         await self.codes.replace(uid, [hash_code(uid, normalize_code(c) or "") for c in codes])

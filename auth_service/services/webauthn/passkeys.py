@@ -27,6 +27,7 @@ from auth_service.models.webauthn import WebAuthnCredential
 from auth_service.repositories.credentials import CredentialRepository, Removal
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator, TokenGrant
+from auth_service.services.second_factor.factors import AccountFactors
 from auth_service.services.service import service
 from auth_service.services.webauthn.ceremonies import (
     assertion_credential_id,
@@ -63,7 +64,7 @@ def user_handle(user_id: uuid.UUID) -> bytes:
 @dataclass(frozen=True)
 class Enrolment:
     credential: WebAuthnCredential
-    first: bool  # the account's first passkey: MFA is on from now
+    first: bool  # the account's first second factor: MFA is on from now
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class PasskeyService:
     identities: IdentityRepository
     challenges: ChallengeStore
     authenticator: Authenticator
+    factors: AccountFactors
     limiter: RateLimiter
     options_limit: Limit
 
@@ -116,10 +118,13 @@ class PasskeyService:
         """
         identity = await self._identity(user_id)
         existing = await self.credentials.for_user(identity.id)
+        # Any second factor counts, a TOTP too: with one on, a passkey is a
+        # further factor and needs the same step-up.
+        has_factor = bool(existing) or await self.factors.enrolled(identity.id)
         reauthenticated = False
-        if existing and not recent_mfa:
+        if has_factor and not recent_mfa:
             raise StepUpRequired
-        if not existing and not recent_login:
+        if not has_factor and not recent_login:
             if password is None:
                 raise ReauthenticationRequired
             await self.authenticator.check_password(identity.email, password, ip=ip)
@@ -167,12 +172,13 @@ class PasskeyService:
             raise
         identity = await self._identity(user_id)
         count = await self.credentials.count(identity.id)
+        first = not await self.factors.enrolled(identity.id)
         row = await self.credentials.add(
             user_id=identity.id, new=new, label=label or f"Passkey {count + 1}", enrolled_sid=sid
         )
         if row is None:
             raise CredentialExists
-        return Enrolment(credential=row, first=count == 0)
+        return Enrolment(credential=row, first=first)
 
     # --- management -------------------------------------------------------
 

@@ -1,0 +1,159 @@
+"""/totp: enrol, confirm and remove TOTP (RFC 6238) as a second factor."""
+
+from __future__ import annotations
+
+import segno
+from fastapi import APIRouter, Request, Response
+
+from auth_service.api.auditing import audited, audited_failure
+from auth_service.api.deps import Ctx, CurrentUser, ip_of
+from auth_service.api.oauth_forms import NO_STORE
+from auth_service.api.problems import ProblemOptions, to_problem
+from auth_service.api.second_factor import (
+    RecentMfaUser,
+    audit_step_up_denied,
+    reauthentication_failed_problem,
+)
+from auth_service.errors import (
+    InvalidCredentials,
+    RateLimited,
+    ReauthenticationRequired,
+    StepUpRequired,
+)
+from auth_service.schemas.totp import (
+    TotpConfirmOut,
+    TotpConfirmRequest,
+    TotpEnrolOut,
+    TotpEnrolRequest,
+    TotpStatusOut,
+)
+from auth_service.services.second_factor.second_step import recent_login, recent_second_factor
+from shared.audit.events import audit_event
+from shared.http.openapi import problem_responses
+
+router = APIRouter(prefix="/totp", tags=["totp"])
+
+
+def _qr_svg(uri: str) -> str:
+    # Error correction M, the usual for otpauth URIs; a quiet zone of 4 modules.
+    return str(segno.make(uri, error="m").svg_data_uri(scale=4, border=4))
+
+
+@router.get(
+    "",
+    response_model=TotpStatusOut,
+    responses=problem_responses(401, 503),
+    summary="Whether TOTP is on for my account",
+)
+async def status(claims: CurrentUser, ctx: Ctx) -> TotpStatusOut:
+    try:
+        enabled, pending = await ctx.totp.status(claims.sub)
+    except Exception as exc:
+        raise to_problem(exc) from None
+    return TotpStatusOut(enabled=enabled, pending=pending)
+
+
+@router.post(
+    "/enrol",
+    response_model=TotpEnrolOut,
+    responses=problem_responses(401, 403, 409, 422, 429, 503),
+    summary="Start enrolling TOTP: a new secret, active once confirmed",
+)
+async def enrol(
+    request: Request,
+    response: Response,
+    claims: CurrentUser,
+    ctx: Ctx,
+    body: TotpEnrolRequest | None = None,
+) -> TotpEnrolOut:
+    """As the account's first second factor: a recent login or `{"password": ...}`;
+    beside a passkey: a recent second factor (docs/PASSKEYS.md, "TOTP")."""
+    response.headers.update(NO_STORE)  # the answer holds the secret
+    max_age = ctx.settings.step_up_max_age_seconds
+    reauth_age = ctx.settings.enrol_reauth_max_age_seconds
+    password = body.password.get_secret_value() if body and body.password else None
+    who = {"user_id": claims.sub, "session_id": claims.sid}
+    try:
+        start = await ctx.totp.enrol(
+            user_id=claims.sub,
+            recent_mfa=recent_second_factor(claims, max_age=max_age),
+            recent_login=recent_login(claims, max_age=reauth_age),
+            password=password,
+            ip=ip_of(request),
+        )
+    except Exception as exc:
+        if isinstance(exc, StepUpRequired | ReauthenticationRequired):
+            missing = "second_factor" if isinstance(exc, StepUpRequired) else "login"
+            audit_step_up_denied(request, claims, f"no_recent_{missing}")
+        elif isinstance(exc, InvalidCredentials | RateLimited):
+            # A wrong password here is a failed login attempt: it counted
+            # toward the login limits, and the trail shows it.
+            audited_failure("reauthentication", exc, request, purpose="totp.enrol", **who)
+            if isinstance(exc, InvalidCredentials):
+                raise reauthentication_failed_problem() from None
+        else:
+            audited_failure("totp.enrol", exc, request, **who)
+        raise to_problem(exc, ProblemOptions(max_age=max_age, reauth_age=reauth_age)) from None
+    if start.reauthenticated:
+        audit_event(
+            "reauthentication", outcome="success", request=request, purpose="totp.enrol", **who
+        )
+    audit_event("totp.enrol", outcome="success", request=request, **who)
+    return TotpEnrolOut(
+        secret=start.secret, otpauth_uri=start.otpauth_uri, qr_svg=_qr_svg(start.otpauth_uri)
+    )
+
+
+@router.post(
+    "/confirm",
+    status_code=201,
+    response_model=TotpConfirmOut,
+    responses=problem_responses(400, 401, 409, 422, 503),
+    summary="Confirm TOTP with a code from the app: it is a second factor from now",
+)
+async def confirm(
+    body: TotpConfirmRequest, request: Request, response: Response, claims: CurrentUser, ctx: Ctx
+) -> TotpConfirmOut:
+    response.headers.update(NO_STORE)  # may hold the recovery codes
+    who = {"user_id": claims.sub, "session_id": claims.sid}
+    async with audited("totp.added", request, user_id=claims.sub, session_id=claims.sid) as audit:
+        first = await ctx.totp.confirm(user_id=claims.sub, code=body.code)
+        # The first second factor turns MFA on: its recovery codes come with
+        # it, shown once, as with the first passkey.
+        codes = await ctx.mfa.new_recovery_codes(claims.sub) if first else None
+        audit.success(first=first)
+    if first:
+        audit_event(
+            "mfa.enabled",
+            outcome="success",
+            request=request,
+            **who,
+            method="totp",
+            recent_login=recent_login(claims, max_age=ctx.settings.enrol_reauth_max_age_seconds),
+            auth_time=claims.auth_time,
+        )
+    if codes is not None:
+        audit_event(
+            "recovery_codes.generated", outcome="success", request=request, **who, count=len(codes)
+        )
+    return TotpConfirmOut(recovery_codes=codes)
+
+
+@router.delete(
+    "",
+    status_code=204,
+    responses=problem_responses(401, 403, 404, 503),
+    summary="Remove TOTP (needs a recent second factor)",
+)
+async def remove(request: Request, claims: RecentMfaUser, ctx: Ctx) -> Response:
+    # The step-up (RecentMfaUser) is the same as for removing a passkey: a
+    # stolen session must not be able to turn a second factor off.
+    who = {"user_id": claims.sub, "session_id": claims.sid}
+    async with audited(
+        "totp.removed", request, user_id=claims.sub, session_id=claims.sid, denied=True
+    ) as audit:
+        mfa_off = await ctx.totp.remove(claims.sub)
+        audit.success(mfa_disabled=mfa_off)
+    if mfa_off:
+        audit_event("mfa.disabled", outcome="success", request=request, **who, method="totp")
+    return Response(status_code=204)
