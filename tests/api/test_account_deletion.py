@@ -81,7 +81,10 @@ async def test_deletion_erases_the_account_everywhere(
     s = services_any_db
     account, tokens = await password_account(s)
     user_id = tokens["user_id"]
-    # A passkey turns MFA on and brings recovery codes: rows in every table.
+    # A pending TOTP secret, then a passkey, which turns MFA on and brings
+    # recovery codes: rows in every table.
+    pending = await s.auth.post("/totp/enrol", json={}, headers=bearer(tokens))
+    assert pending.status_code == 200, pending.text
     await enrol(s, tokens, SoftAuthenticator(), label="Laptop")
     other = await s.auth.post("/token/refresh", json={"refresh_token": tokens["refresh_token"]})
     assert other.status_code == 200
