@@ -184,6 +184,8 @@ class Tracing:
             sampler=_WhileReceived(self._processors, self.provider.sampler),
             shutdown_on_exit=False,
         )
+        # Engines waiting for a processor before they are traced (`instrument_engine`).
+        self._engines: list[AsyncEngine] = []
         exporters = _span_exporters(otlp_endpoint)
         self.exporting = bool(exporters)
         for exporter in exporters:
@@ -195,6 +197,9 @@ class Tracing:
         self.provider.add_span_processor(processor)
         self._leaf_provider.add_span_processor(processor)
         self._processors.append(processor)
+        engines, self._engines = self._engines, []
+        for engine in engines:
+            self._trace_engine(engine)
 
     def instrument_app(self, app: FastAPI, *, metrics: ServiceMetrics | None = None) -> None:
         """Trace every request of `app` (`ServerSpanMiddleware`, outermost).
@@ -226,6 +231,21 @@ class Tracing:
         RedisInstrumentor.instrument_client(client, tracer_provider=self._leaf_provider)
 
     def instrument_engine(self, engine: AsyncEngine) -> None:
+        """Trace `engine`'s statements, from when a span processor is attached.
+
+        Without a processor every SQL span is dropped (`_WhileReceived`), yet
+        the instrumentation's listeners still ran on each statement (its
+        attributes, a span started and ended) and on each pool checkout and
+        checkin: 7% of a profile read's CPU as shipped, for no output
+        (bench/README.md, "Changes measured on PostgreSQL", P3). So the
+        listeners are registered only once a processor is there to receive.
+        """
+        if self._processors:
+            self._trace_engine(engine)
+        else:
+            self._engines.append(engine)
+
+    def _trace_engine(self, engine: AsyncEngine) -> None:
         # EngineTracer directly: SQLAlchemyInstrumentor().instrument() is a
         # process-wide singleton and would trace only the first app's engine.
         # Statements are recorded with their placeholders, never parameters.
