@@ -22,6 +22,7 @@ from auth_service.services.tokens import TokenIssuer
 from auth_service.services.webauthn.passkeys import PasskeyService
 from auth_service.stores.sessions import SessionStore
 from shared.access.bearer import BearerAuthenticator
+from shared.access.key_revocation import RevokedKeys
 
 
 @dataclass
@@ -31,6 +32,8 @@ class AuthContext:
     redis: Redis
     http: httpx.AsyncClient
     keyring: KeyRing
+    # Emergency key revocations, polled from Redis (started by the lifespan).
+    revoked_keys: RevokedKeys
     identities: IdentityRepository
     sessions: SessionStore
     issuer: TokenIssuer

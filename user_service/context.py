@@ -9,6 +9,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.access.bearer import BearerAuthenticator
+from shared.access.key_revocation import RevokedKeys
 from shared.access.revocation_feed import SubscribedRevocationChecker
 from shared.tokens.jwks import JWKSClient
 from user_service.config import UserSettings
@@ -26,3 +27,5 @@ class UserContext:
     bearer: BearerAuthenticator
     # The pub/sub revocation feed behind `bearer` (started and closed by the lifespan).
     revocations: SubscribedRevocationChecker | None = None
+    # Emergency key revocations behind `bearer`'s key source (polled by the lifespan).
+    revoked_keys: RevokedKeys | None = None

@@ -119,6 +119,9 @@ AUDIT_EVENTS_ISSUER: tuple[str, ...] = (
     "password.forgot",
     "password.reset",
     "mail.sent",
+    # Scheduled key rotation inside the service (auth_service/keys/rotation.py).
+    "key.rotated",
+    "key.pruned",
 )
 
 
