@@ -26,7 +26,8 @@ END = "<!-- settings-table:end -->"
 DESCRIPTIONS: dict[str, str] = {
     # --- both services (shared/runtime/settings.py) ---
     "env": "`development`, `test` or `production`; production turns on every refusal below",
-    "database_url": "SQLAlchemy async URL. Production: `postgresql+asyncpg://` with a password",
+    "database_url": "SQLAlchemy async URL. Production: `postgresql+asyncpg://` with a password; "
+    "`?pool_mode=transaction` behind PgBouncer in transaction mode",
     "redis_url": "shared Redis. Production: a password, a real server (not the embedded one)",
     "redis_prefix": "prefix of every Redis key; both services must agree",
     "issuer": "`iss` of every token: the public base URL. Production: https",

@@ -39,9 +39,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, MetaData, String, Table, delete, insert, inspect, pool, select
+from sqlalchemy import Column, MetaData, String, Table, delete, insert, inspect, select
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import TypeDecorator
 
 if TYPE_CHECKING:
@@ -226,7 +226,9 @@ def run_env(migrations: ServiceMigrations) -> None:
             raise SchemaNotAtHead("no connection and no sqlalchemy.url to migrate")
 
         async def run_async() -> None:
-            engine = create_async_engine(url, poolclass=pool.NullPool)
+            from shared.db.engine import migration_engine
+
+            engine = migration_engine(url)
             try:
                 async with engine.begin() as conn:
                     await conn.run_sync(run_online)
