@@ -215,16 +215,46 @@ def test_the_gateway_pod_exports_the_gateways_own_refusals(
     assert allowed == {("ingress-nginx", 8000), ("monitoring", 3903)}
 
 
-def test_services_migrate_in_an_init_container_never_at_start(
+def test_services_migrate_in_a_job_and_pods_wait_for_it(
     rendered: list[dict[str, Any]],
 ) -> None:
     deployments = _by_kind(rendered, "Deployment")
+    jobs = _by_kind(rendered, "Job")
+    services = {  # ExternalName Services (PostgreSQL, Redis) select no pods
+        name: s["spec"]["selector"]
+        for name, s in _by_kind(rendered, "Service").items()
+        if "selector" in s["spec"]
+    }
+    assert set(jobs) == {"idp-auth-migrate", "idp-user-migrate"}
     for svc in ("auth", "user"):
         pod = deployments[f"idp-{svc}"]["spec"]["template"]["spec"]
+        job = jobs[f"idp-{svc}-migrate"]
+        job_pod = job["spec"]["template"]["spec"]
+        (migrate,) = job_pod["containers"]
+        # One migration per release, in a Job; never an init container per pod.
+        assert migrate["command"] == ["python", "-m", f"{svc}_service.migrate", "upgrade"]
+        assert migrate["image"] == pod["containers"][0]["image"]
+        assert migrate["envFrom"] == pod["containers"][0]["envFrom"]
+        assert job_pod["restartPolicy"] == "OnFailure"
+        assert job_pod["automountServiceAccountToken"] is False
+        sc = migrate["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        # The pods only wait for the schema.
         (init,) = pod["initContainers"]
-        assert init["command"] == ["python", "-m", f"{svc}_service.migrate", "upgrade"]
+        assert init["command"][:4] == ["python", "-m", f"{svc}_service.migrate", "check"]
+        assert "--wait" in init["command"]
         assert init["image"] == pod["containers"][0]["image"]
         assert init["envFrom"] == pod["containers"][0]["envFrom"]
+        # The Job's pod is no Service's endpoint.
+        labels = job["spec"]["template"]["metadata"]["labels"]
+        for selector in services.values():
+            assert not set(selector.items()) <= set(labels.items())
+    policy = _by_kind(rendered, "NetworkPolicy")["idp-migrate"]["spec"]
+    assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/component": "migrate"}}
+    assert "ingress" not in policy, "nothing reaches a migration pod"
+    ((port,),) = [[p["port"] for p in rule["ports"]] for rule in policy["egress"]]
+    assert port == 5432
 
 
 def test_every_deployment_has_an_hpa_and_a_pdb(rendered: list[dict[str, Any]]) -> None:
