@@ -28,6 +28,7 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from shared.tokens.verify import KeySource, KeysUnavailable
@@ -79,6 +80,7 @@ class RevokedKeys:
         self._clock = clock
         self._kids: frozenset[str] = frozenset()
         self._read_at = float("-inf")
+        self._failed_at = float("-inf")
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._reactions: set[asyncio.Task[None]] = set()
@@ -100,12 +102,24 @@ class RevokedKeys:
         return self._kids
 
     async def read(self) -> frozenset[str]:
-        """Read the set now (single flight: concurrent callers share one read)."""
+        """Read the set now; callers that queued behind a read share its outcome.
+
+        Raises:
+            RedisError, OSError: Redis could not answer (now, or for the read
+                that just failed: a frozen Redis must not cost each queued
+                request its own socket timeout).
+        """
         started = self._clock()
         async with self._lock:
             if self._read_at >= started:
                 return self._kids  # a read that began after us already answered
-            raw = await self._redis.hkeys(self._key)
+            if self._failed_at >= started:
+                raise RedisConnectionError("the revoked signing keys could not be read")
+            try:
+                raw = await self._redis.hkeys(self._key)
+            except (RedisError, OSError):
+                self._failed_at = self._clock()
+                raise
             kids = frozenset(k.decode(errors="replace") if isinstance(k, bytes) else k for k in raw)
             added = kids - self._kids
             self._kids, self._read_at = kids, started

@@ -243,3 +243,25 @@ def test_the_revoke_command_unpublishes_replaces_and_publishes_the_revocation(
     finally:
         client.close()
     assert "BEGIN" not in out, "no key material on stdout"
+
+
+async def test_a_frozen_redis_costs_queued_lookups_one_timeout_not_one_each() -> None:
+    import socket
+
+    # Accepts connections (the backlog) and never answers.
+    frozen = socket.socket()
+    frozen.bind(("127.0.0.1", 25998))
+    frozen.listen(16)
+    client: Redis = Redis.from_url("redis://127.0.0.1:25998/0", socket_timeout=0.5)
+    try:
+        revoked = RevokedKeys(client, prefix="x:")
+        t0 = time.monotonic()
+        results = await asyncio.gather(
+            *(revoked.current() for _ in range(5)), return_exceptions=True
+        )
+        elapsed = time.monotonic() - t0
+        assert all(isinstance(r, Exception) for r in results), results
+        assert elapsed < 1.5, f"{elapsed:.1f}s: the lookups timed out one after another"
+    finally:
+        await client.aclose()
+        frozen.close()
