@@ -139,16 +139,44 @@ def test_rotation_while_requests_flow_fails_no_verification(cluster: Cluster) ->
                     failures.append(f"read {got.status_code} kid {_kid(access)} {got.text[:200]}")
             old_access = tok["access_token"]
 
+    async def logins(client: httpx.AsyncClient, until: float) -> None:
+        # Password logins too (argon2-bound, so fewer), alternating replicas.
+        body = new_user()
+        r = await client.post(f"{cluster.auths[0].url}/users", json=body)
+        assert r.status_code == 201, r.text
+        creds = {"email": body["email"], "password": body["password"]}
+        n = 0
+        while time.monotonic() < until:
+            n += 1
+            tok = await client.post(f"{cluster.auths[n % 2].url}/login", json=creds)
+            counts["login"] = counts.get("login", 0) + 1
+            if tok.status_code != 200:
+                failures.append(f"login {tok.status_code} {tok.text[:200]}")
+                continue
+            access = tok.json()["access_token"]
+            kids.add(_kid(access))
+            got = await client.get(
+                f"{cluster.user.url}/users/{r.json()['id']}",
+                headers={"Authorization": f"Bearer {access}"},
+            )
+            counts["read"] += 1
+            if got.status_code != 200:
+                failures.append(f"read {got.status_code} kid {_kid(access)} {got.text[:200]}")
+
     async def run() -> None:
         async with httpx.AsyncClient(timeout=10) as client:
             until = time.monotonic() + 16
-            await asyncio.gather(*(worker(client, i, until) for i in range(4)))
+            await asyncio.gather(
+                logins(client, until), *(worker(client, i, until) for i in range(4))
+            )
 
     asyncio.run(run())
     assert not failures, failures[:5]
     # 16 s at one rotation per 6 s: the first key and at least two successors signed.
     assert len(kids) >= 3, kids
     assert counts["read"] > 100, counts
+    assert counts.get("login", 0) >= 5, counts
+    print(f"rotation under load: {counts}, kids {len(kids)}, failures 0")
 
 
 def test_a_revoked_key_is_refused_by_the_running_user_service_within_a_second(
