@@ -27,7 +27,7 @@ check-uv:
 	  $(LOCAL_UV) --version; \
 	fi
 
-run: check-uv ## local cluster: gateway :8000, auth :8001, user :8002 (Ctrl-C stops)
+run: check-uv ## local cluster: gateway :8000, auth :8001, user :8002 (Ctrl-C stops; REPLICAS=2 for two of each)
 	$(UV) run python deploy/local/cluster.py
 
 up: ## the whole stack with Docker on http://localhost:8000 (docs/OPERATIONS.md)

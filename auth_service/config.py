@@ -14,6 +14,7 @@ from auth_service.services.webauthn.relying_party import (
     check_relying_party,
     parse_origins,
 )
+from shared.access.revocation import MARKER_OUTLIVES_TOKEN_SECONDS
 from shared.runtime.settings import CommonSettings, ProductionConfigError
 
 
@@ -73,6 +74,13 @@ class AuthSettings(CommonSettings):
     refresh_ip_limit: int = 120
     refresh_ip_window_seconds: int = 60
     key_reload_seconds: float = Field(default=5.0, gt=0)
+    # Scheduled rotation (auth_service/keys/rotation.py; docs/OPERATIONS.md,
+    # "Scheduled rotation"). 0: off, keys change only through the CLI.
+    key_rotation_interval_seconds: int = Field(default=0, ge=0)
+    # From publication to first signature: longer than a replica's reload, an
+    # HTTP cache's JWKS max-age and resource servers' unknown-kid refetch gap.
+    key_activation_delay_seconds: int = Field(default=600, ge=1)
+    jwks_max_age_seconds: int = Field(default=30, ge=0, le=3600)
     # WebAuthn (docs/PASSKEYS.md). Origins are exact scheme://host[:port]
     # values, comma-separated: the gateway and the auth service's own port.
     webauthn_rp_id: str = "localhost"
@@ -142,6 +150,38 @@ class AuthSettings(CommonSettings):
         return SmtpConfig.from_url(
             self.smtp_url, production=self.is_production, timeout_seconds=self.smtp_timeout_seconds
         )
+
+    @property
+    def key_retire_after_seconds(self) -> float:
+        """How long a successor signs before the key it replaced leaves the JWKS.
+
+        The longest token lifetime, plus the largest leeway a verifier may
+        allow (the user service refuses more than MARKER_OUTLIVES_TOKEN_SECONDS),
+        plus one reload: a replica that had not yet seen the successor signed
+        with the old key for up to that long.
+        """
+        longest = max(self.access_token_ttl_seconds, self.service_token_ttl_seconds)
+        return longest + MARKER_OUTLIVES_TOKEN_SECONDS + self.key_reload_seconds
+
+    @model_validator(mode="after")
+    def _rotation_guard(self) -> AuthSettings:
+        if not self.key_rotation_interval_seconds:
+            return self
+        problems = []
+        if self.key_activation_delay_seconds < self.key_reload_seconds + self.jwks_max_age_seconds:
+            problems.append(
+                f"KEY_ACTIVATION_DELAY_SECONDS={self.key_activation_delay_seconds} is shorter "
+                f"than KEY_RELOAD_SECONDS + JWKS_MAX_AGE_SECONDS: a key would sign before "
+                "every replica and every JWKS cache could know it"
+            )
+        if self.key_rotation_interval_seconds <= self.key_activation_delay_seconds:
+            problems.append(
+                f"KEY_ROTATION_INTERVAL_SECONDS={self.key_rotation_interval_seconds} must be "
+                "longer than KEY_ACTIVATION_DELAY_SECONDS"
+            )
+        if problems:
+            raise ValueError("key rotation settings: " + "; ".join(problems))
+        return self
 
     @model_validator(mode="after")
     def _smtp_guard(self) -> AuthSettings:

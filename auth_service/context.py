@@ -27,6 +27,7 @@ from auth_service.services.tokens import TokenIssuer
 from auth_service.services.webauthn.passkeys import PasskeyService
 from auth_service.stores.sessions import SessionStore
 from shared.access.bearer import BearerAuthenticator
+from shared.access.key_revocation import RevokedKeys
 from shared.runtime.redis_durable import DurableWrites
 from shared.runtime.redis_topology import RedisClient
 
@@ -39,6 +40,8 @@ class AuthContext:
     redis: RedisClient
     http: httpx.AsyncClient
     keyring: KeyRing
+    # Emergency key revocations, polled from Redis (started by the lifespan).
+    revoked_keys: RevokedKeys
     identities: IdentityRepository
     sessions: SessionStore
     issuer: TokenIssuer

@@ -33,6 +33,7 @@ from auth_service.api import mfa as mfa_api
 from auth_service.config import AuthSettings
 from auth_service.context import AuthContext
 from auth_service.keys import KeyRing
+from auth_service.keys.rotation import RotationPolicy, RotationSchedule
 from auth_service.mail import Outbox, SmtpSender
 from auth_service.migrate import MIGRATIONS
 from auth_service.repositories.accounts import AccountRepository
@@ -62,7 +63,9 @@ from auth_service.stores.rate_limit import Limit, RateLimiter
 from auth_service.stores.sessions import SessionStore
 from auth_service.wiring import build_second_factor
 from shared.access.bearer import BearerAuthenticator
+from shared.access.key_revocation import DenyRevokedKeys, RevokedKeys
 from shared.access.revocation import MARKER_OUTLIVES_TOKEN_SECONDS, RedisRevocationChecker
+from shared.audit.events import audit_event
 from shared.audit.store import AuditStore
 from shared.db.engine import make_engine, make_read_engine, make_sessionmaker
 from shared.observability.setup import Observability
@@ -286,8 +289,14 @@ def _build_context(
     )
     # The auth service verifies its own tokens with its own key ring: no
     # HTTP round trip to itself, same rules as every resource server.
+    # Emergency key revocations (shared/access/key_revocation.py): the ring
+    # stops publishing and signing with a revoked kid as soon as it is read,
+    # and this service's own verification refuses it even before that.
+    revoked_keys = RevokedKeys(
+        redis, prefix=settings.redis_prefix, on_change=lambda kids: _keys_revoked(keyring, kids)
+    )
     verifier = TokenVerifier(
-        key_source=keyring,
+        key_source=DenyRevokedKeys(keyring, revoked_keys),
         expected_issuer=settings.issuer,
         expected_audience=settings.api_audience,
     )
@@ -311,6 +320,7 @@ def _build_context(
         redis=redis,
         http=http,
         keyring=keyring,
+        revoked_keys=revoked_keys,
         identities=identities,
         sessions=sessions_store,
         issuer=issuer,
@@ -331,6 +341,19 @@ def _build_context(
     )
 
 
+async def _keys_revoked(keyring: KeyRing, kids: frozenset[str]) -> None:
+    """A signing key was revoked: stop using it now, then load its replacement.
+
+    The CLI edits the key directory before it publishes the revocation, so the
+    reload finds the replacement without waiting for KEY_RELOAD_SECONDS.
+    """
+    keyring.set_revoked(kids)
+    try:
+        keyring.reload_if_changed()
+    except Exception:
+        _log.exception("signing key reload after a revocation failed; the next reload retries")
+
+
 async def _reload_keys(ctx: AuthContext) -> None:
     """Pick up keys rotated by another replica or the CLI (shared key dir)."""
     while True:
@@ -340,6 +363,48 @@ async def _reload_keys(ctx: AuthContext) -> None:
                 _log.info("signing keys reloaded")
         except Exception:
             _log.exception("signing key reload failed; keeping the loaded keys")
+
+
+async def _rotate_keys(ctx: AuthContext) -> None:
+    """Scheduled rotation: every replica ticks, the one holding the lock acts."""
+    settings = ctx.settings
+    schedule = RotationSchedule(
+        settings.key_dir,
+        RotationPolicy(
+            interval_seconds=settings.key_rotation_interval_seconds,
+            activation_delay_seconds=settings.key_activation_delay_seconds,
+            retire_after_seconds=settings.key_retire_after_seconds,
+        ),
+        redis=ctx.redis,
+        lock_name=f"{settings.redis_prefix}keys:rotation-lock",
+    )
+    while True:
+        try:
+            outcome = await schedule.tick()
+        except Exception:
+            _log.exception("scheduled key rotation failed; the next tick retries")
+        else:
+            if outcome.added is not None:
+                audit_event(
+                    "key.rotated",
+                    outcome="success",
+                    service=settings.service_name,
+                    kid=outcome.added.kid,
+                    activates_at=int(outcome.added.activates_at),
+                    scheduled=True,
+                )
+            if outcome.removed:
+                audit_event(
+                    "key.pruned",
+                    outcome="success",
+                    service=settings.service_name,
+                    removed=len(outcome.removed),
+                    kids=",".join(outcome.removed),
+                )
+            if outcome.added is not None or outcome.removed:
+                with contextlib.suppress(Exception):  # the reload loop retries
+                    ctx.keyring.reload_if_changed()
+        await asyncio.sleep(settings.key_reload_seconds)
 
 
 @asynccontextmanager
@@ -352,6 +417,12 @@ async def _running(ctx: AuthContext, obs: Observability) -> AsyncIterator[None]:
         ctx.keyring.key_age_seconds,
     )
     reloader = asyncio.create_task(_reload_keys(ctx))
+    await ctx.revoked_keys.start()
+    rotator = (
+        asyncio.create_task(_rotate_keys(ctx))
+        if ctx.settings.key_rotation_interval_seconds
+        else None
+    )
     smtp = ctx.settings.smtp
     if ctx.outbox is not None:
         ctx.outbox.start()
@@ -364,9 +435,12 @@ async def _running(ctx: AuthContext, obs: Observability) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        reloader.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reloader
+        for task in (reloader, rotator):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        await ctx.revoked_keys.aclose()
         if ctx.outbox is not None:
             await ctx.outbox.stop()  # what is queued still goes out
         ctx.hasher.close()

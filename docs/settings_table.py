@@ -26,7 +26,8 @@ END = "<!-- settings-table:end -->"
 DESCRIPTIONS: dict[str, str] = {
     # --- both services (shared/runtime/settings.py) ---
     "env": "`development`, `test` or `production`; production turns on every refusal below",
-    "database_url": "SQLAlchemy async URL. Production: `postgresql+asyncpg://` with a password",
+    "database_url": "SQLAlchemy async URL. Production: `postgresql+asyncpg://` with a password; "
+    "`?pool_mode=transaction` behind PgBouncer in transaction mode",
     "redis_url": (
         "one Redis server (`redis://`, `rediss://` with TLS options in the query, e.g."
         " `?ssl_ca_certs=/ca.pem`); empty and no other Redis setting: `redis://127.0.0.1:6379/0`."
@@ -95,6 +96,12 @@ DESCRIPTIONS: dict[str, str] = {
     "refresh_ip_limit": "token refreshes per client IP per window",
     "refresh_ip_window_seconds": "window of `REFRESH_IP_LIMIT`",
     "key_reload_seconds": "how often a replica checks the key dir for rotated keys",
+    "key_rotation_interval_seconds": "scheduled rotation: how long a key signs before its "
+    "successor takes over (one replica rotates, under a Redis lock). 0: off, the CLI only",
+    "key_activation_delay_seconds": "a scheduled key is published this long before it signs; "
+    "at least `KEY_RELOAD_SECONDS` + `JWKS_MAX_AGE_SECONDS`, and above every resource "
+    "server's `JWKS_MIN_REFETCH_SECONDS`",
+    "jwks_max_age_seconds": "`Cache-Control: max-age` of the JWKS",
     "webauthn_rp_id": "WebAuthn relying party id (the domain). Production: not localhost",
     "webauthn_rp_name": "relying party name shown by authenticators",
     "webauthn_origins": "exact page origins of passkey ceremonies. Production: https",

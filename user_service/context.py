@@ -8,6 +8,7 @@ import httpx
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.access.bearer import BearerAuthenticator
+from shared.access.key_revocation import RevokedKeys
 from shared.access.revocation_feed import SubscribedRevocationChecker
 from shared.runtime.redis_topology import RedisClient
 from shared.tokens.jwks import JWKSClient
@@ -27,3 +28,5 @@ class UserContext:
     bearer: BearerAuthenticator
     # The pub/sub revocation feed behind `bearer` (started and closed by the lifespan).
     revocations: SubscribedRevocationChecker | None = None
+    # Emergency key revocations behind `bearer`'s key source (polled by the lifespan).
+    revoked_keys: RevokedKeys | None = None

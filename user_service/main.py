@@ -6,6 +6,7 @@ What both services share (the app, middleware, health, the lifespan) is
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ import httpx
 from fastapi import FastAPI
 
 from shared.access.bearer import BearerAuthenticator
+from shared.access.key_revocation import DenyRevokedKeys, RevokedKeys
 from shared.access.revocation import RedisRevocationChecker, revocation_channel
 from shared.access.revocation_feed import SubscribedRevocationChecker
 from shared.db.engine import make_engine, make_read_engine, make_sessionmaker
@@ -21,7 +23,7 @@ from shared.observability.setup import Observability
 from shared.service.app import build_app
 from shared.service.backends import make_redis
 from shared.tokens.jwks import JWKSClient
-from shared.tokens.verify import TokenVerifier
+from shared.tokens.verify import KeysUnavailable, TokenVerifier
 from user_service.api import audit as audit_api
 from user_service.api import internal, users
 from user_service.config import UserSettings
@@ -57,9 +59,15 @@ def _build_context(
         connect=settings.redis_topology.subscriber_factory(),
         channel=revocation_channel(settings.redis_prefix),
     )
+    # A key revoked in an emergency is refused within a second, whatever the
+    # JWKS cache still holds; the set is then refetched so that the key
+    # replacing it verifies at once (shared/access/key_revocation.py).
+    revoked_keys = RevokedKeys(
+        redis, prefix=settings.redis_prefix, on_change=lambda _kids: _refetch_keys(jwks)
+    )
     bearer = BearerAuthenticator(
         verifier=TokenVerifier(
-            key_source=jwks,
+            key_source=DenyRevokedKeys(jwks, revoked_keys),
             expected_issuer=settings.issuer,
             expected_audience=settings.api_audience,
             leeway_seconds=settings.token_leeway_seconds,
@@ -77,17 +85,37 @@ def _build_context(
         profiles=ProfileRepository(make_sessionmaker(engine), read_engine),
         bearer=bearer,
         revocations=revocations,
+        revoked_keys=revoked_keys,
     )
+
+
+# After a key revocation the auth replicas reload their keys within a poll
+# (0.25 s) of reading it, as this service does: refetch at once and again
+# after this, so a first fetch that raced their reload is corrected.
+_REFETCH_AGAIN_AFTER_SECONDS = 1.0
+
+
+async def _refetch_keys(jwks: JWKSClient) -> None:
+    try:
+        await jwks.refresh()
+        await asyncio.sleep(_REFETCH_AGAIN_AFTER_SECONDS)
+        await jwks.refresh()
+    except KeysUnavailable:
+        _log.warning("JWKS refetch after a key revocation failed")
 
 
 @asynccontextmanager
 async def _running(ctx: UserContext, _obs: Observability) -> AsyncIterator[None]:
-    """What the user service runs while it serves: the revocation feed."""
+    """What the user service runs while it serves: the revocation feed, revoked keys."""
     if ctx.revocations is not None:
         await ctx.revocations.start()
+    if ctx.revoked_keys is not None:
+        await ctx.revoked_keys.start()
     try:
         yield
     finally:
+        if ctx.revoked_keys is not None:
+            await ctx.revoked_keys.aclose()
         if ctx.revocations is not None:
             await ctx.revocations.aclose()
 

@@ -11,10 +11,6 @@ from auth_service.api.deps import Ctx
 
 router = APIRouter(tags=["discovery"])
 
-# Short enough that caches that ignore unknown-kid refetch still learn a new
-# key before it signs (`rotate --activate-after` defaults to longer than this).
-JWKS_MAX_AGE = 30
-
 
 class JWKSetResponse(JSONResponse):
     # RFC 7517 §8.5.1; as the response class, the OpenAPI document says so too.
@@ -24,7 +20,11 @@ class JWKSetResponse(JSONResponse):
 @router.get("/.well-known/jwks.json", summary="Public signing keys", response_class=JWKSetResponse)
 async def jwks(ctx: Ctx) -> JWKSetResponse:
     return JWKSetResponse(
-        ctx.keyring.jwks(), headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"}
+        # JWKS_MAX_AGE_SECONDS: short enough that caches that ignore unknown-kid
+        # refetch still learn a new key before it signs (the activation delay
+        # is checked to be longer) and forget a removed one soon.
+        ctx.keyring.jwks(),
+        headers={"Cache-Control": f"public, max-age={ctx.settings.jwks_max_age_seconds}"},
     )
 
 

@@ -3,13 +3,18 @@
     python -m auth_service.keys rotate [--activate-after SECONDS] [--bits 2048|3072|4096]
     python -m auth_service.keys list
     python -m auth_service.keys prune --older-than SECONDS
+    python -m auth_service.keys revoke KID      # emergency: a compromised key
 
 Every command takes `--key-dir PATH` (default: $KEY_DIR, else ./.data/keys).
+`revoke` also writes to the Redis at $REDIS_URL under $REDIS_PREFIX, the
+services' own settings (docs/OPERATIONS.md, "Emergency revocation of a
+signing key").
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 import time
@@ -17,8 +22,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+from redis.exceptions import RedisError
+
 from auth_service.cli_audit import record_cli_event
-from auth_service.keys.directory import NoSigningKeys, manifest_entries, prune, rotate
+from auth_service.keys.directory import NoSigningKeys, manifest_entries, prune, remove, rotate
+from shared.access.key_revocation import revoked_kids_key
+from shared.runtime.settings import CommonSettings
+from shared.service.backends import make_redis
 
 _DEFAULT_KEY_DIR = Path(".data/keys")
 
@@ -58,7 +68,50 @@ def _parser() -> argparse.ArgumentParser:
         help="remove a retired key once its successor has signed for this long "
         "(at least the longest token lifetime plus leeway)",
     )
+    rev = commands.add_parser(
+        "revoke",
+        parents=[key_dir],
+        help="emergency: unpublish a key now and refuse every token it signed",
+    )
+    rev.add_argument("kid", help="the key id (`list` shows them)")
+    rev.add_argument("--bits", type=int, choices=(2048, 3072, 4096), default=2048)
     return parser
+
+
+async def _publish_revocation(kid: str, now: float) -> None:
+    # The services' own settings name the Redis (one server, Sentinel or
+    # Cluster) and the prefix; the defaults are theirs too.
+    settings = CommonSettings()
+    prefix = settings.redis_prefix
+    redis = make_redis(settings)
+    try:
+        # Kept, not expired: a handful of kids over a platform's life, and a
+        # verifier that still caches the key must go on refusing it.
+        await redis.hset(revoked_kids_key(prefix), kid, str(int(now)))
+    finally:
+        await redis.aclose()
+
+
+def _revoke(key_dir: Path, kid: str, bits: int) -> int:
+    now = time.time()
+    # Directory first, Redis second: a replica that reads the revocation
+    # reloads at once and must find the replacement already there.
+    try:
+        replacement = remove(key_dir, kid, replacement_bits=bits)
+    except NoSigningKeys:
+        print(f"{kid} is not in {key_dir}; revoking it everywhere anyway", file=sys.stderr)
+        replacement = None
+    asyncio.run(_publish_revocation(kid, now))
+    print(f"revoked {kid}: unpublished, and its tokens are refused within a second")
+    if replacement is not None:
+        print(f"added {replacement.kid}: published and signing now (no other key was active)")
+    record_cli_event(
+        "key.revoked",
+        outcome="success",
+        kid=kid,
+        replacement=replacement.kid if replacement else None,
+    )
+    return 0
 
 
 def _list(key_dir: Path, now: float) -> int:
@@ -102,11 +155,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "key.pruned", outcome="success", removed=len(removed), kids=",".join(removed)
             )
             return 0
+        if args.command == "revoke":
+            return _revoke(key_dir, args.kid, args.bits)
         return _list(key_dir, time.time())
-    except (NoSigningKeys, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        if args.command in ("rotate", "prune"):
-            event = "key.rotated" if args.command == "rotate" else "key.pruned"
+    except (NoSigningKeys, ValueError, OSError, RedisError) as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if args.command in ("rotate", "prune", "revoke"):
+            event = {"rotate": "key.rotated", "prune": "key.pruned"}.get(
+                args.command, "key.revoked"
+            )
             record_cli_event(event, outcome="failure", reason=type(exc).__name__[:64])
         return 1
 

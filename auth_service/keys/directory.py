@@ -44,6 +44,7 @@ __all__ = [
     "SigningKey",
     "manifest_entries",
     "prune",
+    "remove",
     "rotate",
 ]
 
@@ -349,3 +350,44 @@ def prune(key_dir: Path, *, older_than_seconds: int, clock: Clock = time.time) -
         for entry in doomed:
             (key_dir / entry.file).unlink(missing_ok=True)
         return [e.kid for e in doomed]
+
+
+def remove(
+    key_dir: Path, kid: str, *, replacement_bits: int = MIN_RSA_BITS, clock: Clock = time.time
+) -> SigningKey | None:
+    """Take a (compromised) key out of the directory at once: emergency revocation.
+
+    Its entry and its private key file are deleted, so no replica publishes or
+    signs with it after its next reload. When no other key could sign right
+    now, a replacement is added that signs at once: an emergency cannot wait
+    for the usual publish-then-sign delay, and the verifiers learn it through
+    the revocation that the caller publishes next (docs/OPERATIONS.md,
+    "Emergency revocation of a signing key").
+
+    Args:
+        key_dir: the key directory.
+        kid: the key to remove.
+        replacement_bits: RSA modulus size of a replacement, if one is needed.
+        clock: wall-clock seconds.
+
+    Returns:
+        The replacement key, or None when another active key remains.
+
+    Raises:
+        NoSigningKeys: the directory has no key `kid`.
+    """
+    replacement = generate_key(replacement_bits)  # slow; outside the lock, maybe unused
+    with locked(key_dir):
+        entries = manifest_entries(key_dir)
+        doomed = [e for e in entries if e.kid == kid]
+        if not doomed:
+            raise NoSigningKeys(f"no key {kid!r:.80} in {key_dir}")
+        kept = [e for e in entries if e.kid != kid]
+        now = clock()
+        # Manifest first, file second: a manifest never names a missing file.
+        _write_manifest(key_dir, kept)
+        for entry in doomed:
+            (key_dir / entry.file).unlink(missing_ok=True)
+        if any(e.activates_at <= now for e in kept):
+            return None
+        return add_key(key_dir, replacement, created_at=now, activates_at=now)

@@ -73,17 +73,33 @@ class KeyRing:
         self._clock = clock
         self._stamp = stamp
         self._allow_dev_keys = allow_dev_keys
+        self._loaded: tuple[SigningKey, ...] = ()
         self._keys: tuple[SigningKey, ...] = ()
         self._public: dict[str, RSAPublicKey] = {}
+        self._revoked: frozenset[str] = frozenset()
         self._install(keys)
 
     def _install(self, keys: Sequence[SigningKey]) -> None:
         if not keys:
             raise NoSigningKeys(f"no signing keys in {self._dir}")
+        self._loaded = tuple(keys)
+        # A revoked kid (shared.access.key_revocation) is neither published
+        # nor used, even while the directory still lists it.
+        usable = [k for k in keys if k.kid not in self._revoked]
         # Key objects are built here, once per key, never per sign/verify call.
         # A kid is the thumbprint of its public key, so a known kid's object is reused.
-        public = {k.kid: self._public.get(k.kid) or k.private_key.public_key() for k in keys}
-        self._keys, self._public = _newest_first(keys), public
+        public = {k.kid: self._public.get(k.kid) or k.private_key.public_key() for k in usable}
+        self._keys, self._public = _newest_first(usable), public
+
+    def set_revoked(self, kids: frozenset[str]) -> None:
+        """Stop publishing and signing with these kids at once (emergency revocation).
+
+        Signing fails (`NoSigningKeys`) until a reload brings an active key
+        that is not revoked: better no token than one every verifier refuses.
+        """
+        if kids != self._revoked:
+            self._revoked = kids
+            self._install(self._loaded)
 
     @classmethod
     def load(
@@ -141,7 +157,7 @@ class KeyRing:
 
     @property
     def keys(self) -> tuple[SigningKey, ...]:
-        """Every loaded key, newest activation first (pending and retired ones included)."""
+        """Every loaded key but revoked ones, newest activation first (pending ones too)."""
         return self._keys
 
     def current_signing_key(self) -> SigningKey:
@@ -188,7 +204,7 @@ class KeyRing:
         entries = manifest_entries(self._dir)
         if not self._allow_dev_keys:
             refuse_dev_keys(self._dir, entries)
-        loaded = {(k.kid, k.created_at, k.activates_at): k for k in self._keys}
+        loaded = {(k.kid, k.created_at, k.activates_at): k for k in self._loaded}
         keys = [
             loaded.get((entry.kid, entry.created_at, entry.activates_at))
             or load_key(self._dir, entry)
@@ -196,7 +212,8 @@ class KeyRing:
         ]
         # Adopt nothing that could not sign right now: better the old keys
         # (still published by this replica) than a replica that cannot issue.
-        if _active(_newest_first(keys), self._clock()) is None:
+        usable = [k for k in keys if k.kid not in self._revoked]
+        if _active(_newest_first(usable), self._clock()) is None:
             raise NoSigningKeys(f"{self._dir / MANIFEST} lists no active key; keeping the old")
         self._install(keys)
         self._stamp = stamp

@@ -11,6 +11,13 @@ with a non-zero exit.
         [--user-port 8002] [--data-dir .data] [--host 127.0.0.1]
         [--gateway {auto,nginx,python}]
         [--auth-app auth_service.main:create_app] [--user-app user_service.main:create_app]
+        [--replicas N]
+
+--replicas (default: $REPLICAS, else 1) runs N processes of each service,
+replica i on the service's port + 10*i (8001, 8011, ...), all behind the
+gateway, sharing Redis, the databases and the key directory. With more than
+one, a replica that dies is started again (as a Deployment would) instead of
+stopping the cluster.
 
 Environment: REDIS_URL, or REDIS_SENTINELS + REDIS_SENTINEL_MASTER, or
 REDIS_CLUSTER_NODES (exactly one) names the Redis; none starts the embedded
@@ -193,9 +200,12 @@ def render_gateway_config(
     else:
         metrics_log.touch()  # mtail tails it from the start, before the first request
         include.write_text(f'access_log "{metrics_log}" gateway_metrics;\n')
-    # safe_substitute: nginx's own $variables are not placeholders.
+    # safe_substitute: nginx's own $variables are not placeholders. Several
+    # replicas ("a,b"): one `server` line each in the template's upstream block.
     rendered = string.Template(GATEWAY_TEMPLATE.read_text()).safe_substitute(
-        AUTH_UPSTREAM=auth_upstream, USER_UPSTREAM=user_upstream, LISTEN_PORT=listen
+        AUTH_UPSTREAM=_servers(auth_upstream),
+        USER_UPSTREAM=_servers(user_upstream),
+        LISTEN_PORT=listen,
     )
     left = re.findall(r"\$\{\w+\}", rendered)
     if left:
@@ -203,6 +213,11 @@ def render_gateway_config(
     config = prefix / "gateway.conf"
     config.write_text(rendered)
     return config
+
+
+def _servers(upstreams: str) -> str:
+    """ "h:1,h:2" -> "h:1;\n        server h:2", for the template's `server ${X};`."""
+    return ";\n        server ".join(u.strip() for u in upstreams.split(",") if u.strip())
 
 
 def find_mtail() -> str | None:
@@ -590,7 +605,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     # The ASGI factories to serve; the tooling tests point these at stand-ins.
     parser.add_argument("--auth-app", default="auth_service.main:create_app")
     parser.add_argument("--user-app", default="user_service.main:create_app")
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--replicas",
+        type=int,
+        default=int(os.environ.get("REPLICAS") or 1),
+        help="processes per service, on port + 10*i (default: $REPLICAS, else 1)",
+    )
+    args = parser.parse_args(argv)
+    if not 1 <= args.replicas <= 9:
+        parser.error("--replicas: expected 1 to 9")
+    return args
+
+
+def replica_ports(port: int, replicas: int) -> list[int]:
+    return [port + 10 * i for i in range(replicas)]
 
 
 def start_gateway(
@@ -615,8 +643,12 @@ def start_gateway(
         bracketed = f"[{host}]" if ":" in host else host
         render_gateway_config(
             prefix,
-            auth_upstream=f"{reach}:{args.auth_port}",
-            user_upstream=f"{reach}:{args.user_port}",
+            auth_upstream=",".join(
+                f"{reach}:{p}" for p in replica_ports(args.auth_port, args.replicas)
+            ),
+            user_upstream=",".join(
+                f"{reach}:{p}" for p in replica_ports(args.user_port, args.replicas)
+            ),
             listen=str(args.gateway_port) if any_host else f"{bracketed}:{args.gateway_port}",
             source_address=source_address,
             metrics_log=metrics_log,
@@ -627,7 +659,9 @@ def start_gateway(
         say(NGINX_MISSING_WARNING, stream="stderr")
     argv = [sys.executable, str(FALLBACK_GATEWAY), "--host", host]
     argv += ["--port", str(args.gateway_port)]
-    argv += ["--auth-upstream", auth_url, "--user-upstream", user_url]
+    auth_urls = [f"http://{reach}:{p}" for p in replica_ports(args.auth_port, args.replicas)]
+    user_urls = [f"http://{reach}:{p}" for p in replica_ports(args.user_port, args.replicas)]
+    argv += ["--auth-upstream", ",".join(auth_urls), "--user-upstream", ",".join(user_urls)]
     if source_address is not None:
         argv += ["--source-address", source_address]
     return start_child("gateway", argv, os.environ), "python fallback", "access log: this terminal"
@@ -654,8 +688,8 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
         )
     for what, port in (
         ("gateway", args.gateway_port),
-        ("auth", args.auth_port),
-        ("user", args.user_port),
+        *(("auth", p) for p in replica_ports(args.auth_port, args.replicas)),
+        *(("user", p) for p in replica_ports(args.user_port, args.replicas)),
     ):
         ensure_port_free(host, port, what)
     # The gateway's metrics: mtail on nginx's metrics log (nginx only; the
@@ -677,7 +711,11 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
             **redis_handle.env,
             "KEY_DIR": str(data_dir / "keys"),
             "USER_SERVICE_URL": user_url,
-            "JWKS_URL": f"{auth_url}/.well-known/jwks.json",
+            # One replica: the auth service directly. Several: through the
+            # gateway, which passes over a dead replica, as a Kubernetes
+            # Service would; a user replica that cannot fetch a rotated key
+            # would refuse every token it signed.
+            "JWKS_URL": f"{gateway_url if args.replicas > 1 else auth_url}/.well-known/jwks.json",
             "ISSUER": f"http://localhost:{args.gateway_port}",
             # Forwarded headers are believed from the gateway's own address
             # only (set here, not from the environment: only this script
@@ -692,13 +730,16 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
             "user": os.environ.get("USER_DATABASE_URL")
             or f"sqlite+aiosqlite:///{data_dir}/user.db",
         }
-        services = (
-            ("auth", args.auth_app, args.auth_port),
-            ("user", args.user_app, args.user_port),
-        )
-        # Both start at once; neither needs the other to become ready
-        # (/readyz checks DB and Redis only).
-        for name, app, port in services:
+        services = [
+            (f"{name}{i + 1 if i else ''}", name, app, port)
+            for name, app, base in (
+                ("auth", args.auth_app, args.auth_port),
+                ("user", args.user_app, args.user_port),
+            )
+            for i, port in enumerate(replica_ports(base, args.replicas))
+        ]
+        launch: dict[str, Callable[[], Child]] = {}
+        for label, name, app, port in services:
             argv = [sys.executable, "-m", "uvicorn", "--factory", app]
             argv += ["--host", host, "--port", str(port), "--app-dir", str(REPO_ROOT)]
             argv += ["--timeout-graceful-shutdown", "5"]
@@ -706,9 +747,16 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
             # (TRUSTED_PROXIES); uvicorn rewriting the peer first would hide it.
             argv += ["--no-proxy-headers"]
             env = {**common, "DATABASE_URL": databases[name]}
-            children.append(start_child(name, argv, env))
-        for child, (_, _, port) in zip(children, services, strict=True):
-            wait_until_ok(child, f"http://{reach}:{port}/readyz", stop)
+            launch[label] = lambda label=label, argv=argv, env=env: start_child(label, argv, env)
+        # The first replica of each service migrates its database at start
+        # (development); the others wait for it, since SQLite has no lock to
+        # serialise two migrations. Auth and user start together: neither
+        # needs the other to become ready (/readyz checks DB and Redis only).
+        for wave in (services[:: args.replicas], [s for s in services if s[0][-1].isdigit()]):
+            started = [(launch[label](), port) for label, _, _, port in wave]
+            children.extend(child for child, _ in started)
+            for child, port in started:
+                wait_until_ok(child, f"http://{reach}:{port}/readyz", stop)
 
         metrics_log = data_dir / "nginx" / "logs" / "metrics.log" if mtail else None
         gateway, gateway_kind, gateway_log = start_gateway(
@@ -734,11 +782,15 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
         elif nginx is not None:
             say(MTAIL_MISSING_NOTE, stream="stderr")
 
+        replicas = [
+            (f"{name}_service" + (f" #{i + 1}" if args.replicas > 1 else ""), f"http://{reach}:{p}")
+            for name, base in (("auth", args.auth_port), ("user", args.user_port))
+            for i, p in enumerate(replica_ports(base, args.replicas))
+        ]
         print_summary(
             [
                 *rows,
-                ("auth_service", auth_url, f"db {redact(databases['auth'])}"),
-                ("user_service", user_url, f"db {redact(databases['user'])}"),
+                *((label, url, f"db {redact(databases[label[:4]])}") for label, url in replicas),
                 ("redis", redis_handle.url, redis_handle.kind),
                 ("mail", redact(mail_url), mail_kind),
                 ("data dir", str(data_dir), "SQLite files, keys/, nginx/"),
@@ -748,14 +800,25 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
         say("cluster ready")
 
         while not stop.wait(0.2):
-            for child in children:
+            for n, child in enumerate(children):
                 code = child.process.poll()
-                if code is not None:
+                if code is None:
+                    continue
+                if args.replicas > 1 and child.name in launch:
+                    # One of several replicas: the others serve meanwhile.
                     say(
-                        f"{child.name} exited unexpectedly ({describe_exit(code)}); stopping",
+                        f"{child.name} exited ({describe_exit(code)}); starting it again",
                         stream="stderr",
                     )
-                    return 1
+                    if child.reader is not None:
+                        child.reader.join(timeout=1.0)
+                    children[n] = launch[child.name]()
+                    continue
+                say(
+                    f"{child.name} exited unexpectedly ({describe_exit(code)}); stopping",
+                    stream="stderr",
+                )
+                return 1
         say("stopping the cluster")
         return 0
     except Interrupted:

@@ -146,7 +146,15 @@ class Gateway:
         client: httpx.AsyncClient | None = None,
         source_address: str | None = None,
     ) -> None:
-        self._upstreams = {"auth": auth_upstream.rstrip("/"), "user": user_upstream.rstrip("/")}
+        # Each may be a comma-separated list (`REPLICAS=2 make run`): requests
+        # go round robin, and one that cannot connect tries the next replica,
+        # as nginx's `proxy_next_upstream error` does. Nothing was sent then,
+        # so even a POST is safe to pass on.
+        self._upstreams = {
+            name: [u.strip().rstrip("/") for u in value.split(",") if u.strip()]
+            for name, value in (("auth", auth_upstream), ("user", user_upstream))
+        }
+        self._turn = {"auth": 0, "user": 0}
         # trust_env=False: an HTTP(S)_PROXY in the environment must not capture
         # traffic to the local services. source_address, like nginx's
         # proxy_bind: the address the services believe forwarded headers from.
@@ -221,19 +229,31 @@ class Gateway:
         ]
         # The raw path goes upstream unchanged, as nginx's proxy_pass does.
         raw_path = scope.get("raw_path") or path.encode()
-        url = self._upstreams[upstream] + raw_path.decode("latin-1")
+        target = raw_path.decode("latin-1")
         if scope.get("query_string"):
-            url += "?" + scope["query_string"].decode("latin-1")
-        # httpx.Request, not client.build_request(): the latter would add the
-        # client's default headers (Accept-Encoding: gzip, User-Agent, ...).
-        request = httpx.Request(method, url, headers=headers, content=body)
-        try:
-            response = await self._client.send(request, stream=True)
-        except httpx.TimeoutException:
-            await answer(504, "Gateway Timeout")
-            return
-        except httpx.TransportError:
-            await answer(502, "Bad Gateway")
+            target += "?" + scope["query_string"].decode("latin-1")
+        replicas = self._upstreams[upstream]
+        first = self._turn[upstream] = (self._turn[upstream] + 1) % len(replicas)
+        for attempt in range(len(replicas)):
+            base = replicas[(first + attempt) % len(replicas)]
+            # httpx.Request, not client.build_request(): the latter would add the
+            # client's default headers (Accept-Encoding: gzip, User-Agent, ...).
+            request = httpx.Request(method, base + target, headers=headers, content=body)
+            try:
+                response = await self._client.send(request, stream=True)
+                break
+            except httpx.ConnectError:
+                if attempt + 1 < len(replicas):
+                    continue  # nothing reached that replica: the next one may answer
+                await answer(502, "Bad Gateway")
+                return
+            except httpx.TimeoutException:
+                await answer(504, "Gateway Timeout")
+                return
+            except httpx.TransportError:
+                await answer(502, "Bad Gateway")
+                return
+        else:  # pragma: no cover - the loop always breaks or returns
             return
         try:
             response_headers = [

@@ -10,7 +10,7 @@ stepping on each other's history. The services never call `create_all`:
 - production: `prepare_schema` only checks the schema and refuses to start
   when this code cannot run on it. Migrations run as an explicit step
   (`python -m <service>.migrate upgrade`: a compose one-shot service, a
-  Kubernetes init container), never as a side effect of a replica starting.
+  Kubernetes Job), never as a side effect of a replica starting.
 
 Rollbacks (docs/OPERATIONS.md, "Migrations and rollbacks"): every migration
 script declares `backward_compatible` (True: expand only, the previous
@@ -30,6 +30,7 @@ import asyncio
 import hashlib
 import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +40,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Column, MetaData, String, Table, delete, insert, inspect, pool, select
+from sqlalchemy import Column, MetaData, String, Table, delete, insert, inspect, select
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import TypeDecorator
 
 if TYPE_CHECKING:
@@ -226,7 +228,9 @@ def run_env(migrations: ServiceMigrations) -> None:
             raise SchemaNotAtHead("no connection and no sqlalchemy.url to migrate")
 
         async def run_async() -> None:
-            engine = create_async_engine(url, poolclass=pool.NullPool)
+            from shared.db.engine import migration_engine
+
+            engine = migration_engine(url)
             try:
                 async with engine.begin() as conn:
                     await conn.run_sync(run_online)
@@ -432,7 +436,14 @@ def _parser(migrations: ServiceMigrations) -> argparse.ArgumentParser:
     down.add_argument("revision")
     down.add_argument("--sql", action="store_true", help="print the SQL instead of running it")
     sub.add_parser("current", help="print the database's revision")
-    sub.add_parser("check", help="exit 1 unless the database is at head")
+    check = sub.add_parser("check", help="exit 1 unless the database is at head")
+    check.add_argument(
+        "--wait",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="ask again every 2 s for this long (a pod waiting for the migration Job)",
+    )
     sub.add_parser("history", help="list the revisions")
     stamp = sub.add_parser("stamp", help="record a revision without running it")
     stamp.add_argument("revision")
@@ -493,7 +504,18 @@ def main(
         engine = make_engine(url)
         try:
             if args.command == "check":
-                problem = await check_at_head(engine, migrations)
+                deadline = time.monotonic() + args.wait
+                while True:
+                    try:
+                        problem = await check_at_head(engine, migrations)
+                    except (OSError, SQLAlchemyError) as exc:
+                        if not args.wait:
+                            raise
+                        # Waiting: a database not there yet is not at head yet.
+                        problem = f"database unavailable ({type(exc).__name__})"
+                    if problem is None or time.monotonic() >= deadline:
+                        break
+                    await asyncio.sleep(2)
                 if problem is not None:
                     print(problem, file=sys.stderr)
                     return 1

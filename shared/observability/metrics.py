@@ -141,6 +141,9 @@ AUDIT_EVENTS_ISSUER: tuple[str, ...] = (
     "mail.sent",
     "account.delete",
     "account.export",
+    # Scheduled key rotation inside the service (auth_service/keys/rotation.py).
+    "key.rotated",
+    "key.pruned",
 )
 # Events only the resource server (the user service) emits.
 AUDIT_EVENTS_RESOURCE: tuple[str, ...] = ("profile.update",)

@@ -125,6 +125,8 @@ def test_every_resource_file_validates_on_its_own(path: Path) -> None:
             continue
         if doc.get("kind") == "Service" and "ports" not in doc.get("spec", {}):
             continue  # an overlay's partial patch of a Service
+        if doc["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue  # Prometheus Operator kinds: checked in the monitoring tests below
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
 
 
@@ -215,16 +217,46 @@ def test_the_gateway_pod_exports_the_gateways_own_refusals(
     assert allowed == {("ingress-nginx", 8000), ("monitoring", 3903)}
 
 
-def test_services_migrate_in_an_init_container_never_at_start(
+def test_services_migrate_in_a_job_and_pods_wait_for_it(
     rendered: list[dict[str, Any]],
 ) -> None:
     deployments = _by_kind(rendered, "Deployment")
+    jobs = _by_kind(rendered, "Job")
+    services = {  # ExternalName Services (PostgreSQL, Redis) select no pods
+        name: s["spec"]["selector"]
+        for name, s in _by_kind(rendered, "Service").items()
+        if "selector" in s["spec"]
+    }
+    assert set(jobs) == {"idp-auth-migrate", "idp-user-migrate"}
     for svc in ("auth", "user"):
         pod = deployments[f"idp-{svc}"]["spec"]["template"]["spec"]
+        job = jobs[f"idp-{svc}-migrate"]
+        job_pod = job["spec"]["template"]["spec"]
+        (migrate,) = job_pod["containers"]
+        # One migration per release, in a Job; never an init container per pod.
+        assert migrate["command"] == ["python", "-m", f"{svc}_service.migrate", "upgrade"]
+        assert migrate["image"] == pod["containers"][0]["image"]
+        assert migrate["envFrom"] == pod["containers"][0]["envFrom"]
+        assert job_pod["restartPolicy"] == "OnFailure"
+        assert job_pod["automountServiceAccountToken"] is False
+        sc = migrate["securityContext"]
+        assert sc["readOnlyRootFilesystem"] is True
+        assert sc["allowPrivilegeEscalation"] is False
+        # The pods only wait for the schema.
         (init,) = pod["initContainers"]
-        assert init["command"] == ["python", "-m", f"{svc}_service.migrate", "upgrade"]
+        assert init["command"][:4] == ["python", "-m", f"{svc}_service.migrate", "check"]
+        assert "--wait" in init["command"]
         assert init["image"] == pod["containers"][0]["image"]
         assert init["envFrom"] == pod["containers"][0]["envFrom"]
+        # The Job's pod is no Service's endpoint.
+        labels = job["spec"]["template"]["metadata"]["labels"]
+        for selector in services.values():
+            assert not set(selector.items()) <= set(labels.items())
+    policy = _by_kind(rendered, "NetworkPolicy")["idp-migrate"]["spec"]
+    assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/component": "migrate"}}
+    assert "ingress" not in policy, "nothing reaches a migration pod"
+    ((port,),) = [[p["port"] for p in rule["ports"]] for rule in policy["egress"]]
+    assert port == 5432
 
 
 def test_every_deployment_has_an_hpa_and_a_pdb(rendered: list[dict[str, Any]]) -> None:
@@ -367,3 +399,98 @@ def test_no_secret_or_key_is_committed() -> None:
         for line in example.read_text().splitlines():
             if "://" in line and not line.startswith("#"):
                 assert ":CHANGE-ME@" in line, f"{example.name}: placeholders only"
+
+
+# --- monitoring: what the security team applies beside the platform ------------------
+
+MONITORING = K8S / "monitoring"
+
+
+def _generator() -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_k8s_monitoring", MONITORING / "generate.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def monitoring() -> list[dict[str, Any]]:
+    command = _kustomize()
+    if command is None:
+        pytest.fail("kubectl or kustomize is required to render deploy/k8s/monitoring")
+    result = subprocess.run(
+        [*command, str(MONITORING)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    return _docs(result.stdout)
+
+
+def test_generated_monitoring_files_are_up_to_date(tmp_path: Path) -> None:
+    generate = _generator()
+    assert generate.main(["--check"]) == 0, "run: uv run python deploy/k8s/monitoring/generate.py"
+    # And --check itself notices a stale file.
+    assert generate.main(["--out", str(tmp_path)]) == 0
+    (tmp_path / "prometheus-rules.yaml").write_text("stale\n")
+    assert generate.main(["--check", "--out", str(tmp_path)]) == 1
+
+
+def test_the_prometheus_rule_holds_exactly_the_rules_promtool_tests(
+    monitoring: list[dict[str, Any]],
+) -> None:
+    (rule,) = _by_kind(monitoring, "PrometheusRule").values()
+    alerts = yaml.safe_load((REPO / "deploy" / "prometheus" / "alerts.yml").read_text())
+    assert rule["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rule["spec"]["groups"] == alerts["groups"]
+    # promtool's tests load this very file.
+    for test in (REPO / "deploy" / "prometheus" / "tests").glob("*.yml"):
+        assert "alerts.yml" in " ".join(yaml.safe_load(test.read_text())["rule_files"])
+
+
+def test_monitors_scrape_every_job_of_the_prometheus_config(
+    monitoring: list[dict[str, Any]],
+) -> None:
+    config = yaml.safe_load((REPO / "deploy" / "prometheus" / "prometheus.yml").read_text())
+    jobs = {job["job_name"] for job in config["scrape_configs"]} - {"prometheus"}
+    monitors = [
+        *_by_kind(monitoring, "ServiceMonitor").values(),
+        *_by_kind(monitoring, "PodMonitor").values(),
+    ]
+    seen = set()
+    for monitor in monitors:
+        spec = monitor["spec"]
+        (endpoint,) = spec.get("endpoints") or spec["podMetricsEndpoints"]
+        (relabel,) = endpoint["relabelings"]
+        assert relabel["targetLabel"] == "job"
+        seen.add(relabel["replacement"])
+        assert set(spec["namespaceSelector"]["matchNames"]) == {"idp", "idp-staging"}
+    assert seen == jobs
+
+
+def test_collector_and_dashboards_are_the_files_compose_mounts(
+    monitoring: list[dict[str, Any]],
+) -> None:
+    maps = _by_kind(monitoring, "ConfigMap")
+    collector = maps["otel-collector-config"]["data"]["collector.yaml"]
+    assert collector == (REPO / "deploy" / "otel" / "collector.yaml").read_text()
+    dashboards = maps["idp-grafana-dashboards"]
+    assert dashboards["metadata"]["labels"]["grafana_dashboard"] == "1"
+    files = {p.name: p.read_text() for p in (REPO / "deploy" / "grafana" / "dashboards").glob("*")}
+    assert dashboards["data"] == files
+    deployment = _by_kind(monitoring, "Deployment")["otel-collector"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["configMap"]["name"] == "otel-collector-config"
+    # Where the services send OTLP (the overlays' idp-common).
+    common = yaml.safe_load((K8S / "base" / "kustomization.yaml").read_text())
+    literals = next(g for g in common["configMapGenerator"] if g["name"] == "idp-common")
+    endpoint = next(v for v in literals["literals"] if v.startswith("OTEL_EXPORTER_OTLP_ENDPOINT="))
+    service = _by_kind(monitoring, "Service")["otel-collector"]
+    host = f"{service['metadata']['name']}.{service['metadata']['namespace']}.svc"
+    assert endpoint == f"OTEL_EXPORTER_OTLP_ENDPOINT=http://{host}:4318"
+    for resource in monitoring:
+        if resource["apiVersion"].startswith("monitoring.coreos.com/"):
+            continue  # Prometheus Operator kinds: no schema in kubernetes-validate
+        kubernetes_validate.validate(resource, K8S_VERSION, strict=True)

@@ -11,6 +11,7 @@ import asyncio
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -171,7 +172,7 @@ def test_migrate_cli(
 
 @pytest.mark.parametrize("service", SERVICE_PARAMS)
 def test_python_dash_m_migrate_runs(tmp_path: Path, service: str) -> None:
-    """The entry point deployments call (compose one-shot, Kubernetes init container)."""
+    """The entry point deployments call (compose one-shot, the Kubernetes migration Job)."""
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/{service}.db",
@@ -194,6 +195,48 @@ def test_python_dash_m_migrate_runs(tmp_path: Path, service: str) -> None:
     assert up.returncode == 0, up.stderr
     check = run("check")
     assert check.returncode == 0, check.stderr
+
+
+def test_check_wait_lets_a_pod_wait_for_the_migration_job(tmp_path: Path) -> None:
+    """Kubernetes: the Deployment's init container waits (`check --wait`) while the Job migrates."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/user.db",
+        "ENV": "development",
+        "PYTHONPATH": str(REPO),
+    }
+    command = [sys.executable, "-m", "user_service.migrate"]
+    waiting = subprocess.Popen(
+        [*command, "check", "--wait", "60"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(3)
+        assert waiting.poll() is None, "check --wait gave up on a database not yet migrated"
+        up = subprocess.run(
+            [*command, "upgrade"], cwd=REPO, env=env, capture_output=True, text=True, timeout=120
+        )
+        assert up.returncode == 0, up.stderr
+        out, err = waiting.communicate(timeout=30)
+        assert waiting.returncode == 0, err
+        assert "at head" in out
+    finally:
+        if waiting.poll() is None:
+            waiting.kill()
+            waiting.communicate()
+    gave_up = subprocess.run(
+        [*command, "check", "--wait", "1"],
+        cwd=REPO,
+        env={**env, "DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path}/other.db"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert gave_up.returncode == 1
 
 
 # --- rollbacks: older code against a newer schema (docs/OPERATIONS.md) ------------
