@@ -119,16 +119,20 @@ def make_read_engine(engine: AsyncEngine, *, statement_timeout_ms: int = 5000) -
     """
     if engine.dialect.name == "sqlite":
         return engine
-    # The write engine's URL is postgres_target's: it names the statement
-    # cache size 0 exactly when a transaction pooler sits in front.
-    pooled = engine.url.query.get("prepared_statement_cache_size") == "0"
+    # Behind a transaction pooler (the write engine's URL is postgres_target's:
+    # it names the statement cache size 0 exactly then), a statement outside a
+    # transaction may be prepared on one server connection and executed on
+    # another ("prepared statement ... does not exist"): reads keep the write
+    # engine's transactions there (tests/api/test_pgbouncer.py).
+    if engine.url.query.get("prepared_statement_cache_size") == "0":
+        return engine
     return create_async_engine(
         engine.url,
         isolation_level="AUTOCOMMIT",
         pool_size=READ_POOL_SIZE,
         max_overflow=0,
         pool_timeout=5,
-        connect_args=_postgres_connect_args(statement_timeout_ms, pooled=pooled),
+        connect_args=_postgres_connect_args(statement_timeout_ms, pooled=False),
     )
 
 

@@ -15,8 +15,9 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel, col, select
 
+from auth_service.models import AUTH_TABLES
 from auth_service.models.identity import Identity
-from auth_service.models.webauthn import NewCredential, RecoveryCode, WebAuthnCredential
+from auth_service.models.webauthn import NewCredential, WebAuthnCredential
 from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
 from shared.db.engine import make_engine, make_read_engine, make_sessionmaker
@@ -24,7 +25,7 @@ from shared.db.reads import KeyedReader
 
 pytestmark = pytest.mark.anyio
 
-_TABLES = [Identity.__table__, WebAuthnCredential.__table__, RecoveryCode.__table__]  # type: ignore[attr-defined]
+_TABLES = [t for t in AUTH_TABLES if t.name != "audit_events"]
 
 
 @pytest.fixture
