@@ -228,7 +228,8 @@
   }
 
   // The profile (user service, through the gateway): the email and whether
-  // it is verified; the resend button only while it is not.
+  // it is verified (the resend button only while it is not), and the
+  // editable fields of the profile form.
   async function loadProfile() {
     const res = await call("GET", "/users/me", undefined, { auth: true });
     if (res.status !== 200) {
@@ -242,6 +243,10 @@
     $("user-email").textContent = res.body.email;
     $("user-verified").textContent = res.body.email_verified ? "yes" : "not yet: open the link we mailed you";
     $("resend-verification").hidden = Boolean(res.body.email_verified);
+    $("profile-name").value = res.body.name;
+    $("profile-email").value = res.body.email;
+    $("profile-dob").value = res.body.date_of_birth;
+    $("profile-job").value = res.body.job_title;
   }
 
   function when(iso) { return iso ? new Date(iso).toLocaleString() : "never"; }
@@ -270,15 +275,6 @@
   }
 
   // --- profile (the user service's), data export, deletion (the auth service's) ---
-
-  async function loadProfile() {
-    const res = await call("GET", "/users/me", undefined, { auth: true });
-    if (res.status !== 200) { fail(problemText(res)); return; }
-    $("profile-name").value = res.body.name;
-    $("profile-email").value = res.body.email;
-    $("profile-dob").value = res.body.date_of_birth;
-    $("profile-job").value = res.body.job_title;
-  }
 
   async function saveProfile(event) {
     event.preventDefault();
