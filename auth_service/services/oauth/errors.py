@@ -1,0 +1,37 @@
+"""The OAuth protocol's own errors (RFC 6749 §4.1.2.1 and §5.2, RFC 7662, OIDC Core §3.1.2.6).
+
+Raised by the OAuth services with the registered error code; the edge picks
+the HTTP shape (a JSON body, a redirect back to the client, or a problem page).
+"""
+
+from __future__ import annotations
+
+from auth_service.errors import AuthError
+
+
+class OAuthProtocolError(AuthError):
+    """An RFC 6749 error: `error` is the registered code, `description` safe to show.
+
+    Descriptions never echo a secret, a code or a token.
+    """
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+
+
+class InvalidClient(OAuthProtocolError):
+    """Client authentication failed (RFC 6749 §5.2): 401 at the token endpoint."""
+
+    def __init__(self, description: str = "Client authentication failed.") -> None:
+        super().__init__("invalid_client", description)
+
+
+class InvalidRedirect(AuthError):
+    """Unknown client or a redirect URI not registered for it (RFC 6749 §4.1.2.1):
+    never redirected to, answered with an error page instead."""
+
+    def __init__(self, description: str) -> None:
+        super().__init__(description)
+        self.description = description
