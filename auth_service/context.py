@@ -14,6 +14,8 @@ from auth_service.mail import Outbox
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator
 from auth_service.services.lifecycle import PasswordLifecycle
+from auth_service.services.oauth.client_credentials import ClientCredentialsGrant
+from auth_service.services.oauth.registry import ClientRegistry
 from auth_service.services.passwords import PasswordHasher
 from auth_service.services.registration import RegistrationService
 from auth_service.services.revocation import TokenRevoker
@@ -42,5 +44,8 @@ class AuthContext:
     mfa: MfaService
     hasher: PasswordHasher
     passwords: PasswordLifecycle
+    # Other applications (OAuth clients): the registry and the grants.
+    clients: ClientRegistry
+    client_grants: ClientCredentialsGrant
     # None without SMTP_URL: nothing is mailed (forgot-password answers 503).
     outbox: Outbox | None

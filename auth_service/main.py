@@ -32,10 +32,13 @@ from auth_service.context import AuthContext
 from auth_service.keys import KeyRing
 from auth_service.mail import Outbox, SmtpSender
 from auth_service.migrate import MIGRATIONS
+from auth_service.repositories.clients import ClientRepository
 from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator, LoginLimits
 from auth_service.services.lifecycle import PasswordLifecycle, ResetLimits
+from auth_service.services.oauth.client_credentials import ClientCredentialsGrant
+from auth_service.services.oauth.registry import ClientRegistry
 from auth_service.services.password_policy import PasswordPolicy
 from auth_service.services.passwords import Argon2Params, PasswordHasher
 from auth_service.services.registration import RegistrationService
@@ -99,6 +102,7 @@ def _build_context(
         audience=settings.api_audience,
         access_ttl=settings.access_token_ttl_seconds,
         service_ttl=settings.service_token_ttl_seconds,
+        id_signer=keyring,
     )
     from auth_service.peers.user_service import UserServiceClient
 
@@ -196,6 +200,7 @@ def _build_context(
         # same flood, and revocations never eat a client's refresh budget.
         limit=Limit("revoke-ip", settings.refresh_ip_limit, settings.refresh_ip_window_seconds),
     )
+    clients = ClientRegistry(clients=ClientRepository(make_sessionmaker(engine)))
     return AuthContext(
         settings=settings,
         engine=engine,
@@ -214,6 +219,8 @@ def _build_context(
         hasher=hasher,
         passwords=password_lifecycle,
         outbox=outbox,
+        clients=clients,
+        client_grants=ClientCredentialsGrant(issuer=issuer),
     )
 
 

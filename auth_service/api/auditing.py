@@ -34,6 +34,7 @@ from auth_service.errors import (
     SecondFactorRequired,
     WeakPassword,
 )
+from auth_service.services.oauth.errors import OAuthProtocolError
 from shared.audit.events import Detail, audit_event
 from shared.http.problems import Problem
 
@@ -64,6 +65,8 @@ def failure_reason(exc: Exception) -> str:
     """A stable, non-secret label for why a call failed."""
     if isinstance(exc, RefreshTokenInvalid | CeremonyFailed):
         return exc.reason  # which refusal: unknown, idle session, failed check
+    if isinstance(exc, OAuthProtocolError):
+        return exc.error  # RFC 6749's own code: invalid_client, invalid_grant, ...
     for types, reason in _REASONS:
         if isinstance(exc, types):
             return reason

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
+from auth_service.api import oauth_grants
 from auth_service.api.auditing import audited
 from auth_service.api.deps import Ctx, CurrentUser, ip_of, user_agent_of
 from auth_service.api.mfa import begin_mfa
@@ -122,16 +123,23 @@ def _oauth_problem(exc: Exception) -> Problem:
 @router.post(
     "/token",
     response_model=TokenResponse,
-    summary="OAuth2 token endpoint (password and refresh_token grants)",
+    summary="OAuth2 token endpoint (RFC 6749): code, client credentials, refresh, password",
     openapi_extra=form_openapi(
         required=["grant_type"],
         properties={
-            "grant_type": {"type": "string", "enum": ["password", "refresh_token"]},
+            "grant_type": {
+                "type": "string",
+                "enum": ["password", "refresh_token", "client_credentials", "authorization_code"],
+            },
             "username": {"type": "string", "maxLength": 320},
             "password": {"type": "string", "maxLength": 1024, "format": "password"},
             "refresh_token": {"type": "string", "maxLength": 512},
             "scope": {"type": "string", "maxLength": 256},
             "client_id": {"type": "string", "maxLength": 128},
+            "client_secret": {"type": "string", "maxLength": 128, "format": "password"},
+            "code": {"type": "string", "maxLength": 128},
+            "redirect_uri": {"type": "string", "maxLength": 1024},
+            "code_verifier": {"type": "string", "maxLength": 128},
         },
         responses={"401": {"description": "RFC 6749 error", "content": {"application/json": {}}}},
     ),
@@ -141,6 +149,8 @@ async def token(request: Request, ctx: Ctx) -> Any:
     if isinstance(fields, JSONResponse):
         return fields
     grant_type = fields.get("grant_type", "")
+    if grant_type == "client_credentials":
+        return await oauth_grants.client_credentials(request, ctx, fields)
     issue: Callable[..., Awaitable[TokenGrant]]
     if grant_type == "password":
         username, password = fields.get("username", ""), fields.get("password", "")
@@ -154,7 +164,11 @@ async def token(request: Request, ctx: Ctx) -> Any:
         # RFC 6749 §6: the token must have been issued to this client.
         issue = partial(ctx.authenticator.refresh, rt, client_id=fields.get("client_id") or None)
     else:
-        return oauth_error(400, "unsupported_grant_type", "Supported: password, refresh_token.")
+        return oauth_error(
+            400,
+            "unsupported_grant_type",
+            "Supported: authorization_code, client_credentials, refresh_token, password.",
+        )
     event = "token.refresh" if grant_type == "refresh_token" else "login"
     async with audited(event, request, problem=_oauth_problem, grant=grant_type) as audit:
         grant = await issue(ip=ip_of(request), user_agent=user_agent_of(request))

@@ -111,6 +111,7 @@ AUDIT_EVENTS_ISSUER: tuple[str, ...] = (
     "step_up",
     "token.refresh",
     "token.revoke",
+    "client.token",
     "refresh.reuse_detected",
     "logout",
     "session.revoked",

@@ -26,6 +26,8 @@ class InvalidClient(OAuthProtocolError):
 
     def __init__(self, description: str = "Client authentication failed.") -> None:
         super().__init__("invalid_client", description)
+        # Set by the edge: HTTP Basic was tried, so the 401 carries its challenge.
+        self.basic = False
 
 
 class InvalidRedirect(AuthError):
