@@ -15,6 +15,7 @@ from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator
 from auth_service.services.lifecycle import PasswordLifecycle
 from auth_service.services.oauth.client_credentials import ClientCredentialsGrant
+from auth_service.services.oauth.introspection import Introspector
 from auth_service.services.oauth.registry import ClientRegistry
 from auth_service.services.passwords import PasswordHasher
 from auth_service.services.registration import RegistrationService
@@ -47,5 +48,6 @@ class AuthContext:
     # Other applications (OAuth clients): the registry and the grants.
     clients: ClientRegistry
     client_grants: ClientCredentialsGrant
+    introspector: Introspector
     # None without SMTP_URL: nothing is mailed (forgot-password answers 503).
     outbox: Outbox | None

@@ -16,8 +16,8 @@ import httpx
 from fastapi import FastAPI
 
 from auth_service.api import audit as audit_api
-from auth_service.api import mfa as mfa_api
 from auth_service.api import (
+    introspection,
     page,
     passkeys,
     passwords,
@@ -27,6 +27,7 @@ from auth_service.api import (
     tokens,
     wellknown,
 )
+from auth_service.api import mfa as mfa_api
 from auth_service.config import AuthSettings
 from auth_service.context import AuthContext
 from auth_service.keys import KeyRing
@@ -38,6 +39,7 @@ from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator, LoginLimits
 from auth_service.services.lifecycle import PasswordLifecycle, ResetLimits
 from auth_service.services.oauth.client_credentials import ClientCredentialsGrant
+from auth_service.services.oauth.introspection import Introspector
 from auth_service.services.oauth.registry import ClientRegistry
 from auth_service.services.password_policy import PasswordPolicy
 from auth_service.services.passwords import Argon2Params, PasswordHasher
@@ -221,6 +223,12 @@ def _build_context(
         outbox=outbox,
         clients=clients,
         client_grants=ClientCredentialsGrant(issuer=issuer),
+        introspector=Introspector(
+            keys=keyring,
+            issuer=settings.issuer,
+            default_audience=settings.api_audience,
+            sessions=sessions_store,
+        ),
     )
 
 
@@ -279,6 +287,7 @@ def create_app(
         registration,
         tokens,
         revocation,
+        introspection,
         passwords,
         mfa_api,
         passkeys,

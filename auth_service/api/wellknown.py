@@ -11,6 +11,9 @@ from auth_service.api.deps import Ctx
 
 router = APIRouter(tags=["discovery"])
 
+# RFC 6749 §2.3.1's two secret methods; "none" is a public client (PKCE).
+_CLIENT_AUTH = ["none", "client_secret_basic", "client_secret_post"]
+
 # Short enough that caches that ignore unknown-kid refetch still learn a new
 # key before it signs (`rotate --activate-after` defaults to longer than this).
 JWKS_MAX_AGE = 30
@@ -36,12 +39,15 @@ async def metadata(ctx: Ctx) -> JSONResponse:
         "issuer": iss,
         "jwks_uri": f"{iss}/.well-known/jwks.json",
         "token_endpoint": f"{iss}/token",
-        # RFC 7009 / RFC 8414 §2: public clients revoke with their client_id alone.
+        # RFC 7009 / RFC 8414 §2: public clients revoke with their client_id
+        # alone; registered confidential clients authenticate.
         "revocation_endpoint": f"{iss}/revoke",
-        "revocation_endpoint_auth_methods_supported": ["none"],
-        "grant_types_supported": ["password", "refresh_token"],
+        "revocation_endpoint_auth_methods_supported": _CLIENT_AUTH,
+        "introspection_endpoint": f"{iss}/introspect",
+        "introspection_endpoint_auth_methods_supported": _CLIENT_AUTH[1:],
+        "grant_types_supported": ["password", "refresh_token", "client_credentials"],
         "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["none"],
+        "token_endpoint_auth_methods_supported": _CLIENT_AUTH,
         "scopes_supported": ["openid", "profile"],
         "claims_supported": [
             "iss",

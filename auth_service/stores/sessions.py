@@ -145,6 +145,15 @@ class SessionInfo:
 
 
 @dataclass(frozen=True)
+class RefreshInfo:
+    sid: str
+    user_id: str
+    client_id: str
+    active: bool
+    expires_at: int
+
+
+@dataclass(frozen=True)
 class Rotation:
     """What presenting a refresh token did.
 
@@ -267,6 +276,26 @@ class SessionStore:
         if sid is None or uid is None:
             return None
         return _s(sid), _s(uid), _s(cid) if cid is not None else self._default_client
+
+    async def inspect(self, token: str) -> RefreshInfo | None:
+        """What a refresh token stands for, for introspection (RFC 7662); a read only.
+
+        None for a token never issued or long expired. `active` only while it
+        is the family's current token and its session lives.
+        """
+        sid, uid, state, cid = await self._r.hmget(
+            self._rt(token), ["sid", "user_id", "state", "client_id"]
+        )
+        if sid is None or uid is None:
+            return None
+        ttl_ms = int(await self._r.pttl(self._sess(_s(sid))))
+        return RefreshInfo(
+            sid=_s(sid),
+            user_id=_s(uid),
+            client_id=_s(cid) if cid is not None else self._default_client,
+            active=state is not None and _s(state) == "active" and ttl_ms > 0,
+            expires_at=int(self._clock() + max(ttl_ms, 0) / 1000),
+        )
 
     async def rotate(
         self, token: str, *, ip: str, user_agent: str, client_id: str | None = None

@@ -112,6 +112,7 @@ AUDIT_EVENTS_ISSUER: tuple[str, ...] = (
     "token.refresh",
     "token.revoke",
     "client.token",
+    "token.introspect",
     "refresh.reuse_detected",
     "logout",
     "session.revoked",
