@@ -14,9 +14,11 @@ from auth_service.mail import Outbox
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator
 from auth_service.services.lifecycle import PasswordLifecycle
+from auth_service.services.oauth.authorization import AuthorizationService
 from auth_service.services.oauth.client_credentials import ClientCredentialsGrant
 from auth_service.services.oauth.introspection import Introspector
 from auth_service.services.oauth.registry import ClientRegistry
+from auth_service.services.oauth.userinfo import UserInfo
 from auth_service.services.passwords import PasswordHasher
 from auth_service.services.registration import RegistrationService
 from auth_service.services.revocation import TokenRevoker
@@ -49,5 +51,7 @@ class AuthContext:
     clients: ClientRegistry
     client_grants: ClientCredentialsGrant
     introspector: Introspector
+    authorizations: AuthorizationService
+    userinfo: UserInfo
     # None without SMTP_URL: nothing is mailed (forgot-password answers 503).
     outbox: Outbox | None

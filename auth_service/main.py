@@ -17,6 +17,7 @@ from fastapi import FastAPI
 
 from auth_service.api import audit as audit_api
 from auth_service.api import (
+    authorize,
     introspection,
     page,
     passkeys,
@@ -25,6 +26,7 @@ from auth_service.api import (
     revocation,
     sessions,
     tokens,
+    userinfo,
     wellknown,
 )
 from auth_service.api import mfa as mfa_api
@@ -38,14 +40,17 @@ from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator, LoginLimits
 from auth_service.services.lifecycle import PasswordLifecycle, ResetLimits
+from auth_service.services.oauth.authorization import AuthorizationService
 from auth_service.services.oauth.client_credentials import ClientCredentialsGrant
 from auth_service.services.oauth.introspection import Introspector
 from auth_service.services.oauth.registry import ClientRegistry
+from auth_service.services.oauth.userinfo import UserInfo
 from auth_service.services.password_policy import PasswordPolicy
 from auth_service.services.passwords import Argon2Params, PasswordHasher
 from auth_service.services.registration import RegistrationService
 from auth_service.services.revocation import TokenRevoker
 from auth_service.services.tokens import TokenIssuer
+from auth_service.stores.authorization import AuthorizationStore
 from auth_service.stores.one_time_tokens import OneTimeTokens
 from auth_service.stores.rate_limit import Limit, RateLimiter
 from auth_service.stores.sessions import SessionStore
@@ -59,6 +64,13 @@ from shared.service.backends import make_redis
 from shared.tokens.verify import TokenVerifier
 
 _log = logging.getLogger("auth_service")
+
+# RFC 6749 §4.1.2: a code lives seconds (it only crosses one redirect). A
+# pending sign-in waits for the user long enough for a passkey and a second
+# factor. A spent code is remembered as long as a session could live, so a
+# late replay still finds, and revokes, what it issued.
+AUTHORIZATION_CODE_TTL_SECONDS = 60
+AUTHORIZE_REQUEST_TTL_SECONDS = 600
 
 
 def _build_context(
@@ -109,11 +121,12 @@ def _build_context(
     from auth_service.peers.user_service import UserServiceClient
 
     policy = PasswordPolicy()
+    users = UserServiceClient(http=http, token=issuer.service_token)
     registration_service = RegistrationService(
         identities=identities,
         hasher=hasher,
         policy=policy,
-        users=UserServiceClient(http=http, token=issuer.service_token),
+        users=users,
         limiter=limiter,
         ip_limit=Limit(
             "register-ip", settings.register_ip_limit, settings.register_ip_window_seconds
@@ -229,6 +242,21 @@ def _build_context(
             default_audience=settings.api_audience,
             sessions=sessions_store,
         ),
+        authorizations=AuthorizationService(
+            clients=clients,
+            store=AuthorizationStore(
+                redis,
+                prefix=settings.redis_prefix,
+                request_ttl=AUTHORIZE_REQUEST_TTL_SECONDS,
+                code_ttl=AUTHORIZATION_CODE_TTL_SECONDS,
+                replay_ttl=settings.refresh_token_ttl_seconds,
+            ),
+            sessions=sessions_store,
+            identities=identities,
+            issuer=issuer,
+            issuer_id=settings.issuer.rstrip("/"),
+        ),
+        userinfo=UserInfo(profiles=users),
     )
 
 
@@ -292,6 +320,8 @@ def create_app(
         mfa_api,
         passkeys,
         sessions,
+        authorize,
+        userinfo,
         wellknown,
         page,
     )

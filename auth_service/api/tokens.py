@@ -10,7 +10,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from auth_service.api import oauth_grants
-from auth_service.api.auditing import audited
+from auth_service.api.auditing import audited, audited_failure
+from auth_service.api.client_auth import oauth_problem
 from auth_service.api.deps import Ctx, CurrentUser, ip_of, user_agent_of
 from auth_service.api.mfa import begin_mfa
 from auth_service.api.oauth_forms import (
@@ -28,11 +29,14 @@ from auth_service.errors import (
     RateLimited,
     RefreshTokenInvalid,
     RefreshTokenReused,
+    RefreshTokenWrongClient,
     SecondFactorRequired,
 )
 from auth_service.schemas.accounts import LoginRequest, RefreshRequest, TokenResponse
 from auth_service.schemas.webauthn import MfaRequiredResponse
 from auth_service.services.authentication import TokenGrant
+from auth_service.services.oauth.errors import OAuthProtocolError
+from auth_service.services.tokens import USER_CLIENT_ID
 from shared.http.openapi import problem_responses
 from shared.http.problems import Problem
 
@@ -79,6 +83,10 @@ async def refresh(
 ) -> TokenResponse:
     _no_store(response)
     async with audited("token.refresh", request) as audit:
+        if body.client_id not in (None, USER_CLIENT_ID) and await ctx.clients.get(body.client_id):
+            # A registered application authenticates at POST /token (RFC 6749
+            # §6); this JSON route is the page's, and takes no client secret.
+            raise RefreshTokenWrongClient
         grant = await ctx.authenticator.refresh(
             body.refresh_token,
             ip=ip_of(request),
@@ -151,6 +159,8 @@ async def token(request: Request, ctx: Ctx) -> Any:
     grant_type = fields.get("grant_type", "")
     if grant_type == "client_credentials":
         return await oauth_grants.client_credentials(request, ctx, fields)
+    if grant_type == "authorization_code":
+        return await oauth_grants.authorization_code(request, ctx, fields)
     issue: Callable[..., Awaitable[TokenGrant]]
     if grant_type == "password":
         username, password = fields.get("username", ""), fields.get("password", "")
@@ -161,8 +171,13 @@ async def token(request: Request, ctx: Ctx) -> Any:
         rt = fields.get("refresh_token", "")
         if not rt:
             return oauth_error(400, "invalid_request", "refresh_token is required.")
+        try:
+            client_id = await oauth_grants.refreshing_client(request, ctx, fields)
+        except OAuthProtocolError as exc:
+            audited_failure("token.refresh", exc, request, grant=grant_type)
+            return oauth_problem(exc).response()
         # RFC 6749 §6: the token must have been issued to this client.
-        issue = partial(ctx.authenticator.refresh, rt, client_id=fields.get("client_id") or None)
+        issue = partial(ctx.authenticator.refresh, rt, client_id=client_id)
     else:
         return oauth_error(
             400,

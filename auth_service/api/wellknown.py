@@ -45,10 +45,23 @@ async def metadata(ctx: Ctx) -> JSONResponse:
         "revocation_endpoint_auth_methods_supported": _CLIENT_AUTH,
         "introspection_endpoint": f"{iss}/introspect",
         "introspection_endpoint_auth_methods_supported": _CLIENT_AUTH[1:],
-        "grant_types_supported": ["password", "refresh_token", "client_credentials"],
-        "response_types_supported": [],
+        "authorization_endpoint": f"{iss}/authorize",
+        "userinfo_endpoint": f"{iss}/userinfo",
+        "grant_types_supported": [
+            "authorization_code",
+            "client_credentials",
+            "refresh_token",
+            "password",
+        ],
+        # Code flow only, with PKCE S256 (RFC 9700 §2.1.1): no implicit or
+        # hybrid response types, no `plain` challenges.
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
         "token_endpoint_auth_methods_supported": _CLIENT_AUTH,
-        "scopes_supported": ["openid", "profile"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "scopes_supported": ["openid", "profile", "email"],
         "claims_supported": [
             "iss",
             "sub",
@@ -60,9 +73,19 @@ async def metadata(ctx: Ctx) -> JSONResponse:
             "roles",
             "amr",
             "auth_time",
+            "nonce",
+            "at_hash",
+            "azp",
             "scope",
             "client_id",
+            "name",
+            "birthdate",
+            "email",
         ],
+        # RFC 9207: the code comes back with `iss`, against mix-up attacks.
+        "authorization_response_iss_parameter_supported": True,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
         "access_token_signing_alg_values_supported": ["RS256"],
     }
     return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})

@@ -51,7 +51,7 @@ local function revoke()
 end
 local function touch()
   redis.call('HSET', skey, 'last_used_at', ARGV[2], 'ip', ARGV[3], 'user_agent', ARGV[4])
-  return redis.call('HMGET', skey, 'amr', 'auth_time')
+  return redis.call('HMGET', skey, 'amr', 'auth_time', 'scope')
 end
 if state ~= 'active' then
   -- The retry of a rotation whose answer was lost (a reply timeout, a 5xx
@@ -63,7 +63,7 @@ if state ~= 'active' then
      and redis.call('HGET', p .. 'rt:' .. rt[5], 'state') == 'active'
      and redis.call('PTTL', skey) > 0 then
     local s = touch()
-    return {'retry', sid, uid, s[1], s[2], rt[7]}
+    return {'retry', sid, uid, s[1], s[2], rt[7], s[3]}
   end
   -- A rotated token came back: two parties hold this family. Revoke it all
   -- (RFC 9700 section 4.14.2); the legitimate client simply logs in again.
@@ -84,7 +84,7 @@ redis.call('HSET', KEYS[2], 'sid', sid, 'user_id', uid, 'state', 'active',
            'client_id', rt[4] or ARGV[9])
 redis.call('PEXPIRE', KEYS[2], ttl)
 local s = touch()
-return {'ok', sid, uid, s[1], s[2]}
+return {'ok', sid, uid, s[1], s[2], '', s[3]}
 """
 
 # KEYS[1] session. ARGV: prefix, sid, marker ttl, required owner ('' = any).
@@ -170,6 +170,8 @@ class Rotation:
     amr: tuple[str, ...] = ()
     auth_time: int = 0
     refresh_token: str = ""
+    # The scope granted to another application at sign-in; "" for the page.
+    scope: str = ""
 
 
 class SessionStore:
@@ -232,8 +234,13 @@ class SessionStore:
         ip: str,
         user_agent: str,
         client_id: str | None = None,
+        scope: str = "",
     ) -> tuple[str, str]:
-        """Start a session; returns (sid, refresh token)."""
+        """Start a session; returns (sid, refresh token).
+
+        `client_id` and `scope`: the application the session signs in to and
+        what the user granted it (refreshes keep both); the page by default.
+        """
         sid = secrets.token_urlsafe(16)
         token = new_refresh_token()
         now = self._now_ms()
@@ -248,6 +255,7 @@ class SessionStore:
                     "user_agent": user_agent[:256],
                     "amr": " ".join(amr),
                     "auth_time": auth_time,
+                    "scope": scope,
                 },
             )
             pipe.expire(self._sess(sid), self._session_ttl)
@@ -338,6 +346,7 @@ class SessionStore:
             amr=tuple(_s(res[3] or b"").split()),
             auth_time=int(_s(res[4] or b"0")),
             refresh_token=new_token,
+            scope=_s(res[6]) if len(res) > 6 and res[6] else "",
         )
 
     async def revoke(self, sid: str, *, owner: str | None = None) -> bool:

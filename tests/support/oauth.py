@@ -56,3 +56,47 @@ def claims_of(token: str) -> dict[str, Any]:
 
 def header_of(token: str) -> dict[str, Any]:
     return dict(jwt.get_unverified_header(token))
+
+
+REDIRECT = "https://app.example/callback"
+
+
+async def code_client(s: Services, *, public: bool = False, **kwargs: Any) -> Client:
+    """A client registered for the code flow (and refresh tokens)."""
+    args: dict[str, Any] = {
+        "grant_types": ["authorization_code", "refresh_token"],
+        "redirect_uris": [REDIRECT],
+        "public": public,
+    }
+    args.update(kwargs)
+    return await register(s, **args)
+
+
+def code_flow_client(s: Services, client: Client, **kwargs: Any) -> AsyncOAuth2Client:
+    """Authlib as the relying party of the code flow: PKCE S256, OpenID scopes."""
+    args: dict[str, Any] = {
+        "method": "none" if client.client_secret is None else "client_secret_basic",
+        "redirect_uri": REDIRECT,
+        "scope": "openid profile email",
+        "code_challenge_method": "S256",
+    }
+    args.update(kwargs)
+    return authlib_client(s, client, **args)
+
+
+async def approve_as(s: Services, authorize_url: str, tokens: dict[str, str]) -> str:
+    """Follow GET /authorize to the page's request id, then continue as the
+    signed-in user (what the page's script does); returns the redirect URL."""
+    r = await s.auth.get(authorize_url)
+    assert r.status_code == 303, r.text
+    location = r.headers["location"]
+    assert location.startswith("/?authorize="), location
+    request_id = location.removeprefix("/?authorize=")
+    r = await s.auth.post(
+        "/authorize/continue",
+        json={"request_id": request_id},
+        headers={"Authorization": f"Bearer {tokens['access_token']}"},
+    )
+    assert r.status_code == 200, r.text
+    redirect_to: str = r.json()["redirect_to"]
+    return redirect_to

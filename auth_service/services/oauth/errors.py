@@ -15,10 +15,38 @@ class OAuthProtocolError(AuthError):
     Descriptions never echo a secret, a code or a token.
     """
 
-    def __init__(self, error: str, description: str) -> None:
+    def __init__(self, error: str, description: str, *, reason: str | None = None) -> None:
         super().__init__(description)
         self.error = error
         self.description = description
+        # The audit trail's label: finer than `error` where that helps
+        # (`code_reused` is an `invalid_grant` to the client).
+        self.reason = reason or error
+
+
+class RedirectedError(OAuthProtocolError):
+    """An authorization request error reported to the client at its
+    (already validated) redirect URI, with the request's `state`
+    (RFC 6749 §4.1.2.1)."""
+
+    def __init__(
+        self, error: str, description: str, *, redirect_uri: str, state: str | None
+    ) -> None:
+        super().__init__(error, description)
+        self.redirect_uri = redirect_uri
+        self.state = state
+
+
+class CodeReused(OAuthProtocolError):
+    """An authorization code came back a second time: what it issued is
+    revoked (RFC 6749 §4.1.2, RFC 9700 §4.5)."""
+
+    def __init__(self, *, sid: str | None, user_id: str | None) -> None:
+        super().__init__(
+            "invalid_grant", "The authorization code is not valid.", reason="code_reused"
+        )
+        self.sid = sid
+        self.user_id = user_id
 
 
 class InvalidClient(OAuthProtocolError):
