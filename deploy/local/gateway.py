@@ -34,9 +34,29 @@ _SAFE_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 # (exact paths, path prefixes) per upstream; "/users" is decided by method.
 _AUTH_EXACT = frozenset(
-    {"/", "/login", "/login/mfa", "/token", "/token/refresh", "/revoke", "/logout", "/sessions"}
+    {
+        "/",
+        "/login",
+        "/login/mfa",
+        "/token",
+        "/token/refresh",
+        "/revoke",
+        "/logout",
+        "/sessions",
+        # Other applications (OAuth 2.0 / OpenID Connect).
+        "/introspect",
+        "/authorize",
+        "/userinfo",
+    }
 )
-_AUTH_PREFIXES = ("/sessions/", "/webauthn/", "/password/", "/.well-known/", "/static/")
+_AUTH_PREFIXES = (
+    "/sessions/",
+    "/webauthn/",
+    "/password/",
+    "/.well-known/",
+    "/static/",
+    "/authorize/",
+)
 _USER_PREFIXES = ("/users/",)
 
 SECURITY_HEADERS = {

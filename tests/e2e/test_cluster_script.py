@@ -63,6 +63,13 @@ ROUTES = [
     ("POST", "/token", "auth"),
     ("POST", "/token/refresh", "auth"),
     ("POST", "/revoke", "auth"),
+    ("POST", "/introspect", "auth"),
+    ("GET", "/authorize", "auth"),
+    ("GET", "/authorize/requests/abc", "auth"),
+    ("POST", "/authorize/continue", "auth"),
+    ("POST", "/authorize/deny", "auth"),
+    ("GET", "/userinfo", "auth"),
+    ("POST", "/userinfo", "auth"),
     ("POST", "/logout", "auth"),
     ("GET", "/sessions", "auth"),
     ("DELETE", "/sessions/some-sid", "auth"),
@@ -85,6 +92,8 @@ NOT_ROUTED = [
     ("GET", "/docs"),
     ("GET", "/loginx"),
     ("GET", "/userss"),
+    ("GET", "/authorizex"),
+    ("GET", "/userinfo/x"),
     ("GET", "/nowhere"),
 ]
 PROBLEM_404 = b'{"type":"about:blank","title":"Not Found","status":404}'
