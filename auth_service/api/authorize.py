@@ -15,7 +15,6 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from auth_service.api.auditing import audited
-from auth_service.api.client_auth import oauth_problem
 from auth_service.api.deps import Ctx, CurrentUser, to_problem
 from auth_service.schemas.oauth import AuthorizeRedirect, AuthorizeStep, PendingAuthorization
 from auth_service.services.oauth.authorization import with_query
@@ -34,7 +33,8 @@ def _authorize_problem(exc: Exception) -> Problem:
     if isinstance(exc, InvalidRedirect):
         return Problem(400, "Invalid authorization request", exc.description, slug="invalid-client")
     if isinstance(exc, OAuthProtocolError):
-        return oauth_problem(exc)
+        # The page's steps speak RFC 9457 like the rest of its API.
+        return Problem(400, "Bad request", exc.description, slug="invalid-request")
     return to_problem(exc)
 
 

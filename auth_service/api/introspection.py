@@ -27,7 +27,11 @@ _MAX_FIELD = 4096
         required=["token"],
         properties={
             "token": {"type": "string", "maxLength": _MAX_FIELD},
-            "token_type_hint": {"type": "string", "examples": ["access_token", "refresh_token"]},
+            "token_type_hint": {
+                "type": "string",
+                "maxLength": 64,
+                "examples": ["access_token", "refresh_token"],
+            },
             "client_id": {"type": "string", "maxLength": 128},
             "client_secret": {"type": "string", "maxLength": 128, "format": "password"},
         },
@@ -47,6 +51,8 @@ async def introspect(request: Request, ctx: Ctx) -> Any:
             # RFC 7662 §2.1: the endpoint is for clients that can authenticate.
             raise InvalidClient("Introspection needs a confidential client.")
         token = fields.get("token", "")
+        if len(fields.get("token_type_hint", "")) > 64:
+            raise OAuthProtocolError("invalid_request", "A parameter is too long.")
         if not token:
             raise OAuthProtocolError("invalid_request", "token is required.")
         answer = await ctx.introspector.introspect(

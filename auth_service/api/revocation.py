@@ -76,7 +76,13 @@ async def _revoking_client(
             "client_id": {"type": "string", "maxLength": _FIELD_LIMITS["client_id"]},
             "client_secret": {"type": "string", "maxLength": 128, "format": "password"},
         },
-        responses={"200": {"description": "Revoked, or nothing to revoke (RFC 7009 §2.2)"}},
+        responses={
+            "200": {"description": "Revoked, or nothing to revoke (RFC 7009 §2.2)"},
+            "401": {
+                "description": "invalid_client: a registered client failed to authenticate",
+                "content": {"application/json": {}},
+            },
+        },
     ),
 )
 async def revoke(request: Request, ctx: Ctx) -> Any:
