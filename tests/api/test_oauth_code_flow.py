@@ -482,3 +482,27 @@ async def test_the_pages_json_refresh_does_not_serve_a_registered_client(
     # Untouched: the application itself still refreshes it.
     async with code_flow_client(services, client) as oauth:
         await oauth.refresh_token("/token", refresh_token=token["refresh_token"])
+
+
+async def test_concurrent_redemptions_leave_nothing_alive_but_one_winner_at_most(
+    services: Services,
+) -> None:
+    import asyncio
+
+    _, tokens = await _user(services)
+    client = await code_client(services)
+    code, verifier = await _code(services, client, tokens)
+    answers = await asyncio.gather(
+        *(
+            services.auth.post("/token", data=_exchange_form(code, verifier), auth=_auth(client))
+            for _ in range(4)
+        )
+    )
+    winners = [r for r in answers if r.status_code == 200]
+    assert len(winners) <= 1
+    assert all(r.json()["error"] == "invalid_grant" for r in answers if r.status_code != 200)
+    # A replay raced the winner: whatever it was handed is revoked (RFC 6749 §4.1.2).
+    for r in winners:
+        assert await rejected_within_a_second(
+            services.user, "/users/me", _bearer(r.json()["access_token"])
+        )
