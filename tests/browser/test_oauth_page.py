@@ -14,6 +14,8 @@ import os
 import secrets
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -178,3 +180,61 @@ def test_an_unregistered_redirect_uri_stays_on_the_platform(
     assert response is not None
     assert response.status == 400
     assert landed == []
+
+
+def _code_flow_in_page(
+    ui: PasskeyPage, cluster: Cluster, client: dict[str, str], log_in: Callable[[], None]
+) -> dict[str, Any]:
+    """The application's side around `log_in` (what the user does on the page)."""
+    landed = _intercept(ui)
+    verifier, nonce = secrets.token_urlsafe(48), secrets.token_urlsafe(16)
+    with OAuth2Client(
+        client_id=client["client_id"],
+        client_secret=client["client_secret"],
+        redirect_uri=REDIRECT,
+        scope="openid",
+        code_challenge_method="S256",
+        timeout=30,
+    ) as oauth:
+        url, _ = oauth.create_authorization_url(
+            f"{cluster.base_url}/authorize", code_verifier=verifier, nonce=nonce
+        )
+        ui.page.goto(url)
+        expect(ui.page.locator("#authorize-panel")).to_be_visible()
+        log_in()
+        ui.page.wait_for_url("http://127.0.0.1:23457/**")
+        token = oauth.fetch_token(
+            f"{cluster.base_url}/token", authorization_response=landed[-1], code_verifier=verifier
+        )
+    jwks = httpx.get(f"{cluster.base_url}/.well-known/jwks.json", timeout=10).json()
+    id_token = jwt.decode(token["id_token"], KeySet.import_key_set(jwks), algorithms=["RS256"])
+    jwt.JWTClaimsRegistry(nonce={"essential": True, "value": nonce}).validate(id_token.claims)
+    return dict(id_token.claims)
+
+
+def test_the_second_factor_and_passkeys_sign_in_to_an_application(
+    ui: PasskeyPage, cluster: Cluster
+) -> None:
+    email = new_email()
+    ui.open()
+    ui.register(email)
+    ui.password_login(email)
+    ui.expect_status("Logged in with your password")
+    ui.add_passkey("Laptop")
+    ui.expect_status('Passkey "Laptop" added')
+    ui.logout()
+    client = _create_client(cluster)
+
+    def password_then_passkey() -> None:
+        ui.password_login(email)
+        ui.expect_status("Confirm with your passkey or a recovery code")
+        ui.page.get_by_role("button", name="Use my passkey").click()
+
+    claims = _code_flow_in_page(ui, cluster, client, password_then_passkey)
+    assert claims["amr"] == ["pwd", "hwk"]
+
+    def passkey_alone() -> None:
+        ui.page.get_by_role("button", name="Log in with a passkey").click()
+
+    claims = _code_flow_in_page(ui, cluster, client, passkey_alone)
+    assert claims["amr"] == ["hwk", "user"]
