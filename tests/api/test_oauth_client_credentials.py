@@ -187,3 +187,13 @@ async def test_the_secret_stays_out_of_the_audit_trail(
     assert event["client_id"] == client.client_id
     assert client.client_secret not in str(audit.events)
     assert token["access_token"] not in str(audit.events)
+
+
+async def test_a_deleted_client_gets_no_more_tokens(services: Services) -> None:
+    client = await _reports(services)
+    async with authlib_client(services, client) as oauth:
+        await oauth.fetch_token("/token", grant_type="client_credentials")
+        assert await services.auth_app.state.ctx.clients.remove(client.client_id)
+        with pytest.raises(AuthlibError) as refused:
+            await oauth.fetch_token("/token", grant_type="client_credentials")
+    assert refused.value.error == "invalid_client"
