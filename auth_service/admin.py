@@ -13,8 +13,6 @@ import argparse
 import asyncio
 import sys
 
-from redis.asyncio import Redis
-
 from auth_service.cli_audit import CliAudit
 from auth_service.config import AuthSettings
 from auth_service.migrate import MIGRATIONS
@@ -24,6 +22,7 @@ from auth_service.stores.sessions import SessionStore
 from shared.access.revocation import MARKER_OUTLIVES_TOKEN_SECONDS
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrations import prepare_schema
+from shared.service.backends import make_durable_writes, make_redis
 
 _AUDIT_EVENTS = {
     "promote": "admin.role_granted",
@@ -34,7 +33,8 @@ _AUDIT_EVENTS = {
 
 async def _run(command: str, email: str, settings: AuthSettings) -> int:
     engine = make_engine(settings.database_url)
-    redis = Redis.from_url(settings.redis_url, socket_timeout=5)
+    redis = make_redis(settings)  # the same topology as the service
+    durable = make_durable_writes(settings, redis)
     audit: CliAudit | None = None
     try:
         # Same rule as the service: upgrade in development, only check in production.
@@ -42,12 +42,15 @@ async def _run(command: str, email: str, settings: AuthSettings) -> int:
         # Every admin action is on the audit trail (stderr + audit table).
         audit = CliAudit(engine)
         await audit.start()
-        identities = IdentityRepository(make_sessionmaker(engine))
+        identities = IdentityRepository(
+            make_sessionmaker(engine), engine
+        )  # a one-off command: the write engine serves its few reads
         sessions = SessionStore(
             redis,
             prefix=settings.redis_prefix,
             session_ttl=settings.refresh_token_ttl_seconds,
             marker_ttl=settings.access_token_ttl_seconds + MARKER_OUTLIVES_TOKEN_SECONDS,
+            durable=durable,
         )
         key = login_key(email)
         identity = await identities.active_by_email(key)
@@ -77,6 +80,7 @@ async def _run(command: str, email: str, settings: AuthSettings) -> int:
     finally:
         if audit is not None:
             await audit.aclose()  # writes the row(s) before the engine goes
+        await durable.aclose()
         await redis.aclose()
         await engine.dispose()
 

@@ -104,6 +104,24 @@ class AuthSettings(CommonSettings):
     mail_from: str = "Identity Platform <no-reply@localhost>"
     # A reset link lives this long and works once.
     password_reset_ttl_seconds: int = Field(default=1800, ge=300, le=86400)
+    # Email verification and email change links (README.md, "Email
+    # verification and email change"): a day, since a first mail may be
+    # read late; single use either way.
+    email_verify_ttl_seconds: int = Field(default=86400, ge=300, le=7 * 86400)
+    # Login (password, passkey) of an account whose address is not verified
+    # is refused with 403 `email-not-verified`. Off by default: the first
+    # client's walk (register, log in) has no mailbox.
+    require_verified_email: bool = False
+    # Verification mails asked for (resend, refused logins) and email change
+    # requests: each mails an address (docs/RATE_LIMITS.md).
+    verify_resend_ip_limit: int = 10
+    verify_resend_ip_window_seconds: int = 3600
+    verify_resend_account_limit: int = 3
+    verify_resend_account_window_seconds: int = 3600
+    email_change_ip_limit: int = 10
+    email_change_ip_window_seconds: int = 3600
+    email_change_account_limit: int = 3
+    email_change_account_window_seconds: int = 3600
 
     @property
     def smtp(self) -> SmtpConfig | None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from auth_service.config import AuthSettings
@@ -13,7 +12,12 @@ from auth_service.keys import KeyRing
 from auth_service.mail import Outbox
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.authentication import Authenticator
-from auth_service.services.lifecycle import PasswordLifecycle
+from auth_service.services.lifecycle import (
+    AccountDeletion,
+    AccountExport,
+    EmailLifecycle,
+    PasswordLifecycle,
+)
 from auth_service.services.oauth.authorization import AuthorizationService
 from auth_service.services.oauth.client_credentials import ClientCredentialsGrant
 from auth_service.services.oauth.introspection import Introspector
@@ -27,13 +31,16 @@ from auth_service.services.tokens import TokenIssuer
 from auth_service.services.webauthn.passkeys import PasskeyService
 from auth_service.stores.sessions import SessionStore
 from shared.access.bearer import BearerAuthenticator
+from shared.runtime.redis_durable import DurableWrites
+from shared.runtime.redis_topology import RedisClient
 
 
 @dataclass
 class AuthContext:
     settings: AuthSettings
     engine: AsyncEngine
-    redis: Redis
+    read_engine: AsyncEngine
+    redis: RedisClient
     http: httpx.AsyncClient
     keyring: KeyRing
     identities: IdentityRepository
@@ -47,6 +54,9 @@ class AuthContext:
     mfa: MfaService
     hasher: PasswordHasher
     passwords: PasswordLifecycle
+    deletion: AccountDeletion
+    export: AccountExport
+    email: EmailLifecycle
     # Other applications (OAuth clients): the registry and the grants.
     clients: ClientRegistry
     client_grants: ClientCredentialsGrant
@@ -55,3 +65,5 @@ class AuthContext:
     userinfo: UserInfo
     # None without SMTP_URL: nothing is mailed (forgot-password answers 503).
     outbox: Outbox | None
+    # Security writes confirmed by replicas (REDIS_MIN_REPLICAS_ACK).
+    durable: DurableWrites

@@ -71,6 +71,23 @@ class InvalidOneTimeToken(AuthError):
     """A reset (or verification) token that is unknown, used or expired."""
 
 
+class EmailNotVerified(AuthError):
+    """The password (or passkey) was right, but REQUIRE_VERIFIED_EMAIL is on
+    and the account's address is not verified yet."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__("email not verified")
+        self.user_id = user_id
+
+
+class EmailAlreadyVerified(AuthError):
+    """A verification mail was asked for an address that is verified already."""
+
+
+class SameEmail(AuthError):
+    """An email change to the address the account already has."""
+
+
 class MailUnavailable(AuthError):
     """No mail transport is configured (SMTP_URL empty): nothing can be mailed."""
 

@@ -15,8 +15,8 @@ from contextlib import asynccontextmanager
 import httpx
 from fastapi import FastAPI
 
-from auth_service.api import audit as audit_api
 from auth_service.api import (
+    account,
     authorize,
     introspection,
     page,
@@ -29,17 +29,30 @@ from auth_service.api import (
     userinfo,
     wellknown,
 )
+from auth_service.api import audit as audit_api
+from auth_service.api import email as email_api
 from auth_service.api import mfa as mfa_api
 from auth_service.config import AuthSettings
 from auth_service.context import AuthContext
 from auth_service.keys import KeyRing
 from auth_service.mail import Outbox, SmtpSender
 from auth_service.migrate import MIGRATIONS
+from auth_service.repositories.accounts import AccountRepository
 from auth_service.repositories.clients import ClientRepository
 from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
+from auth_service.repositories.recovery_codes import RecoveryCodeRepository
 from auth_service.services.authentication import Authenticator, LoginLimits
-from auth_service.services.lifecycle import PasswordLifecycle, ResetLimits
+from auth_service.services.lifecycle import (
+    AccountDeletion,
+    AccountExport,
+    ChangeLimits,
+    EmailLifecycle,
+    PasswordLifecycle,
+    ResetLimits,
+    VerificationLimits,
+    VerificationMailer,
+)
 from auth_service.services.oauth.authorization import AuthorizationService
 from auth_service.services.oauth.client_credentials import ClientCredentialsGrant
 from auth_service.services.oauth.introspection import Introspector
@@ -57,10 +70,11 @@ from auth_service.stores.sessions import SessionStore
 from auth_service.wiring import build_second_factor
 from shared.access.bearer import BearerAuthenticator
 from shared.access.revocation import MARKER_OUTLIVES_TOKEN_SECONDS, RedisRevocationChecker
-from shared.db.engine import make_engine, make_sessionmaker
+from shared.audit.store import AuditStore
+from shared.db.engine import make_engine, make_read_engine, make_sessionmaker
 from shared.observability.setup import Observability
 from shared.service.app import build_app
-from shared.service.backends import make_redis
+from shared.service.backends import make_durable_writes, make_redis
 from shared.tokens.verify import TokenVerifier
 
 _log = logging.getLogger("auth_service")
@@ -79,7 +93,11 @@ def _build_context(
     obs: Observability | None = None,
 ) -> AuthContext:
     engine = make_engine(settings.database_url)
-    redis = make_redis(settings.redis_url)
+    read_engine = make_read_engine(engine)
+    redis = make_redis(settings)
+    # Writes whose loss in a failover would undo a security decision wait
+    # for REDIS_MIN_REPLICAS_ACK replicas (shared/runtime/redis_durable.py).
+    durable = make_durable_writes(settings, redis)
     # Production: no generated keys, and none that a development start made.
     keyring = KeyRing.load(
         settings.key_dir,
@@ -91,7 +109,7 @@ def _build_context(
         timeout=settings.user_service_timeout_seconds,
         transport=transport,
     )
-    identities = IdentityRepository(make_sessionmaker(engine))
+    identities = IdentityRepository(make_sessionmaker(engine), read_engine)
     hasher = PasswordHasher(
         Argon2Params(
             time_cost=settings.argon2_time_cost,
@@ -107,6 +125,7 @@ def _build_context(
         marker_ttl=settings.access_token_ttl_seconds + MARKER_OUTLIVES_TOKEN_SECONDS,
         idle_timeout=settings.refresh_idle_timeout_seconds,
         retry_grace=settings.refresh_retry_grace_seconds,
+        durable=durable,
     )
     limiter = RateLimiter(redis, prefix=settings.redis_prefix, enabled=settings.rate_limit_enabled)
     issuer = TokenIssuer(
@@ -120,8 +139,44 @@ def _build_context(
     )
     from auth_service.peers.user_service import UserServiceClient
 
-    policy = PasswordPolicy()
+    smtp = settings.smtp
+    outbox = Outbox(SmtpSender(smtp), service=settings.service_name) if smtp else None
+    # Links whose use changes an account: single use must survive a failover.
+    verify_tokens = OneTimeTokens(
+        redis,
+        prefix=settings.redis_prefix,
+        purpose="verify",
+        ttl_seconds=settings.email_verify_ttl_seconds,
+        durable=durable,
+    )
+    change_tokens = OneTimeTokens(
+        redis,
+        prefix=settings.redis_prefix,
+        purpose="email-change",
+        ttl_seconds=settings.email_verify_ttl_seconds,
+        durable=durable,
+    )
+    verification = VerificationMailer(
+        tokens=verify_tokens,
+        limiter=limiter,
+        limits=VerificationLimits(
+            per_ip=Limit(
+                "verify-resend-ip",
+                settings.verify_resend_ip_limit,
+                settings.verify_resend_ip_window_seconds,
+            ),
+            per_account=Limit(
+                "verify-resend-account",
+                settings.verify_resend_account_limit,
+                settings.verify_resend_account_window_seconds,
+            ),
+        ),
+        outbox=outbox,
+        issuer=settings.issuer,
+        mail_from=settings.mail_from,
+    )
     users = UserServiceClient(http=http, token=issuer.service_token)
+    policy = PasswordPolicy()
     registration_service = RegistrationService(
         identities=identities,
         hasher=hasher,
@@ -134,8 +189,9 @@ def _build_context(
         email_limit=Limit(
             "register-email", settings.register_email_limit, settings.register_email_window_seconds
         ),
+        verification=verification,
     )
-    credentials = CredentialRepository(make_sessionmaker(engine))
+    credentials = CredentialRepository(make_sessionmaker(engine), read_engine)
     authenticator = Authenticator(
         identities=identities,
         hasher=hasher,
@@ -160,6 +216,8 @@ def _build_context(
         ),
         # Accounts with a passkey get no tokens from the password alone.
         second_factors=credentials,
+        require_verified_email=settings.require_verified_email,
+        verification=verification,
     )
     passkeys, mfa = build_second_factor(
         settings,
@@ -170,25 +228,67 @@ def _build_context(
         authenticator=authenticator,
         limiter=limiter,
     )
-    smtp = settings.smtp
-    outbox = Outbox(SmtpSender(smtp), service=settings.service_name) if smtp else None
+    reset_tokens = OneTimeTokens(
+        redis,
+        prefix=settings.redis_prefix,
+        purpose="reset",
+        ttl_seconds=settings.password_reset_ttl_seconds,
+        durable=durable,
+    )
     password_lifecycle = PasswordLifecycle(
         identities=identities,
         authenticator=authenticator,
         hasher=hasher,
         policy=policy,
         sessions=sessions_store,
-        reset_tokens=OneTimeTokens(
-            redis,
-            prefix=settings.redis_prefix,
-            purpose="reset",
-            ttl_seconds=settings.password_reset_ttl_seconds,
-        ),
+        reset_tokens=reset_tokens,
         limiter=limiter,
         limits=ResetLimits(
             per_ip=Limit("forgot-ip", settings.forgot_ip_limit, settings.forgot_ip_window_seconds),
             per_email=Limit(
                 "forgot-email", settings.forgot_email_limit, settings.forgot_email_window_seconds
+            ),
+        ),
+        outbox=outbox,
+        issuer=settings.issuer,
+        mail_from=settings.mail_from,
+    )
+    deletion = AccountDeletion(
+        identities=identities,
+        accounts=AccountRepository(make_sessionmaker(engine)),
+        authenticator=authenticator,
+        users=users,
+        sessions=sessions_store,
+        # Every link mailed to the account dies with it.
+        one_time_tokens=(reset_tokens, verify_tokens, change_tokens),
+    )
+    export = AccountExport(
+        identities=identities,
+        credentials=credentials,
+        codes=RecoveryCodeRepository(make_sessionmaker(engine)),
+        sessions=sessions_store,
+        audit=AuditStore(engine),
+        users=users,
+    )
+    email_lifecycle = EmailLifecycle(
+        identities=identities,
+        authenticator=authenticator,
+        profiles=users,
+        sessions=sessions_store,
+        mailer=verification,
+        change_tokens=change_tokens,
+        reset_tokens=reset_tokens,
+        limiter=limiter,
+        limits=ChangeLimits(
+            per_ip=Limit(
+                "email-change-ip",
+                settings.email_change_ip_limit,
+                settings.email_change_ip_window_seconds,
+            ),
+            per_account=Limit(
+                "email-change-account",
+                settings.email_change_account_limit,
+                settings.email_change_account_window_seconds,
             ),
         ),
         outbox=outbox,
@@ -215,10 +315,11 @@ def _build_context(
         # same flood, and revocations never eat a client's refresh budget.
         limit=Limit("revoke-ip", settings.refresh_ip_limit, settings.refresh_ip_window_seconds),
     )
-    clients = ClientRegistry(clients=ClientRepository(make_sessionmaker(engine)))
+    clients = ClientRegistry(clients=ClientRepository(make_sessionmaker(engine), read_engine))
     return AuthContext(
         settings=settings,
         engine=engine,
+        read_engine=read_engine,
         redis=redis,
         http=http,
         keyring=keyring,
@@ -233,6 +334,9 @@ def _build_context(
         mfa=mfa,
         hasher=hasher,
         passwords=password_lifecycle,
+        deletion=deletion,
+        export=export,
+        email=email_lifecycle,
         outbox=outbox,
         clients=clients,
         client_grants=ClientCredentialsGrant(issuer=issuer),
@@ -250,13 +354,16 @@ def _build_context(
                 request_ttl=AUTHORIZE_REQUEST_TTL_SECONDS,
                 code_ttl=AUTHORIZATION_CODE_TTL_SECONDS,
                 replay_ttl=settings.refresh_token_ttl_seconds,
+                durable=durable,
             ),
             sessions=sessions_store,
             identities=identities,
+            admission=authenticator,
             issuer=issuer,
             issuer_id=settings.issuer.rstrip("/"),
         ),
         userinfo=UserInfo(profiles=users),
+        durable=durable,
     )
 
 
@@ -286,7 +393,10 @@ async def _running(ctx: AuthContext, obs: Observability) -> AsyncIterator[None]:
         ctx.outbox.start()
         _log.info("mail goes out through %s", smtp.redacted if smtp else "")
     else:
-        _log.warning("SMTP_URL is not set: no mail is sent; POST /password/forgot answers 503")
+        _log.warning(
+            "SMTP_URL is not set: no mail is sent; POST /password/forgot, "
+            "/email/verify/resend and /email/change answer 503"
+        )
     try:
         yield
     finally:
@@ -296,6 +406,7 @@ async def _running(ctx: AuthContext, obs: Observability) -> AsyncIterator[None]:
         if ctx.outbox is not None:
             await ctx.outbox.stop()  # what is queued still goes out
         ctx.hasher.close()
+        await ctx.durable.aclose()
 
 
 def create_app(
@@ -317,6 +428,8 @@ def create_app(
         revocation,
         introspection,
         passwords,
+        account,
+        email_api,
         mfa_api,
         passkeys,
         sessions,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -15,6 +14,7 @@ from auth_service.services.second_factor.second_step import MfaService
 from auth_service.services.webauthn.passkeys import PasskeyService
 from auth_service.stores.challenges import ChallengeStore
 from auth_service.stores.rate_limit import Limit, RateLimiter
+from shared.runtime.redis_topology import RedisClient
 
 # The server keeps a challenge a little longer than the browser's `timeout`,
 # so a response sent in the last second still finds it.
@@ -24,7 +24,7 @@ _CHALLENGE_SLACK_SECONDS = 30
 def build_second_factor(
     settings: AuthSettings,
     *,
-    redis: Redis,
+    redis: RedisClient,
     sessions: async_sessionmaker[AsyncSession],
     credentials: CredentialRepository,
     identities: IdentityRepository,

@@ -19,13 +19,17 @@ __all__ = [
     "Check",
     "TargetResult",
     "WrkResult",
+    "audit_stored_ratio",
+    "capacity_rows",
     "delay_for_rate",
     "linear_slope",
     "median",
     "paired_ratio",
     "parse_wrk_output",
     "percentile",
+    "prometheus_value",
     "ratio",
+    "render_capacity",
     "render_markdown",
     "replace_marked",
     "target_verdict",
@@ -276,7 +280,8 @@ def render_markdown(targets: Sequence[TargetResult], meta: dict[str, Any]) -> st
             f" Services run from {meta['service_packages']}."
             if meta.get("service_packages")
             else ""
-        ),
+        )
+        + (f" Configuration: {meta['configuration']}." if meta.get("configuration") else ""),
         "",
         "| # | target | measured | ratio / value | goal | verdict |",
         "|---|---|---|---|---|---|",
@@ -316,3 +321,91 @@ def replace_marked(document: str, marker: str, body: str) -> str:
         raise ValueError(f"expected {end} after {start}")
     _, tail = rest.split(end)
     return f"{head}{start}\n{body.strip()}\n{end}{tail}"
+
+
+_SAMPLE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})?\s+(\S+)")
+_LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def prometheus_value(text: str, name: str, labels: dict[str, str]) -> float:
+    """The sum of the samples of `name` in a Prometheus text exposition whose
+    labels include `labels` (0 when none match: a counter never incremented)."""
+    total = 0.0
+    for line in text.splitlines():
+        match = _SAMPLE.match(line)
+        if match is None or match.group(1) != name:
+            continue
+        got = dict(_LABEL.findall(match.group(2) or ""))
+        if all(got.get(k) == v for k, v in labels.items()):
+            total += float(match.group(3))
+    return total
+
+
+def audit_stored_ratio(*, stored: int, emitted: int, answered: int) -> float:
+    """Refresh audit rows stored over refreshes done; 1.0 = every one is a row.
+
+    Refreshes done is the larger of what the service emitted (its own
+    counter) and what clients saw succeed: the service may finish a few
+    rotations whose responses wrk no longer read (connections closed at the
+    end of a run), so its counter can exceed wrk's count; both must be in
+    the table. NaN when nothing was refreshed (nothing to claim).
+    """
+    done = max(emitted, answered)
+    return stored / done if done > 0 else math.nan
+
+
+def capacity_rows(targets: dict[int, TargetResult], cores: int) -> list[dict[str, Any]]:
+    """Per-core capacity from the run's saturation figures (targets 1, 3, 5).
+
+    Each service ran alone on `cores` server cores in those targets, so per
+    core is the measured rate over `cores`. Rows whose target did not run
+    are left out.
+    """
+    rows: list[dict[str, Any]] = []
+    t1, t3, t5 = targets.get(1), targets.get(3), targets.get(5)
+    if t1 is not None:
+        med = t1.data.get("median_rps", {})
+        rows.append(
+            {
+                "path": "GET /users/{id} (verify + revocation + profile read)",
+                "per_core": med.get("ours", math.nan) / cores,
+                "unit": "reads/s",
+                "note": "metrics and tracing off; as shipped (both on, no exporter): "
+                f"{_fmt(med.get('ours as shipped', math.nan) / cores)} reads/s",
+            }
+        )
+    if t3 is not None:
+        sat = median(r["ok_rps"] for r in t3.data.get("saturation", []))
+        rows.append(
+            {
+                "path": "POST /login (password, argon2id verify)",
+                "per_core": sat / cores,
+                "unit": "logins/s",
+                "note": "argon2 bound, as designed",
+            }
+        )
+    if t5 is not None:
+        rot = median(r["ok_rps"] for r in t5.data.get("runs", []))
+        rows.append(
+            {
+                "path": "POST /token/refresh (rotation, RS256 sign, audit row)",
+                "per_core": rot / cores,
+                "unit": "refreshes/s",
+                "note": "every rotation's audit event stored in the database",
+            }
+        )
+    return rows
+
+
+def render_capacity(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str:
+    """The capacity table docs/OPERATIONS.md quotes, with the run it comes from."""
+    lines = [
+        f"Measured by `make bench` ({meta.get('mode', 'full')} run, {meta.get('started', '')}, "
+        f"{meta.get('configuration', '')}) on {meta.get('machine', '')}: one service process "
+        "alone on one core, the load generator on another.",
+        "",
+        "| path | per core | note |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {r['path']} | {_fmt(r['per_core'])} {r['unit']} | {r['note']} |" for r in rows]
+    return "\n".join(lines) + "\n"

@@ -29,7 +29,9 @@ from bench.core import (
     TargetResult,
     WrkResult,
     paired_ratio,
+    prometheus_value,
 )
+from bench.pg import DEFAULT_ADMIN_DSN, PgDatabases
 from bench.procs import ROOT, RssSampler, Server, Wrk
 
 RESULTS = ROOT / "bench" / "results"
@@ -67,6 +69,9 @@ class Config:
     chart: bool
     project_python: str
     bench_python: str
+    # The trial configuration (SQLite files) instead of the production one
+    # (PostgreSQL): `--sqlite`. Baselines stay on PostgreSQL either way.
+    sqlite: bool = False
 
     @property
     def server_cores(self) -> int:
@@ -130,6 +135,9 @@ class Bench:
         self.servers: list[Server] = []
         self.prefix = f"bench:{uuid.uuid4().hex[:10]}:"
         self.redis_url = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+        # Every database of the run (services and baselines) is its own, on
+        # the machine's server, dropped at the end (bench/pg.py).
+        self.pg = PgDatabases(os.environ.get("BENCH_PG_DSN", DEFAULT_ADMIN_DSN))
         self.http = httpx.Client(timeout=30)
         self.results: dict[int, TargetResult] = {}
         self.micro: dict[str, Any] = {}
@@ -173,6 +181,39 @@ class Bench:
             "RATE_LIMIT_ENABLED": "false",  # one client hammering one account is the point
         }
 
+    def service_database(self, service: str) -> str:
+        """The DATABASE_URL of `service`: its own fresh PostgreSQL database, or
+        a SQLite file in the trial configuration (`--sqlite`)."""
+        if self.cfg.sqlite:
+            return f"sqlite+aiosqlite:///{self.work}/{service}.db"
+        self.pg.create(service)
+        return self.pg.url(service)
+
+    def database_name(self) -> str:
+        return "SQLite files (trial configuration)" if self.cfg.sqlite else "PostgreSQL"
+
+    def refresh_audit_rows(self) -> int:
+        """Successful refreshes stored in the auth service's audit table."""
+        sql = (
+            "SELECT count(*) FROM audit_events "
+            "WHERE event = 'token.refresh' AND outcome = 'success'"
+        )
+        if self.cfg.sqlite:
+            import sqlite3
+
+            with contextlib.closing(sqlite3.connect(self.work / "auth.db")) as conn:
+                return int(conn.execute(sql).fetchone()[0])
+        return int(self.pg.fetchval("auth", sql))
+
+    def refresh_events_emitted(self) -> int:
+        """Successful refreshes the auth service emitted as audit events (its own counter)."""
+        text = self.http.get(f"{self.auth.url}/metrics").raise_for_status().text
+        return int(
+            prometheus_value(
+                text, "idp_audit_events_total", {"event": "token.refresh", "outcome": "success"}
+            )
+        )
+
     def start_services(self) -> None:
         user_port = _free_port()
         self.auth = self.server(
@@ -181,7 +222,7 @@ class Bench:
             cpu=self.cfg.load_cpu,
             env={
                 **self.common_env(),
-                "DATABASE_URL": f"sqlite+aiosqlite:///{self.work}/auth.db",
+                "DATABASE_URL": self.service_database("auth"),
                 "KEY_DIR": str(self.work / "keys"),
                 "USER_SERVICE_URL": f"http://127.0.0.1:{user_port}",
                 # The full run outlasts the default 10 minutes; 1 h is the cap.
@@ -191,7 +232,7 @@ class Bench:
         )
         self.user_env = {
             **self.common_env(),
-            "DATABASE_URL": f"sqlite+aiosqlite:///{self.work}/user.db",
+            "DATABASE_URL": self.service_database("user"),
             "JWKS_URL": f"{self.auth.url}/.well-known/jwks.json",
             # Like for like with the baselines, which have no instrumentation;
             # target 6 measures what turning it on costs, and target 1 reports
@@ -248,6 +289,10 @@ class Bench:
             client.close()
         except Exception as exc:  # cleanup must not hide the run's own error
             log(f"redis cleanup failed: {exc}")
+        try:
+            self.pg.drop_all()
+        except Exception as exc:  # likewise
+            log(f"dropping the run's databases failed: {exc}")
 
     def bearer_run(
         self,

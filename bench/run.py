@@ -2,7 +2,12 @@
 """`make bench`: the benchmark suite of issue 6, every figure a same-run ratio.
 
     uv run --with-requirements bench/requirements.txt python -m bench [--quick]
-        [--soak-seconds 300] [--targets 1,2,...] [--no-chart]
+        [--soak-seconds 300] [--targets 1,2,...] [--no-chart] [--sqlite]
+
+By default the services run in the production configuration: PostgreSQL
+(databases of the run's own on the machine's server, bench/pg.py) and the
+machine's Redis (keys under a prefix of the run's own). `--sqlite` runs them
+on SQLite files instead, the trial configuration, into results-sqlite.*.
 
 CPU layout on this 2-core machine: the harness, wrk and the helper services
 run on CPU 0 (the load core); the server under test runs alone on CPU 1 (the
@@ -27,6 +32,8 @@ from pathlib import Path
 
 from bench.core import (
     TargetResult,
+    capacity_rows,
+    render_capacity,
     render_markdown,
     replace_marked,
 )
@@ -96,6 +103,55 @@ def _service_packages(python: str) -> str:
     return "the development environment (dev tools installed: RSS reads higher than deployed)"
 
 
+def configuration(cfg: Config, pg_version: str) -> str:
+    """The configuration the services ran in, as the table states it."""
+    if cfg.sqlite:
+        return (
+            "trial configuration: both services on SQLite files, Redis on this machine "
+            f"(baselines on PostgreSQL {pg_version})"
+        )
+    return (
+        f"production configuration: both services on PostgreSQL {pg_version} and Redis, "
+        "on this machine, as are the baselines"
+    )
+
+
+def write_results(
+    cfg: Config, targets: list[TargetResult], meta: dict[str, object], results: Path
+) -> None:
+    """The run's files under `results`, and on a full run of every target in the
+    production configuration, the READMEs' table and the operations guide's capacity.
+
+    The trial configuration writes `results-sqlite.*` beside them and publishes
+    nothing: the published figures are always the production configuration's.
+    """
+    stem = "results-sqlite" if cfg.sqlite else "results"
+    results.mkdir(parents=True, exist_ok=True)
+    by_number = {t.number: t for t in targets}
+    capacity = render_capacity(capacity_rows(by_number, cfg.server_cores), meta)
+    payload = {
+        "meta": meta,
+        "targets": [t.to_dict() for t in targets],
+        "capacity": capacity_rows(by_number, cfg.server_cores),
+    }
+    (results / f"{stem}.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
+    (results / f"{stem}.md").write_text(render_markdown(targets, meta))
+    if not cfg.sqlite and {1, 3, 5} <= cfg.targets:
+        (results / "capacity.md").write_text(capacity)
+    if cfg.chart:
+        from bench.report import chart
+
+        chart(targets, meta, results / f"{stem}.png")
+    if not cfg.quick and not cfg.sqlite and cfg.targets == ALL_TARGETS:
+        # Only a full run of every target is what the READMEs and the
+        # operations guide publish.
+        section = render_markdown(targets, meta).replace("# Benchmark", "### Benchmark", 1)
+        for readme in (ROOT / "README.md", ROOT / "bench" / "README.md"):
+            readme.write_text(replace_marked(readme.read_text(), "results", section))
+        ops = ROOT / "docs" / "OPERATIONS.md"
+        ops.write_text(replace_marked(ops.read_text(), "capacity", capacity))
+
+
 def parse_args(argv: list[str] | None = None) -> Config:
     p = argparse.ArgumentParser(prog="python -m bench", description="make bench (issue 6)")
     p.add_argument("--quick", action="store_true", help="a fast smoke run (~1.5 min)")
@@ -109,6 +165,12 @@ def parse_args(argv: list[str] | None = None) -> Config:
     p.add_argument("--rounds", type=int, default=None)
     p.add_argument("--targets", default=",".join(map(str, sorted(ALL_TARGETS))))
     p.add_argument("--no-chart", action="store_true")
+    p.add_argument(
+        "--sqlite",
+        action="store_true",
+        help="the trial configuration: services on SQLite files (baselines stay on "
+        "PostgreSQL); results go to results-sqlite.*",
+    )
     a = p.parse_args(argv)
     cpus = sorted(os.sched_getaffinity(0))
     load_cpu, server_cpu = (cpus[0], cpus[1]) if len(cpus) >= 2 else (None, None)
@@ -127,6 +189,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         chart=not a.no_chart,
         project_python=_project_python(),
         bench_python=sys.executable,
+        sqlite=a.sqlite,
     )
 
 
@@ -140,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         bench = Bench(cfg, Path(tmp))
         try:
+            server_version = bench.pg.server_version()
             targets = run_targets(bench)
         finally:
             bench.stop_all()
@@ -150,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": f"{platform.machine()} ({_cpu_model()}), {os.cpu_count()} CPUs, Python "
         f"{platform.python_version()}, {platform.platform(terse=True)}",
         "service_packages": _service_packages(cfg.project_python),
+        "configuration": configuration(cfg, server_version),
         "load_cpu": cfg.load_cpu,
         "server_cpu": cfg.server_cpu,
         "seconds_per_measurement": cfg.seconds,
@@ -157,19 +222,8 @@ def main(argv: list[str] | None = None) -> int:
         "connections": cfg.connections,
         "soak_seconds": cfg.soak_seconds,
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    payload = {"meta": meta, "targets": [t.to_dict() for t in targets]}
-    (RESULTS / "results.json").write_text(json.dumps(payload, indent=1, default=str) + "\n")
-    (RESULTS / "results.md").write_text(render_markdown(targets, meta))
-    if cfg.chart:
-        from bench.report import chart
-
-        chart(targets, meta, RESULTS / "results.png")
-    if not cfg.quick and cfg.targets == ALL_TARGETS:
-        # Only a full run of every target is what the READMEs publish.
-        section = render_markdown(targets, meta).replace("# Benchmark", "### Benchmark", 1)
-        for readme in (ROOT / "README.md", ROOT / "bench" / "README.md"):
-            readme.write_text(replace_marked(readme.read_text(), "results", section))
+    write_results(cfg, targets, meta, RESULTS)
     print(render_markdown(targets, meta))
+    print(render_capacity(capacity_rows({t.number: t for t in targets}, cfg.server_cores), meta))
     log(f"done in {meta['duration_s']:.0f} s; results in {RESULTS.relative_to(ROOT)}/")
     return 0

@@ -27,7 +27,26 @@ DESCRIPTIONS: dict[str, str] = {
     # --- both services (shared/runtime/settings.py) ---
     "env": "`development`, `test` or `production`; production turns on every refusal below",
     "database_url": "SQLAlchemy async URL. Production: `postgresql+asyncpg://` with a password",
-    "redis_url": "shared Redis. Production: a password, a real server (not the embedded one)",
+    "redis_url": (
+        "one Redis server (`redis://`, `rediss://` with TLS options in the query, e.g."
+        " `?ssl_ca_certs=/ca.pem`); empty and no other Redis setting: `redis://127.0.0.1:6379/0`."
+        " Exactly one of `REDIS_URL`, `REDIS_SENTINELS`, `REDIS_CLUSTER_NODES`."
+        " Production: a password, a real server (not the embedded one)"
+    ),
+    "redis_sentinels": "Sentinel addresses `host:port,host:port`; needs `REDIS_SENTINEL_MASTER`",
+    "redis_sentinel_master": "name of the master the sentinels watch",
+    "redis_cluster_nodes": "Redis Cluster seed nodes `host:port,host:port,...` (Redis 7+)",
+    "redis_username": "ACL user of the data nodes (Sentinel, Cluster)",
+    "redis_password": "password of the data nodes (Sentinel, Cluster). Production: required",
+    "redis_sentinel_password": "password of the sentinels themselves, if they have one",
+    "redis_tls": "TLS to the data nodes and sentinels (Sentinel, Cluster)",
+    "redis_tls_ca_file": "CA bundle for `REDIS_TLS`; empty: the system's",
+    "redis_tls_check_hostname": "check the nodes' certificate names (`REDIS_TLS`)",
+    "redis_min_replicas_ack": (
+        "replicas that must hold a logout, revocation or refresh rotation before it is"
+        " answered (WAIT); fewer in time: 503. 0: no wait (one server)"
+    ),
+    "redis_wait_timeout_ms": "longest wait for `REDIS_MIN_REPLICAS_ACK` replicas",
     "redis_prefix": "prefix of every Redis key; both services must agree",
     "issuer": "`iss` of every token: the public base URL. Production: https",
     "api_audience": "`aud` of user access tokens and service tokens",
@@ -91,6 +110,22 @@ DESCRIPTIONS: dict[str, str] = {
     "forgot_ip_window_seconds": "window of `FORGOT_IP_LIMIT`",
     "forgot_email_limit": "forgot-password requests per email (known or not) per window",
     "forgot_email_window_seconds": "window of `FORGOT_EMAIL_LIMIT`",
+    "email_verify_ttl_seconds": (
+        "lifetime of an email verification or email change link (single use, newest only)"
+    ),
+    "require_verified_email": (
+        "refuse login (password, passkey) of an account whose email is not verified: 403 "
+        "`email-not-verified` after the password check, with a fresh link mailed; another "
+        "application's sign-in (`POST /authorize/continue`) likewise"
+    ),
+    "verify_resend_ip_limit": "verification mails asked for (resend, refused logins) per client IP",
+    "verify_resend_ip_window_seconds": "window of `VERIFY_RESEND_IP_LIMIT`",
+    "verify_resend_account_limit": "verification mails asked for per account per window",
+    "verify_resend_account_window_seconds": "window of `VERIFY_RESEND_ACCOUNT_LIMIT`",
+    "email_change_ip_limit": "email change requests (password right) per client IP per window",
+    "email_change_ip_window_seconds": "window of `EMAIL_CHANGE_IP_LIMIT`",
+    "email_change_account_limit": "email change requests (password right) per account per window",
+    "email_change_account_window_seconds": "window of `EMAIL_CHANGE_ACCOUNT_LIMIT`",
     "smtp_url": (
         "`smtp://[user:pass@]host[:port]` (STARTTLS; required in production) or `smtps://` "
         "(implicit TLS); holds a secret. Empty: no mail, forgot-password answers 503 "

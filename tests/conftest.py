@@ -166,20 +166,25 @@ async def start_services(
     urls: dict[str, str],
     auth: dict[str, Any] | None = None,
     user: dict[str, Any] | None = None,
+    redis: dict[str, Any] | None = None,
 ) -> AsyncIterator[Services]:
+    """Both apps wired in-process; `redis`: the Redis settings of both
+    (default: REDIS_URL of the suite's server; tests/topologies pass a
+    Sentinel group or a Cluster)."""
     from auth_service.main import create_app as create_auth
     from user_service.main import create_app as create_user
 
     to_auth, to_user = _LateASGITransport(), _LateASGITransport()
+    redis = redis if redis is not None else {"redis_url": REDIS_URL}
     a_settings = auth_settings(
         database_url=urls["auth"],
-        redis_url=REDIS_URL,
+        **redis,
         redis_prefix=redis_prefix,
         key_dir=tmp_path / "keys",
         **(auth or {}),
     )
     u_settings = user_settings(
-        database_url=urls["user"], redis_url=REDIS_URL, redis_prefix=redis_prefix, **(user or {})
+        database_url=urls["user"], **redis, redis_prefix=redis_prefix, **(user or {})
     )
     auth_app = create_auth(a_settings, user_service_transport=to_user)
     user_app = create_user(u_settings, jwks_transport=to_auth)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
-from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.access.bearer import BearerAuthenticator
 from shared.access.revocation_feed import SubscribedRevocationChecker
+from shared.runtime.redis_topology import RedisClient
 from shared.tokens.jwks import JWKSClient
 from user_service.config import UserSettings
 from user_service.repositories.profiles import ProfileRepository
@@ -19,7 +19,8 @@ from user_service.repositories.profiles import ProfileRepository
 class UserContext:
     settings: UserSettings
     engine: AsyncEngine
-    redis: Redis
+    read_engine: AsyncEngine
+    redis: RedisClient
     http: httpx.AsyncClient
     jwks: JWKSClient
     profiles: ProfileRepository

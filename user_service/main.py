@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from shared.access.bearer import BearerAuthenticator
 from shared.access.revocation import RedisRevocationChecker, revocation_channel
 from shared.access.revocation_feed import SubscribedRevocationChecker
-from shared.db.engine import make_engine, make_sessionmaker
+from shared.db.engine import make_engine, make_read_engine, make_sessionmaker
 from shared.observability.setup import Observability
 from shared.service.app import build_app
 from shared.service.backends import make_redis
@@ -38,7 +38,8 @@ def _build_context(
     obs: Observability | None = None,
 ) -> UserContext:
     engine = make_engine(settings.database_url)
-    redis = make_redis(settings.redis_url)
+    read_engine = make_read_engine(engine)
+    redis = make_redis(settings)
     http = httpx.AsyncClient(timeout=settings.jwks_timeout_seconds, transport=transport)
     jwks = JWKSClient(
         url=settings.jwks_url,
@@ -53,7 +54,7 @@ def _build_context(
     # (shared/access/revocation_feed.py; bench/README.md, target 1).
     revocations = SubscribedRevocationChecker(
         RedisRevocationChecker(redis, prefix=settings.redis_prefix),
-        redis_url=settings.redis_url,
+        connect=settings.redis_topology.subscriber_factory(),
         channel=revocation_channel(settings.redis_prefix),
     )
     bearer = BearerAuthenticator(
@@ -69,10 +70,11 @@ def _build_context(
     return UserContext(
         settings=settings,
         engine=engine,
+        read_engine=read_engine,
         redis=redis,
         http=http,
         jwks=jwks,
-        profiles=ProfileRepository(make_sessionmaker(engine)),
+        profiles=ProfileRepository(make_sessionmaker(engine), read_engine),
         bearer=bearer,
         revocations=revocations,
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, date, datetime
 
+import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from shared.audit.store import AUDIT_TABLE
@@ -23,6 +24,8 @@ class Profile(SQLModel, table=True):
     email: str = Field(max_length=320)
     date_of_birth: date
     job_title: str = Field(max_length=200)
+    # Written by the auth service, which owns the fact (identities.email_verified).
+    email_verified: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     created_at: datetime = Field(default_factory=utcnow, index=True)
     updated_at: datetime = Field(default_factory=utcnow)
 

@@ -24,6 +24,7 @@ from auth_service.api.problems import UNAVAILABLE, ProblemOptions, to_problem
 from auth_service.errors import (
     AuthError,
     CeremonyFailed,
+    EmailNotVerified,
     EmailTaken,
     InvalidCredentials,
     InvalidOneTimeToken,
@@ -58,6 +59,9 @@ _ACTIONS = {
     "token.revoke": "revoke",
     "password.forgot": "forgot",
     "password.change": "password_change",
+    "account.delete": "account_delete",
+    "email.change": "email_change",
+    "email.verify_resend": "verify_resend",
 }
 
 
@@ -119,7 +123,9 @@ def _failure_event(
         # Names the session the code had issued: revoked by now (RFC 6749 §4.1.2).
         user_id, session_id = exc.user_id, exc.sid
         fields = {**fields, "session_revoked": exc.sid is not None}
-    elif user_id is None and isinstance(exc, CeremonyFailed | SecondFactorRequired):
+    elif user_id is None and isinstance(
+        exc, CeremonyFailed | SecondFactorRequired | EmailNotVerified
+    ):
         user_id = exc.user_id
     audit_event(
         event,

@@ -15,7 +15,7 @@ from fastapi import APIRouter, Path, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from auth_service.api.auditing import audited
-from auth_service.api.deps import Ctx, CurrentUser, to_problem
+from auth_service.api.deps import Ctx, CurrentUser, ip_of, to_problem
 from auth_service.schemas.oauth import AuthorizeRedirect, AuthorizeStep, PendingAuthorization
 from auth_service.services.oauth.authorization import with_query
 from auth_service.services.oauth.errors import InvalidRedirect, OAuthProtocolError, RedirectedError
@@ -93,7 +93,7 @@ async def pending(
 @router.post(
     "/authorize/continue",
     response_model=AuthorizeRedirect,
-    responses=problem_responses(400, 401, 422, 503),
+    responses=problem_responses(400, 401, 403, 422, 503),
     summary="The signed-in user continues to the application: its redirect URI with a code",
 )
 async def approve(
@@ -111,6 +111,7 @@ async def approve(
             user_id=claims.sub,
             auth_time=claims.auth_time or claims.iat,
             amr=claims.amr,
+            ip=ip_of(request),
         )
         audit.success()
     return JSONResponse({"redirect_to": to}, headers=_NO_STORE)

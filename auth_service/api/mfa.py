@@ -9,7 +9,7 @@ from auth_service.api.deps import Ctx, ip_of, user_agent_of
 from auth_service.api.oauth_forms import NO_STORE, token_response
 from auth_service.api.problems import ProblemOptions, to_problem
 from auth_service.context import AuthContext
-from auth_service.errors import CeremonyFailed
+from auth_service.errors import CeremonyFailed, EmailNotVerified
 from auth_service.schemas.accounts import TokenResponse
 from auth_service.schemas.webauthn import MfaRequest, MfaRequiredResponse
 from shared.audit.events import audit_event
@@ -40,7 +40,7 @@ async def begin_mfa(request: Request, ctx: AuthContext, user_id: str) -> MfaRequ
 @router.post(
     "/login/mfa",
     response_model=TokenResponse,
-    responses=problem_responses(401, 422, 503),
+    responses=problem_responses(401, 403, 422, 503),
     summary="Complete a login with a passkey assertion or a recovery code",
 )
 async def login_mfa(
@@ -50,7 +50,11 @@ async def login_mfa(
     method = "passkey" if body.credential is not None else "recovery_code"
     ip, ua = ip_of(request), user_agent_of(request)
     async with audited(
-        "mfa.verify", request, audits=CeremonyFailed, problem=_LOGIN, method=method
+        "mfa.verify",
+        request,
+        audits=(CeremonyFailed, EmailNotVerified),
+        problem=_LOGIN,
+        method=method,
     ) as audit:
         if body.credential is not None:
             grant = await ctx.mfa.complete_with_passkey(

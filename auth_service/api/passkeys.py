@@ -18,6 +18,7 @@ from auth_service.api.second_factor import (
 )
 from auth_service.errors import (
     CeremonyFailed,
+    EmailNotVerified,
     InvalidCredentials,
     RateLimited,
     ReauthenticationRequired,
@@ -218,14 +219,16 @@ async def login_options(request: Request, ctx: Ctx) -> Response:
 @router.post(
     "/login/verify",
     response_model=TokenResponse,
-    responses=problem_responses(401, 422, 503),
+    responses=problem_responses(401, 403, 422, 503),
     summary="Finish a passwordless login with a discoverable passkey",
 )
 async def login_verify(
     body: LoginVerifyRequest, request: Request, response: Response, ctx: Ctx
 ) -> TokenResponse:
     response.headers.update(NO_STORE)
-    async with audited("passkey.login", request, audits=CeremonyFailed, problem=_LOGIN) as audit:
+    async with audited(
+        "passkey.login", request, audits=(CeremonyFailed, EmailNotVerified), problem=_LOGIN
+    ) as audit:
         grant = await ctx.passkeys.login(
             credential=body.credential, ip=ip_of(request), user_agent=user_agent_of(request)
         )

@@ -15,6 +15,7 @@ from auth_service.errors import (
     CeremonyFailed,
     CredentialExists,
     CredentialNotFound,
+    EmailNotVerified,
     EmailTaken,
     InvalidCredentials,
     LastCredential,
@@ -143,6 +144,19 @@ _PROBLEMS: tuple[tuple[type[Exception] | tuple[type[Exception], ...], _Mapper], 
     (
         InvalidCredentials,
         _fixed(401, "Unauthorized", "Invalid email or password.", "invalid-credentials"),
+    ),
+    # 403, not 401: the password (or passkey) was right, and only its holder
+    # learns that the account exists and waits for its address to be verified.
+    (
+        EmailNotVerified,
+        _fixed(
+            403,
+            "Forbidden",
+            "The account's email address is not verified yet. A new verification link "
+            "has been mailed to it (unless one was sent very recently); open it, then "
+            "log in again.",
+            "email-not-verified",
+        ),
     ),
     (
         EmailTaken,

@@ -25,6 +25,7 @@ from auth_service.api.oauth_forms import (
 )
 from auth_service.api.problems import to_problem
 from auth_service.errors import (
+    EmailNotVerified,
     InvalidCredentials,
     RateLimited,
     RefreshTokenInvalid,
@@ -50,7 +51,7 @@ def _no_store(response: Response) -> None:
 @router.post(
     "/login",
     response_model=TokenResponse | MfaRequiredResponse,
-    responses=problem_responses(401, 422, 429, 503),
+    responses=problem_responses(401, 403, 422, 429, 503),
     summary="Log in with email and password (then POST /login/mfa if the account has a passkey)",
 )
 async def login(
@@ -122,6 +123,12 @@ def _oauth_problem(exc: Exception) -> Problem:
             400,
             "invalid_grant",
             "This account requires a second factor: use POST /login, then POST /login/mfa.",
+        )
+    if isinstance(exc, EmailNotVerified):
+        return OAuthError(
+            400,
+            "invalid_grant",
+            "The account's email address is not verified yet; a link has been mailed to it.",
         )
     if isinstance(exc, RateLimited):
         return rate_limited(exc)

@@ -81,6 +81,7 @@ async def metadata(ctx: Ctx) -> JSONResponse:
             "name",
             "birthdate",
             "email",
+            "email_verified",
         ],
         # RFC 9207: the code comes back with `iss`, against mix-up attacks.
         "authorization_response_iss_parameter_supported": True,

@@ -58,7 +58,8 @@ async def _run(args: argparse.Namespace, settings: AuthSettings) -> int:
         await prepare_schema(engine, MIGRATIONS, production=settings.is_production)
         audit = CliAudit(engine)
         await audit.start()
-        registry = ClientRegistry(clients=ClientRepository(make_sessionmaker(engine)))
+        # A one-off command: the write engine serves its few reads.
+        registry = ClientRegistry(clients=ClientRepository(make_sessionmaker(engine), engine))
         if args.command == "create":
             try:
                 made = await registry.register(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
+import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 
@@ -27,6 +28,9 @@ class Identity(SQLModel, table=True):
     # "pending" until the user service holds the profile; a pending identity
     # cannot log in, so a registration that failed halfway leaves nothing usable.
     status: str = Field(default="pending", max_length=16)
+    # True once the holder of `email` used a mailed verification token
+    # (POST /email/verify); an email change sets it again for the new address.
+    email_verified: bool = Field(default=False, sa_column_kwargs={"server_default": sa.false()})
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
 

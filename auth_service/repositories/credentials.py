@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from enum import StrEnum
 
@@ -14,7 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth_service.models.identity import utcnow
 from auth_service.models.webauthn import NewCredential, RecoveryCode, WebAuthnCredential
-from shared.db.sqlite_reads import SQLitePrimaryKeyReader
+from shared.db.reads import KeyedReader
 
 
 class Removal(StrEnum):
@@ -25,17 +24,13 @@ class Removal(StrEnum):
 
 
 class CredentialRepository:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], reads: AsyncEngine) -> None:
+        """`sessions` write; `reads` is the read engine (shared.db.engine.make_read_engine)."""
         self._sessions = sessions
-        bind = sessions.kw.get("bind")
         table = WebAuthnCredential.__table__  # type: ignore[attr-defined]
-        # SQLite files: the passkey check of every password login skips the
-        # async ORM (shared/db/sqlite_reads.py); user_id is indexed.
-        self._fast_owner = (
-            SQLitePrimaryKeyReader.for_engine(bind, table, key=table.c.user_id)
-            if isinstance(bind, AsyncEngine)
-            else None
-        )
+        # The passkey check of every password login: one statement, no ORM
+        # session (shared/db/reads.py); user_id is indexed.
+        self._by_owner = KeyedReader(reads, table, key=table.c.user_id)
 
     async def add(
         self, *, user_id: uuid.UUID, new: NewCredential, label: str, enrolled_sid: str | None = None
@@ -86,12 +81,7 @@ class CredentialRepository:
 
     async def enrolled(self, user_id: uuid.UUID) -> bool:
         """Whether the account has a second factor (the password-login gate)."""
-        if self._fast_owner is not None:
-            try:
-                return self._fast_owner.exists(user_id)
-            except sqlite3.Error:
-                pass  # locked, or not migrated yet: the async path answers or raises
-        return await self.count(user_id) > 0
+        return await self._by_owner.exists(user_id)
 
     async def by_credential_id(self, credential_id: str) -> WebAuthnCredential | None:
         async with self._sessions() as s:

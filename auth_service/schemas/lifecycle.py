@@ -1,10 +1,11 @@
-"""Request and response bodies of the account-lifecycle routes (api/passwords.py)."""
+"""Request and response bodies of the account-lifecycle routes (api/passwords.py,
+api/email.py)."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from auth_service.schemas.accounts import Password
 
@@ -30,6 +31,16 @@ class PasswordForgotRequest(_Request):
 class PasswordResetRequest(_Request):
     token: OneTimeToken
     new_password: Password
+
+
+class EmailVerifyRequest(_Request):
+    token: OneTimeToken
+
+
+class EmailChangeRequest(_Request):
+    # Validated as registration validates an email (the same bound too).
+    new_email: Annotated[EmailStr, Field(max_length=254)]
+    password: Password
 
 
 class Accepted(BaseModel):

@@ -11,6 +11,7 @@ from typing import Protocol
 from email_validator import EmailNotValidError, validate_email
 
 from auth_service.errors import (
+    EmailNotVerified,
     InvalidCredentials,
     RateLimited,
     RefreshSessionIdle,
@@ -38,6 +39,10 @@ class _Hasher(Protocol):
 
 class _SecondFactors(Protocol):
     async def enrolled(self, user_id: uuid.UUID) -> bool: ...
+
+
+class _Reminder(Protocol):
+    async def remind(self, *, user_id: str, address: str, ip: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -97,6 +102,10 @@ class Authenticator:
     limiter: RateLimiter
     limits: LoginLimits
     second_factors: _SecondFactors | None = None
+    # REQUIRE_VERIFIED_EMAIL: no session for an account whose address is not
+    # verified; `verification` mails such an account a fresh link.
+    require_verified_email: bool = False
+    verification: _Reminder | None = None
 
     async def check_password(self, email: str, password: str, *, ip: str) -> Identity:
         """Verify email + password; returns the identity.
@@ -112,19 +121,19 @@ class Authenticator:
         # Every counter is taken before the hash runs: parallel guesses
         # cannot outrun the limit. The account counters are keyed by the email
         # as typed, known or not, so their behaviour reveals nothing either.
+        # One round trip for all of them, counted in order (RateLimiter.hit_each).
         attempt = self.limits.for_attempt(ip, key)
-        for limit, subject in attempt:
-            decision = await self.limiter.hit(limit, subject)
-            if not decision.allowed:
-                raise RateLimited(decision.retry_after, limit.scope)
+        refused = await self.limiter.hit_each(attempt)
+        if refused is not None:
+            limit, decision = refused
+            raise RateLimited(decision.retry_after, limit.scope)
         identity = await self.identities.active_by_email(key)
         ok = await self.hasher.verify(identity.password_hash if identity else None, password)
         if not ok or identity is None:
             raise InvalidCredentials
         # The right password ends the run of failures (NIST SP 800-63B
         # §5.2.2: disregard earlier failed attempts after a success).
-        for limit, subject in attempt[1:]:
-            await self.limiter.reset(limit, subject)
+        await self.limiter.reset_each(attempt[1:])
         if self.hasher.needs_rehash(identity.password_hash):
             # Parameters were raised since this hash was made: upgrade it now,
             # while we briefly hold the plaintext (docs/ARCHITECTURE.md: rehash on login).
@@ -133,9 +142,35 @@ class Authenticator:
             )
         return identity
 
+    async def admit(self, identity: Identity, *, ip: str) -> None:
+        """Refuse an unverified account when REQUIRE_VERIFIED_EMAIL is on.
+
+        Called only once the password or passkey was verified: the refusal
+        (which says the account exists) is for whoever holds its secret. A
+        fresh link goes out with it, since someone who cannot log in cannot
+        ask for one with a bearer token (within the resend limits).
+
+        Raises:
+            EmailNotVerified: the setting is on and the address is unverified.
+        """
+        if not self.require_verified_email or identity.email_verified:
+            return
+        if self.verification is not None:
+            await self.verification.remind(user_id=str(identity.id), address=identity.email, ip=ip)
+        raise EmailNotVerified(str(identity.id))
+
     async def start_session(
         self, identity: Identity, *, amr: tuple[str, ...], ip: str, user_agent: str
     ) -> TokenGrant:
+        """A new session and its tokens for an authenticated identity.
+
+        Every login ends here (password, passkey, second factor), so the
+        verified-email rule is checked here as well as before a second step.
+
+        Raises:
+            EmailNotVerified: see `admit`.
+        """
+        await self.admit(identity, ip=ip)
         auth_time = int(time.time())
         sid, refresh = await self.sessions.create(
             user_id=str(identity.id), amr=amr, auth_time=auth_time, ip=ip, user_agent=user_agent
@@ -160,8 +195,12 @@ class Authenticator:
             RateLimited, InvalidCredentials: see `check_password`.
             SecondFactorRequired: the password was right and the account has a
                 passkey; the caller continues with `MfaService.begin`.
+            EmailNotVerified: the password was right, the address is not
+                verified and REQUIRE_VERIFIED_EMAIL is on (before any second
+                step, which could not end in a session either).
         """
         identity = await self.check_password(email, password, ip=ip)
+        await self.admit(identity, ip=ip)
         if self.second_factors is not None and await self.second_factors.enrolled(identity.id):
             raise SecondFactorRequired(str(identity.id))
         return await self.start_session(identity, amr=("pwd",), ip=ip, user_agent=user_agent)

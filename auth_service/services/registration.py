@@ -18,6 +18,10 @@ class _Hasher(Protocol):
     async def hash(self, password: str) -> str: ...
 
 
+class _Verification(Protocol):
+    def send(self, *, user_id: str, address: str) -> bool: ...
+
+
 class _Policy(Protocol):
     async def check_async(
         self, password: str, *, email: str, name: str | None, date_of_birth: date | None
@@ -33,6 +37,8 @@ class RegistrationService:
     limiter: RateLimiter
     ip_limit: Limit
     email_limit: Limit | None = None
+    # Mails the first verification link (services/lifecycle/verification_mail.py).
+    verification: _Verification | None = None
 
     async def register(self, req: RegistrationRequest, *, ip: str) -> dict[str, Any]:
         """Create an account and its profile; all or nothing.
@@ -52,10 +58,10 @@ class RegistrationService:
         limits = [(self.ip_limit, ip)]
         if self.email_limit is not None:
             limits.append((self.email_limit, email_key(req.email)))
-        for limit, subject in limits:
-            decision = await self.limiter.hit(limit, subject)
-            if not decision.allowed:
-                raise RateLimited(decision.retry_after, limit.scope)
+        refused = await self.limiter.hit_each(limits)
+        if refused is not None:
+            limit, decision = refused
+            raise RateLimited(decision.retry_after, limit.scope)
         password = req.password.get_secret_value()
         # The account's own data is context for the strength estimate: a
         # password built from the name or birthday is among the first guesses.
@@ -83,4 +89,7 @@ class RegistrationService:
             await self.identities.delete(identity.id)
             raise
         await self.identities.activate(identity.id)
+        if self.verification is not None:
+            # Queued, not sent: the answer never waits for the mail server.
+            self.verification.send(user_id=str(identity.id), address=identity.email)
         return profile

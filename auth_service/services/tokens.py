@@ -52,7 +52,8 @@ class TokenIssuer:
     # Signs OpenID Connect ID tokens (`typ: JWT`, never `at+jwt`); None: no OIDC.
     id_signer: IdTokenSigner | None = None
     clock: Callable[[], float] = time.time
-    _service_cache: tuple[str, float] | None = field(default=None, init=False)
+    # scope -> (token, exp): one cached token per purpose.
+    _service_cache: dict[str, tuple[str, float]] = field(default_factory=dict, init=False)
 
     def access_token(
         self,
@@ -85,15 +86,17 @@ class TokenIssuer:
         }
         return IssuedAccessToken(self.signer.sign(claims), self.access_ttl)
 
-    def service_token(self) -> str:
+    def service_token(self, scope: str = PROFILES_WRITE) -> str:
         """A short-lived client-credentials token for calls to the user service.
 
         `sub == client_id` and no `sid`: RFC 9068 §2.2's shape for a token
         issued to a client for itself, which the user service tells apart from
-        any user token. Reused until a quarter of its life is left.
+        any user token. One scope per token (least privilege: the token that
+        creates profiles cannot delete them). Reused until a quarter of its
+        life is left.
         """
         now = self.clock()
-        cached = self._service_cache
+        cached = self._service_cache.get(scope)
         if cached and cached[1] - now > self.service_ttl / 4:
             return cached[0]
         exp = int(now) + self.service_ttl
@@ -106,10 +109,10 @@ class TokenIssuer:
                 "iat": int(now),
                 "jti": secrets.token_urlsafe(16),
                 "client_id": SERVICE_CLIENT_ID,
-                "scope": PROFILES_WRITE,
+                "scope": scope,
             }
         )
-        self._service_cache = (token, float(exp))
+        self._service_cache[scope] = (token, float(exp))
         return token
 
     def client_token(self, *, client_id: str, audience: str, scope: str) -> IssuedAccessToken:

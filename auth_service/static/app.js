@@ -1,5 +1,7 @@
 // The account page: registration, password (+ passkey) login, passwordless
-// login, password change and reset, passkey management and recovery codes.
+// login, password change and reset, email verification and change, passkey
+// management and recovery codes, the profile, the data export and account
+// deletion.
 // No framework, no build step.
 //
 // Tokens live in this closure only (never localStorage): an XSS that the CSP
@@ -193,6 +195,7 @@
     $("user-amr").textContent = (claims.amr || []).join(", ");
     show("signed-in");
     $("account-heading").focus();
+    await loadProfile();
     await loadPasskeys();
     say(message);
   }
@@ -205,6 +208,8 @@
     closeReauth();
     $("confirm-last").hidden = true;
     $("mfa").hidden = true;
+    $("profile-form").reset();
+    $("delete-form").reset();
     show("signed-out");
     $("login-heading").focus();
     say(message);
@@ -218,6 +223,23 @@
     });
     $("codes-list").replaceChildren(...items);
     $("codes-panel").hidden = false;
+  }
+
+  // The profile (user service, through the gateway): the email and whether
+  // it is verified; the resend button only while it is not.
+  async function loadProfile() {
+    const res = await call("GET", "/users/me", undefined, { auth: true });
+    if (res.status !== 200) {
+      // The profile lives in the user service: on the auth service's own
+      // port (no gateway) there is none to show, which is no error of the login.
+      $("user-email").textContent = "unavailable here";
+      $("user-verified").textContent = "unavailable here";
+      $("resend-verification").hidden = true;
+      return;
+    }
+    $("user-email").textContent = res.body.email;
+    $("user-verified").textContent = res.body.email_verified ? "yes" : "not yet: open the link we mailed you";
+    $("resend-verification").hidden = Boolean(res.body.email_verified);
   }
 
   function when(iso) { return iso ? new Date(iso).toLocaleString() : "never"; }
@@ -243,6 +265,68 @@
     });
     $("passkey-list").replaceChildren(...items);
     $("passkey-empty").hidden = items.length > 0;
+  }
+
+  // --- profile (the user service's), data export, deletion (the auth service's) ---
+
+  async function loadProfile() {
+    const res = await call("GET", "/users/me", undefined, { auth: true });
+    if (res.status !== 200) { fail(problemText(res)); return; }
+    $("profile-name").value = res.body.name;
+    $("profile-email").value = res.body.email;
+    $("profile-dob").value = res.body.date_of_birth;
+    $("profile-job").value = res.body.job_title;
+  }
+
+  async function saveProfile(event) {
+    event.preventDefault();
+    const form = event.target;
+    const body = {
+      name: $("profile-name").value,
+      date_of_birth: $("profile-dob").value,
+      job_title: $("profile-job").value,
+    };
+    say("Saving your profile…");
+    const res = await call("PATCH", "/users/me", body, { auth: true });
+    if (res.status !== 200) { fail(problemText(res)); showFieldErrors(form, res); return; }
+    clearFieldErrors(form);
+    $("profile-name").value = res.body.name;
+    $("profile-dob").value = res.body.date_of_birth;
+    $("profile-job").value = res.body.job_title;
+    say("Profile saved.");
+  }
+
+  async function exportData() {
+    say("Gathering your data…");
+    const res = await call("GET", "/users/me/export", undefined, { auth: true });
+    if (res.status !== 200) { fail(problemText(res)); return; }
+    // Built in the page from what the API answered: the file never exists
+    // on a server, and the token never appears in a URL.
+    const blob = new Blob([JSON.stringify(res.body, null, 2)], { type: "application/json" });
+    const url = URL.createObjectURL(blob);
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = "account-export.json";
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 0);
+    say("Your data was downloaded as account-export.json.");
+  }
+
+  async function deleteAccount(event) {
+    event.preventDefault();
+    const password = $("delete-password").value;
+    say("Deleting your account…");
+    const res = await call("DELETE", "/users/me", { password }, { auth: true });
+    $("delete-password").value = "";
+    if (res.status !== 204) {
+      fail(problemText(res));
+      $("delete-password").focus();
+      return;
+    }
+    // Every session is revoked already; there is nothing to log out of.
+    signedOut("Your account was deleted.");
   }
 
   // --- ceremonies ---
@@ -427,6 +511,60 @@
     clearFieldErrors(form);
     $("login-email").focus();
     say("Password changed. Log in with your new password.");
+  }
+
+  // --- email: verify from the mailed link (signed out), resend and change (signed in) ---
+
+  // The token from the mailed link (`/?verify_token=...`), handled as the
+  // reset token is: out of the address bar at once. It is spent only when
+  // the user presses the button, not on load: a mail scanner that opens
+  // links (and runs their script) must not confirm an address or move an
+  // account on its own.
+  let verifyToken = null;
+
+  function takeVerifyToken() {
+    const params = new URLSearchParams(window.location.search);
+    const token = params.get("verify_token");
+    if (!token) return;
+    params.delete("verify_token");
+    const rest = params.toString();
+    history.replaceState(null, "", window.location.pathname + (rest ? `?${rest}` : "") + window.location.hash);
+    verifyToken = token;
+    $("verify").hidden = false;
+    $("verify-confirm").focus();
+    say("Confirm your email address.");
+  }
+
+  async function confirmEmail() {
+    if (!verifyToken) { fail("Open the link from the mail again."); return; }
+    const res = await call("POST", "/email/verify", { token: verifyToken });
+    verifyToken = null;
+    $("verify").hidden = true;
+    if (res.status !== 204) { fail(problemText(res)); return; }
+    $("login-email").focus();
+    say("Email address confirmed. Log in with it.");
+  }
+
+  async function resendVerification() {
+    const res = await call("POST", "/email/verify/resend", undefined, { auth: true });
+    if (res.status !== 202) { fail(problemText(res)); return; }
+    say(res.body.detail);
+  }
+
+  async function changeEmail(event) {
+    event.preventDefault();
+    const form = event.target;
+    const body = Object.fromEntries(new FormData(form).entries());
+    const res = await call("POST", "/email/change", body, { auth: true });
+    if (res.status !== 202) {
+      fail(problemText(res));
+      showFieldErrors(form, res);
+      if (res.status === 401) $("change-email-password").focus();
+      return;
+    }
+    clearFieldErrors(form);
+    form.reset();
+    say(res.body.detail);
   }
 
   async function addPasskey(event) {
@@ -629,6 +767,12 @@
     $("forgot-form").addEventListener("submit", guard(forgotPassword));
     $("reset-form").addEventListener("submit", guard(resetPassword));
     $("change-password-form").addEventListener("submit", guard(changePassword));
+    $("profile-form").addEventListener("submit", guard(saveProfile));
+    $("export").addEventListener("click", guard(exportData));
+    $("delete-form").addEventListener("submit", guard(deleteAccount));
+    $("verify-confirm").addEventListener("click", guard(confirmEmail));
+    $("resend-verification").addEventListener("click", guard(resendVerification));
+    $("change-email-form").addEventListener("submit", guard(changeEmail));
     $("passkey-login").addEventListener("click", guard(passwordless));
     $("mfa-passkey").addEventListener("click", guard(mfaPasskey));
     $("recovery-form").addEventListener("submit", guard(mfaRecovery));
@@ -647,6 +791,7 @@
     }));
     $("confirm-last-no").addEventListener("click", () => { pendingRetry = null; $("confirm-last").hidden = true; say("Kept your passkey."); });
     takeResetToken();
+    takeVerifyToken();
     $("authorize-cancel").addEventListener("click", guard(declineApplication));
     guard(takeAuthorizeRequest)();
   });

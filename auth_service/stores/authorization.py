@@ -15,9 +15,13 @@ import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from redis.asyncio import Redis
+from auth_service.stores.keys import AuthorizationKeys
+from shared.runtime.redis_durable import DurableWrites
+from shared.runtime.redis_topology import RedisClient, register_script
 
-# KEYS[1] the code. ARGV: seconds a spent code is remembered (replay detection).
+# Every script touches its one key, tagged with its own digest
+# (auth_service/stores/keys.py). KEYS[1] the code. ARGV: seconds a spent
+# code is remembered (replay detection).
 _REDEEM = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return {'unknown'} end
@@ -60,24 +64,40 @@ class AuthorizationStore:
         request_ttl: seconds a user has to sign in after `GET /authorize`.
         code_ttl: seconds a code may be redeemed in (RFC 6749 §4.1.2: short).
         replay_ttl: seconds a spent code is remembered, to catch a replay.
+        durable: runs redemption and the session binding: a failover that
+            lost either would let a spent code be redeemed again, or a
+            replay go unpunished; default: no WAIT.
     """
 
     def __init__(
-        self, redis: Redis, *, prefix: str, request_ttl: int, code_ttl: int, replay_ttl: int
+        self,
+        redis: RedisClient,
+        *,
+        prefix: str,
+        request_ttl: int,
+        code_ttl: int,
+        replay_ttl: int,
+        durable: DurableWrites | None = None,
     ) -> None:
         self._r = redis
-        self._p = prefix
+        self._keys = AuthorizationKeys(prefix)
         self._request_ttl = request_ttl
         self._code_ttl = code_ttl
         self._replay_ttl = replay_ttl
-        self._redeem = redis.register_script(_REDEEM)
-        self._bind = redis.register_script(_BIND)
+        self._durable = durable
+        self._redeem = register_script(redis, _REDEEM)
+        self._bind = register_script(redis, _BIND)
+
+    async def _security_write(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        if self._durable is None:
+            return await script(keys=keys, args=args)
+        return await self._durable.run(script, keys=keys, args=args)
 
     def _req(self, request_id: str) -> str:
-        return f"{self._p}authz:req:{_hash(request_id)}"
+        return self._keys.request(_hash(request_id))
 
     def _code(self, code: str) -> str:
-        return f"{self._p}authz:code:{_hash(code)}"
+        return self._keys.code(_hash(code))
 
     async def save_request(self, request: dict[str, Any]) -> str:
         request_id = secrets.token_urlsafe(32)
@@ -113,7 +133,9 @@ class AuthorizationStore:
         return code
 
     async def redeem(self, code: str) -> Redemption:
-        res: list[Any] = await self._redeem(keys=[self._code(code)], args=[self._replay_ttl])
+        res: list[Any] = await self._security_write(
+            self._redeem, [self._code(code)], [self._replay_ttl]
+        )
         outcome = _s(res[0])
         if outcome == "ok":
             return Redemption("ok", record=dict(json.loads(_s(res[1]))))
@@ -123,7 +145,7 @@ class AuthorizationStore:
 
     async def bind_session(self, code: str, sid: str) -> bool:
         """Record the session a redeemed code issued; False if it was replayed meanwhile."""
-        replayed = await self._bind(keys=[self._code(code)], args=[sid])
+        replayed = await self._security_write(self._bind, [self._code(code)], [sid])
         return not int(replayed)
 
 

@@ -25,8 +25,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from redis.asyncio import Redis
 from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
+
+from shared.runtime.redis_topology import RedisClient
 
 __all__ = ["Ceremony", "ChallengeStore", "PendingCeremony"]
 
@@ -65,7 +66,7 @@ class ChallengeStore:
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         *,
         prefix: str,
         challenge_ttl: int,

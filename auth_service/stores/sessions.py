@@ -25,29 +25,35 @@ from typing import Any, Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from redis.asyncio import Redis
 
-from shared.access.revocation import revocation_channel, revoked_key
+from auth_service.stores.keys import SID_LENGTH, SessionKeys, tag_of
+from shared.access.revocation import revocation_channel
+from shared.runtime.redis_durable import DurableWrites
+from shared.runtime.redis_topology import RedisClient, register_script
 
-# KEYS[1] presented token, KEYS[2] its would-be successor. ARGV: prefix, now ms,
-# ip, ua, marker ttl, idle ms (0: no idle limit), retry grace ms, client id
-# presented, client id of records made before the binding, the successor
-# sealed under the presented token, the successor's hash.
+# Every key below carries the session's `{sid}` tag: one Cluster slot
+# (auth_service/stores/keys.py). KEYS[1] presented token, KEYS[2] its
+# would-be successor, KEYS[3] the session, KEYS[4] its revocation marker.
+# ARGV: prefix of this session's refresh records, now ms, ip, ua, marker ttl,
+# idle ms (0: no idle limit), retry grace ms, client id presented, client id
+# of records made before the binding, the successor sealed under the
+# presented token, the successor's hash, the revocation channel, sid.
 _ROTATE = """
-local p, now = ARGV[1], tonumber(ARGV[2])
+local now = tonumber(ARGV[2])
 local rt = redis.call('HMGET', KEYS[1], 'sid', 'user_id', 'state', 'client_id',
                       'next', 'rotated_at', 'sealed')
 local sid, uid, state = rt[1], rt[2], rt[3]
-if not sid then return {'unknown'} end
+if not sid or sid ~= ARGV[13] then return {'unknown'} end
 -- Bound to the client it was issued to (RFC 6749 section 6). Checked first
 -- and changing nothing: another client's presentation is no theft signal.
 if (rt[4] or ARGV[9]) ~= ARGV[8] then return {'wrong_client'} end
-local skey = p .. 'sess:' .. sid
+local skey = KEYS[3]
 local function revoke()
   redis.call('DEL', skey)
-  redis.call('SREM', p .. 'usess:' .. uid, sid)
-  redis.call('SET', p .. 'revoked:sid:' .. sid, '1', 'EX', ARGV[5])
-  redis.call('PUBLISH', p .. 'revocations', sid)
+  redis.call('SET', KEYS[4], '1', 'EX', ARGV[5])
+  -- Plain PUBLISH: a Cluster broadcasts it to every node, where the
+  -- resource servers' feeds listen (shared/access/revocation_feed.py).
+  redis.call('PUBLISH', ARGV[12], sid)
 end
 local function touch()
   redis.call('HSET', skey, 'last_used_at', ARGV[2], 'ip', ARGV[3], 'user_agent', ARGV[4])
@@ -58,9 +64,9 @@ if state ~= 'active' then
   -- after the commit): within the grace window, and while the successor
   -- has never been used, the presenter gets that same successor back. No
   -- second branch exists, so nothing forks; a later double use of the
-  -- successor is still reuse.
+  -- successor is still reuse. (The successor's record shares the tag.)
   if state == 'rotated' and rt[5] and rt[6] and now - tonumber(rt[6]) < tonumber(ARGV[7])
-     and redis.call('HGET', p .. 'rt:' .. rt[5], 'state') == 'active'
+     and redis.call('HGET', ARGV[1] .. rt[5], 'state') == 'active'
      and redis.call('PTTL', skey) > 0 then
     local s = touch()
     return {'retry', sid, uid, s[1], s[2], rt[7], s[3]}
@@ -87,15 +93,16 @@ local s = touch()
 return {'ok', sid, uid, s[1], s[2], '', s[3]}
 """
 
-# KEYS[1] session. ARGV: prefix, sid, marker ttl, required owner ('' = any).
+# KEYS[1] session, KEYS[2] its revocation marker (one `{sid}` slot). ARGV:
+# sid, marker ttl, required owner ('' = any), the revocation channel. The
+# user's session index is another slot: SessionStore.revoke tidies it after.
 _REVOKE = """
 local uid = redis.call('HGET', KEYS[1], 'user_id')
 if not uid then return false end
-if ARGV[4] ~= '' and uid ~= ARGV[4] then return false end
+if ARGV[3] ~= '' and uid ~= ARGV[3] then return false end
 redis.call('DEL', KEYS[1])
-redis.call('SREM', ARGV[1] .. 'usess:' .. uid, ARGV[2])
-redis.call('SET', ARGV[1] .. 'revoked:sid:' .. ARGV[2], '1', 'EX', ARGV[3])
-redis.call('PUBLISH', ARGV[1] .. 'revocations', ARGV[2])
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[2])
+redis.call('PUBLISH', ARGV[4], ARGV[1])
 return uid
 """
 
@@ -104,8 +111,12 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def new_refresh_token() -> str:
-    return secrets.token_urlsafe(32)  # 256 bits: unguessable, no structure
+def new_refresh_token(sid: str) -> str:
+    # The sid, then 256 random bits: unguessable; the sid in front only routes
+    # the lookup to the session's Cluster slot (its holder knows the sid
+    # anyway: it is in every access token of the session).
+    assert len(sid) == SID_LENGTH
+    return sid + secrets.token_urlsafe(32)
 
 
 # Each key seals exactly one successor (a token is rotated once), so a fixed
@@ -174,6 +185,34 @@ class Rotation:
     scope: str = ""
 
 
+# KEYS[1] session, KEYS[2] its revocation marker (one `{sid}` slot). ARGV:
+# prefix of this session's refresh records, sid, marker ttl, required owner
+# ('' = any), the revocation channel. Revokes as _REVOKE does, and first
+# deletes the session's refresh-token records (same slot): the family is a
+# chain from the session's first token through each rotated record's `next`
+# (one successor per rotation, so no forks). For account deletion only: after
+# a plain logout a rotated token presented again is still a reuse signal
+# worth recording. The user's session index is another slot: forget_user
+# tidies it after.
+_FORGET = """
+local uid = redis.call('HGET', KEYS[1], 'user_id')
+if not uid then return false end
+if ARGV[4] ~= '' and uid ~= ARGV[4] then return false end
+local h = redis.call('HGET', KEYS[1], 'first')
+local n = 0
+while h and n < 100000 do
+  local rt = ARGV[1] .. h
+  h = redis.call('HGET', rt, 'next')
+  redis.call('DEL', rt)
+  n = n + 1
+end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[2], '1', 'EX', ARGV[3])
+redis.call('PUBLISH', ARGV[5], ARGV[2])
+return n
+"""
+
+
 class SessionStore:
     """Redis-backed sessions.
 
@@ -186,12 +225,14 @@ class SessionStore:
             was never used, gets that successor back (0: any reuse revokes).
         default_client_id: the client of records made before tokens were
             bound to one, and of requests that name none.
+        durable: runs the scripts whose loss in a failover would undo a
+            security decision (rotation, reuse, logout); default: no WAIT.
         clock: wall clock in seconds (tests move it).
     """
 
     def __init__(
         self,
-        redis: Redis,
+        redis: RedisClient,
         *,
         prefix: str,
         session_ttl: int,
@@ -199,27 +240,40 @@ class SessionStore:
         idle_timeout: int = 0,
         retry_grace: int = 0,
         default_client_id: str = "idp-web",
+        durable: DurableWrites | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._r = redis
         self._p = prefix
+        self._keys = SessionKeys(prefix)
         self._session_ttl = session_ttl
         self._marker_ttl = marker_ttl
         self._idle_ms = idle_timeout * 1000
         self._grace_ms = retry_grace * 1000
         self._default_client = default_client_id
         self._clock = clock
-        self._rotate = redis.register_script(_ROTATE)
-        self._revoke = redis.register_script(_REVOKE)
+        self._rotate = register_script(redis, _ROTATE)
+        self._revoke = register_script(redis, _REVOKE)
+        self._forget = register_script(redis, _FORGET)
+        self._durable = durable
+
+    async def _security_write(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        if self._durable is None:
+            return await script(keys=keys, args=args)
+        return await self._durable.run(script, keys=keys, args=args)
 
     def _sess(self, sid: str) -> str:
-        return f"{self._p}sess:{sid}"
+        return self._keys.session(sid)
 
     def _usess(self, user_id: str) -> str:
-        return f"{self._p}usess:{user_id}"
+        return self._keys.user_sessions(user_id)
 
-    def _rt(self, token: str) -> str:
-        return f"{self._p}rt:{hash_token(token)}"
+    def _rt(self, token: str) -> str | None:
+        """The record of a presented token; None when it is no token of ours."""
+        sid = tag_of(token, SID_LENGTH)
+        if sid is None:
+            return None
+        return self._keys.refresh(sid, hash_token(token))
 
     def _now_ms(self) -> int:
         # Milliseconds: two logins in one second still list in the order they happened.
@@ -241,9 +295,17 @@ class SessionStore:
         `client_id` and `scope`: the application the session signs in to and
         what the user granted it (refreshes keep both); the page by default.
         """
-        sid = secrets.token_urlsafe(16)
-        token = new_refresh_token()
+        sid = secrets.token_urlsafe(16)  # SID_LENGTH characters
+        token = new_refresh_token(sid)
+        rt = self._keys.refresh(sid, hash_token(token))
         now = self._now_ms()
+        # The index first (its own `{user_id}` slot): a session is never
+        # live without being listed; a failure after it leaves an entry that
+        # list() tidies. Then the session and its token in one transaction.
+        async with self._r.pipeline(transaction=False) as pipe:
+            pipe.sadd(self._usess(user_id), sid)
+            pipe.expire(self._usess(user_id), self._session_ttl)
+            await pipe.execute()
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.hset(
                 self._sess(sid),
@@ -256,13 +318,13 @@ class SessionStore:
                     "amr": " ".join(amr),
                     "auth_time": auth_time,
                     "scope": scope,
+                    # The family's first token: where _FORGET starts its walk.
+                    "first": hash_token(token),
                 },
             )
             pipe.expire(self._sess(sid), self._session_ttl)
-            pipe.sadd(self._usess(user_id), sid)
-            pipe.expire(self._usess(user_id), self._session_ttl)
             pipe.hset(
-                self._rt(token),
+                rt,
                 mapping={
                     "sid": sid,
                     "user_id": user_id,
@@ -270,7 +332,7 @@ class SessionStore:
                     "client_id": client_id or self._default_client,
                 },
             )
-            pipe.expire(self._rt(token), self._session_ttl)
+            pipe.expire(rt, self._session_ttl)
             await pipe.execute()
         return sid, token
 
@@ -280,7 +342,10 @@ class SessionStore:
         A read only: refresh looks the account up before it commits the
         rotation, so a database fault cannot consume the token.
         """
-        sid, uid, cid = await self._r.hmget(self._rt(token), ["sid", "user_id", "client_id"])
+        key = self._rt(token)
+        if key is None:
+            return None
+        sid, uid, cid = await self._r.hmget(key, ["sid", "user_id", "client_id"])
         if sid is None or uid is None:
             return None
         return _s(sid), _s(uid), _s(cid) if cid is not None else self._default_client
@@ -291,9 +356,10 @@ class SessionStore:
         None for a token never issued or long expired. `active` only while it
         is the family's current token and its session lives.
         """
-        sid, uid, state, cid = await self._r.hmget(
-            self._rt(token), ["sid", "user_id", "state", "client_id"]
-        )
+        key = self._rt(token)
+        if key is None:
+            return None
+        sid, uid, state, cid = await self._r.hmget(key, ["sid", "user_id", "state", "client_id"])
         if sid is None or uid is None:
             return None
         ttl_ms = int(await self._r.pttl(self._sess(_s(sid))))
@@ -308,11 +374,21 @@ class SessionStore:
     async def rotate(
         self, token: str, *, ip: str, user_agent: str, client_id: str | None = None
     ) -> Rotation:
-        new_token = new_refresh_token()
-        res: list[Any] = await self._rotate(
-            keys=[self._rt(token), self._rt(new_token)],
-            args=[
-                self._p,
+        sid = tag_of(token, SID_LENGTH)
+        if sid is None:
+            return Rotation("unknown")
+        key = self._keys.refresh(sid, hash_token(token))
+        new_token = new_refresh_token(sid)
+        res: list[Any] = await self._security_write(
+            self._rotate,
+            [
+                key,
+                self._keys.refresh(sid, hash_token(new_token)),
+                self._sess(sid),
+                self._keys.revoked(sid),
+            ],
+            [
+                self._keys.refresh_prefix(sid),
                 self._now_ms(),
                 ip,
                 user_agent[:256],
@@ -323,6 +399,8 @@ class SessionStore:
                 self._default_client,
                 seal_successor(token, new_token),
                 hash_token(new_token),
+                self.channel,
+                sid,
             ],
         )
         outcome = _s(res[0])
@@ -351,10 +429,16 @@ class SessionStore:
 
     async def revoke(self, sid: str, *, owner: str | None = None) -> bool:
         """Revoke one session; with `owner`, only if it belongs to that user."""
-        uid = await self._revoke(
-            keys=[self._sess(sid)], args=[self._p, sid, self._marker_ttl, owner or ""]
+        uid = await self._security_write(
+            self._revoke,
+            [self._sess(sid), self._keys.revoked(sid)],
+            [sid, self._marker_ttl, owner or "", self.channel],
         )
-        return uid is not None
+        if uid is None:
+            return False
+        # Best effort: a stale index entry only costs list() a lookup.
+        await self._r.srem(self._usess(_s(uid)), sid)
+        return True
 
     async def revoke_all(self, user_id: str, *, keep: str | None = None) -> int:
         """Revoke every session of `user_id` (but `keep`, the caller's own, if given).
@@ -368,13 +452,38 @@ class SessionStore:
                 count += await self.revoke(_s(sid), owner=user_id)
         return count
 
+    async def forget_user(self, user_id: str) -> int:
+        """Revoke every session of `user_id` and delete its refresh-token records.
+
+        For account deletion: each revocation is published as `revoke_all`'s
+        are, and nothing naming the account is left of its sessions. Records
+        of sessions created before sessions remembered their first token
+        expire with the session's lifetime instead.
+
+        Returns:
+            How many sessions were revoked.
+        """
+        count = 0
+        index = self._usess(user_id)
+        for raw in await self._r.smembers(index):
+            sid = _s(raw)
+            forgotten = await self._security_write(
+                self._forget,
+                [self._sess(sid), self._keys.revoked(sid)],
+                [self._keys.refresh_prefix(sid), sid, self._marker_ttl, user_id, self.channel],
+            )
+            count += forgotten is not None
+            await self._r.srem(index, sid)
+        return count
+
     async def is_revoked(self, sid: str) -> bool:
-        return bool(await self._r.exists(revoked_key(self._p, sid)))
+        return bool(await self._r.exists(self._keys.revoked(sid)))
 
     async def list(self, user_id: str) -> list[SessionInfo]:
         sids = [_s(s) for s in await self._r.smembers(self._usess(user_id))]
         if not sids:
             return []
+        # Not a transaction: each session is its own slot on a Cluster.
         async with self._r.pipeline(transaction=False) as pipe:
             for sid in sids:
                 pipe.hgetall(self._sess(sid))

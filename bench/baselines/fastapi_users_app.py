@@ -2,8 +2,9 @@
 would build it, on fastapi-users (installed only in the bench environment).
 
 Documented set-up (fastapi-users "full example", SQLAlchemy flavour): a JWT
-strategy behind a bearer transport, the SQLAlchemy user database on SQLite
-(aiosqlite), and `GET /users/me` from `get_users_router`. The user table
+strategy behind a bearer transport, the SQLAlchemy user database on PostgreSQL
+(asyncpg, the production configuration ours is measured on), and `GET /users/me`
+from `get_users_router`. The user table
 carries the same profile fields ours returns (name, date of birth, job title).
 
 The strategy signs and verifies RS256 by default here, like our platform (a
@@ -11,7 +12,8 @@ split issuer and resource server cannot share an HMAC secret); set
 `BENCH_FU_ALG=HS256` for fastapi-users' own default, reported as information.
 
 Environment:
-    BENCH_FU_DB: SQLite file path.
+    BENCH_FU_DB_URL: a `postgresql+asyncpg://` URL of a database of its own
+        (the bench creates and drops it; the start-up recreates the table).
     BENCH_FU_TOKEN_FILE: where the start-up writes a valid access token.
     BENCH_FU_ALG: RS256 (default) or HS256.
 """
@@ -76,12 +78,13 @@ def _keys(alg: str) -> tuple[str, str | None]:
 
 
 def create_app() -> FastAPI:
-    db_path = os.environ.get("BENCH_FU_DB", "./fastapi_users.db")
+    db_url = os.environ["BENCH_FU_DB_URL"]
     token_file = Path(os.environ.get("BENCH_FU_TOKEN_FILE", "./fastapi_users.token"))
     alg = os.environ.get("BENCH_FU_ALG", "RS256")
     secret, public_key = _keys(alg)
 
-    engine = create_async_engine(f"sqlite+aiosqlite:///{db_path}")
+    # The same pool size as the services' engine (shared/db/engine.py).
+    engine = create_async_engine(db_url, pool_size=10, max_overflow=10)
     session_maker = async_sessionmaker(engine, expire_on_commit=False)
 
     async def get_async_session() -> AsyncIterator[AsyncSession]:

@@ -1,4 +1,4 @@
-"""`make bench` target 2: token verification time vs raw cryptography (in-process micro).
+"""`make bench` target 2: token verification time vs the floor of any RS256 verifier (micro).
 
 What it measures and why: bench/README.md, "Targets, what is measured".
 """
@@ -34,30 +34,36 @@ def run(bench: Bench) -> None:
     )
     # Both must hold: a token's first verification is the full cost (the
     # cache off), every later one goes through the verified-token cache.
+    # The floor of any RS256 verifier of this token (bench/micro.py: split, two
+    # base64 decodes, the RSA verify, one parse and validation of the
+    # claims, none of the contract's checks) is the baseline: the raw RSA
+    # verify alone is no verifier at all, and is reported beside it.
     bench.results[2] = TargetResult(
         2,
         TITLES[2],
         [
             Check(
-                "first sight: TokenVerifier.verify (cache off) / raw cryptography verify",
-                ratio(m["verify_ours_s"], m["verify_raw_s"]),
+                "first sight (cache off) / RS256 verify floor",
+                ratio(m["verify_ours_s"], m["verify_floor_s"]),
                 "<=",
-                1.3,
-                f"{m['verify_ours_s'] * 1e6:.1f} µs vs {m['verify_raw_s'] * 1e6:.1f} µs",
+                1.15,
+                f"{m['verify_ours_s'] * 1e6:.1f} µs vs {m['verify_floor_s'] * 1e6:.1f} µs",
             ),
             Check(
-                "the same token again (verified-token cache) / raw cryptography verify",
-                ratio(m["verify_repeat_s"], m["verify_raw_s"]),
+                "repeat (verified-token cache) / RS256 verify floor",
+                ratio(m["verify_repeat_s"], m["verify_floor_s"]),
                 "<=",
-                1.3,
-                f"{m['verify_repeat_s'] * 1e6:.2f} µs vs {m['verify_raw_s'] * 1e6:.1f} µs",
+                1.15,
+                f"{m['verify_repeat_s'] * 1e6:.2f} µs vs {m['verify_floor_s'] * 1e6:.1f} µs",
             ),
         ],
-        note=f"PyJWT jwt.decode with the same checks: "
-        f"{ratio(m['verify_pyjwt_s'], m['verify_raw_s']):.2f}x raw. The floor (split, "
-        "two base64 decodes, the RSA verify, one parse and validation of the claims, "
-        f"none of the contract's checks; bench/micro.py): "
-        f"{ratio(m['verify_floor_s'], m['verify_raw_s']):.2f}x raw. A repeat re-checks "
-        "the key, iat, nbf and exp (shared/tokens/verify.py); revocation is checked per request.",
+        note=f"Against the raw cryptography RSA verify alone "
+        f"({m['verify_raw_s'] * 1e6:.1f} µs): ours "
+        f"{ratio(m['verify_ours_s'], m['verify_raw_s']):.2f}x, "
+        f"the floor {ratio(m['verify_floor_s'], m['verify_raw_s']):.2f}x, PyJWT jwt.decode with "
+        f"the same checks {ratio(m['verify_pyjwt_s'], m['verify_raw_s']):.2f}x. The floor "
+        "(bench/micro.py) is split, two base64 decodes, the RSA verify, one parse and "
+        "validation of the claims, none of the contract's checks. A repeat re-checks the key, "
+        "iat, nbf and exp (shared/tokens/verify.py); revocation is checked per request.",
         data={k: v for k, v in m.items() if k != "samples"},
     )

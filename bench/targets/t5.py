@@ -1,15 +1,19 @@
-"""`make bench` target 5: refresh rotations/s against RSA-2048 signs/s.
+"""`make bench` target 5: refresh rotations/s against the refresh floor, every audit row stored.
 
 What it measures and why: bench/README.md, "Targets, what is measured".
 """
 
 from __future__ import annotations
 
+import time
+
 from bench.core import (
     Check,
     TargetResult,
     WrkResult,
+    audit_stored_ratio,
     median,
+    paired_ratio,
     ratio,
 )
 from bench.harness import (
@@ -19,9 +23,12 @@ from bench.harness import (
 )
 from bench.procs import pin
 
+# How long the audit writer may take to flush its last batch after the load.
+AUDIT_FLUSH_SECONDS = 15.0
+
 
 def run(bench: Bench) -> None:
-    log("target 5: refresh rotations/s vs RSA-2048 signs/s on one core")
+    log("target 5: refresh rotations/s vs the refresh floor on one core")
     # The floor: what a FastAPI refresh costs with nothing but its Redis
     # round trip and its sign (bench/baselines/refresh_floor.py).
     floor = bench.server(
@@ -40,7 +47,7 @@ def run(bench: Bench) -> None:
 
     pin(bench.auth.pid, bench.cfg.server_cpu)
     try:
-        bench.refresh_run("refresh-warmup", bench.cfg.warmup)
+        warmup = bench.refresh_run("refresh-warmup", bench.cfg.warmup)
         floor_run("floor-warmup", bench.cfg.warmup)
         runs, floors = [], []
         for i in range(max(bench.cfg.rounds - 1, 1)):
@@ -53,26 +60,52 @@ def run(bench: Bench) -> None:
     floor_rps = median(r.ok_rps for r in floors)
     signs = 1 / bench.micro["sign_raw_s"]
     bench.refresh_sat_rps = rps
+    # Durability: every rotation's audit event must be a row in the auth
+    # service's database, not just a line in a queue. Only target 5 has
+    # refreshed so far (the soak runs later), so the service's own counter
+    # of emitted events and wrk's 2xx count cover the same rotations.
+    answered = sum(r.requests - r.non_2xx for r in [warmup, *runs])
+    emitted = bench.refresh_events_emitted()
+    deadline = time.monotonic() + AUDIT_FLUSH_SECONDS
+    stored = bench.refresh_audit_rows()
+    while audit_stored_ratio(stored=stored, emitted=emitted, answered=answered) < 1:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.25)
+        stored = bench.refresh_audit_rows()
+    stored_ratio = audit_stored_ratio(stored=stored, emitted=emitted, answered=answered)
+    database = "SQLite" if bench.cfg.sqlite else "PostgreSQL"
     bench.results[5] = TargetResult(
         5,
         TITLES[5],
         [
             Check(
-                "rotations/s / raw RSA-2048 signs/s",
-                ratio(rps, signs),
+                "rotations/s / refresh floor",
+                paired_ratio([r.ok_rps for r in runs], [r.ok_rps for r in floors]),
                 ">=",
                 0.6,
-                f"{rps:.0f}/s vs {signs:.0f}/s",
-            )
+                f"{rps:.0f}/s vs {floor_rps:.0f}/s",
+            ),
+            Check(
+                f"refresh audit rows in {database} / refreshes done",
+                stored_ratio,
+                ">=",
+                1.0,
+                f"{stored} rows stored, {emitted} events emitted, {answered} refreshes answered",
+            ),
         ],
         note=f"16 connections, pool of refresh tokens each used once; errors "
-        f"{sum(r.errors for r in runs)}. The floor (bench/baselines/refresh_floor.py: a "
-        f"bare FastAPI POST doing one Redis GET and one sign, on the same core) ran "
-        f"{floor_rps:.0f}/s = {ratio(floor_rps, signs):.2f}x signs/s; ours is "
-        f"{ratio(rps, floor_rps):.2f}x of it.",
+        f"{sum(r.errors for r in runs)}; ratio = median of per-round ratios over "
+        f"{len(runs)} interleaved rounds. The refresh floor (a bare FastAPI POST doing one Redis "
+        "round trip and one RS256 sign, bench/baselines/refresh_floor.py, on the same core) "
+        f"ran {floor_rps:.0f}/s, {ratio(floor_rps, signs):.2f}x raw RSA-2048 signs/s "
+        f"({signs:.0f}/s); ours {ratio(rps, signs):.2f}x. Refreshes done = the larger of the "
+        "service's idp_audit_events counter (token.refresh, success) and wrk's 2xx count; rows "
+        "counted in the auth service's audit_events table after the load.",
         data={
             "runs": [r.to_dict() for r in runs],
             "floor": [r.to_dict() for r in floors],
             "signs_per_s": signs,
+            "audit": {"stored": stored, "emitted": emitted, "answered": answered},
         },
     )

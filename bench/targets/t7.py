@@ -93,6 +93,6 @@ def run(bench: Bench) -> None:
         note=f"soak {secs:.0f} s (the issue's 5 minutes unless --soak-seconds says otherwise): "
         "GET /users/{id} on the user service and refresh rotation on the auth service, "
         "each at about half its measured saturation rate; slope fitted after the "
-        "first fifth.",
+        f"first fifth; both services on {bench.database_name()}.",
         data=data,
     )

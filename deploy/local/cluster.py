@@ -1,6 +1,6 @@
 """The local cluster behind `make run` and the end-to-end tests, without Docker.
 
-Starts Redis (the one in REDIS_URL, else an embedded fakeredis server), the
+Starts Redis (the one the environment names, else an embedded fakeredis server), the
 auth and user services under uvicorn, and the gateway (nginx when installed,
 else the Python fallback in gateway.py), waits until each one answers, prints
 where everything runs and then `cluster ready`. Ctrl-C (SIGINT) or SIGTERM
@@ -12,8 +12,10 @@ with a non-zero exit.
         [--gateway {auto,nginx,python}]
         [--auth-app auth_service.main:create_app] [--user-app user_service.main:create_app]
 
-Environment: REDIS_URL, AUTH_DATABASE_URL, USER_DATABASE_URL override the
-defaults; everything else in the environment is passed to the services.
+Environment: REDIS_URL, or REDIS_SENTINELS + REDIS_SENTINEL_MASTER, or
+REDIS_CLUSTER_NODES (exactly one) names the Redis; none starts the embedded
+one. AUTH_DATABASE_URL, USER_DATABASE_URL override the databases; everything
+else in the environment is passed to the services.
 Mail: unless SMTP_URL is set, an embedded development mail sink
 (mail_sink.py) takes every message the auth service sends and stores it as
 an .eml file under <data dir>/mail/, printing "mail to <address>: <subject>".
@@ -62,8 +64,9 @@ GATEWAY_SOURCE_ADDRESS = "127.0.0.2"
 
 FAKE_REDIS_WARNING = """
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
-!!  WARNING: REDIS_URL is not set, so this cluster uses an EMBEDDED FAKE     !!
-!!  REDIS (fakeredis TcpFakeServer, inside this process, in memory only).    !!
+!!  WARNING: no Redis is named (REDIS_URL, REDIS_SENTINELS, nor             !!
+!!  REDIS_CLUSTER_NODES), so this cluster uses an EMBEDDED FAKE REDIS       !!
+!!  (fakeredis TcpFakeServer, inside this process, in memory only).         !!
 !!  Sessions, refresh tokens, revocations and rate-limit counters are LOST   !!
 !!  when the cluster stops. For development only, NEVER for production.     !!
 !!  Use a real server with: REDIS_URL=redis://127.0.0.1:6379/0 make run      !!
@@ -340,28 +343,88 @@ def wait_until_ok(child: Child, url: str, stop: StopFlag) -> None:
 
 @dataclass
 class RedisHandle:
-    url: str
+    url: str  # where it is, for the summary (no credentials)
     kind: str
     close: Callable[[], None]
+    # What the services' environment gets on top of ours (the embedded
+    # server's URL; nothing for a Redis the environment already names).
+    env: dict[str, str] = field(default_factory=dict)
+
+
+_REDIS_SETTINGS = ("REDIS_URL", "REDIS_SENTINELS", "REDIS_CLUSTER_NODES")
+
+
+def _addresses(value: str) -> list[tuple[str, int]]:
+    out = []
+    for raw in filter(None, (p.strip() for p in value.split(","))):
+        host, _, port = raw.rpartition(":")
+        if not host or not port.isdigit():
+            raise ClusterError(f"expected host:port, got {raw!r}")
+        out.append((host.strip("[]"), int(port)))
+    return out
+
+
+def _external_redis(env: Mapping[str, str], named: str) -> tuple[Any, str]:
+    """A sync client for the Redis the environment names, and where it is."""
+    import redis
+    from redis.cluster import ClusterNode, RedisCluster
+    from redis.sentinel import Sentinel
+
+    timeouts = {"socket_connect_timeout": 3, "socket_timeout": 3}
+    if named == "REDIS_URL":
+        url = env["REDIS_URL"]
+        return redis.Redis.from_url(url, **timeouts), redact(url)
+    node: dict[str, Any] = dict(timeouts)
+    if env.get("REDIS_USERNAME"):
+        node["username"] = env["REDIS_USERNAME"]
+    if env.get("REDIS_PASSWORD"):
+        node["password"] = env["REDIS_PASSWORD"]
+    if env.get("REDIS_TLS", "").lower() in ("1", "true", "yes", "on"):
+        node["ssl"] = True
+        if env.get("REDIS_TLS_CA_FILE"):
+            node["ssl_ca_certs"] = env["REDIS_TLS_CA_FILE"]
+    if named == "REDIS_SENTINELS":
+        master = env.get("REDIS_SENTINEL_MASTER", "")
+        if not master:
+            raise ClusterError("REDIS_SENTINELS needs REDIS_SENTINEL_MASTER (the master's name)")
+        sentinel_kwargs: dict[str, Any] = dict(timeouts)
+        if env.get("REDIS_SENTINEL_PASSWORD"):
+            sentinel_kwargs["password"] = env["REDIS_SENTINEL_PASSWORD"]
+        sentinel = Sentinel(
+            _addresses(env["REDIS_SENTINELS"]), sentinel_kwargs=sentinel_kwargs, **node
+        )
+        return sentinel.master_for(master), f"sentinel {master}@{env['REDIS_SENTINELS']}"
+    nodes = [ClusterNode(h, p) for h, p in _addresses(env["REDIS_CLUSTER_NODES"])]
+    return RedisCluster(startup_nodes=nodes, **node), f"cluster {env['REDIS_CLUSTER_NODES']}"
 
 
 def start_redis(env: Mapping[str, str]) -> RedisHandle:
-    """The Redis in REDIS_URL (checked with PING), else an embedded fakeredis server."""
+    """The Redis the environment names (REDIS_URL, REDIS_SENTINELS +
+    REDIS_SENTINEL_MASTER, or REDIS_CLUSTER_NODES; checked with PING), else an
+    embedded fakeredis server. Naming more than one is refused, as the
+    services would refuse it."""
     import redis
 
-    url = env.get("REDIS_URL")
-    if url:
-        client = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    named = [name for name in _REDIS_SETTINGS if env.get(name, "").strip()]
+    if len(named) > 1:
+        raise ClusterError(
+            f"set exactly one of {', '.join(_REDIS_SETTINGS)}; got {' and '.join(named)}"
+        )
+    if named:
+        try:
+            client, where = _external_redis(env, named[0])
+        except redis.RedisError as exc:
+            raise ClusterError(f"{named[0]} does not answer ({exc}).") from exc
         try:
             client.ping()
         except redis.RedisError as exc:
             raise ClusterError(
-                f"REDIS_URL={redact(url)} does not answer PING ({exc}). "
-                "Start that server, or unset REDIS_URL to use the embedded fake Redis."
+                f"{named[0]}: {where} does not answer PING ({exc}). "
+                f"Start that Redis, or unset {named[0]} to use the embedded fake Redis."
             ) from exc
         finally:
             client.close()
-        return RedisHandle(url, "external", lambda: None)
+        return RedisHandle(where, "external", lambda: None)
 
     server = _fake_redis_server()
     threading.Thread(target=server.serve_forever, name="fakeredis", daemon=True).start()
@@ -372,7 +435,8 @@ def start_redis(env: Mapping[str, str]) -> RedisHandle:
         server.shutdown()
         server.server_close()
 
-    return RedisHandle(f"redis://127.0.0.1:{port}/0", "embedded fakeredis (IN MEMORY)", close)
+    url = f"redis://127.0.0.1:{port}/0"
+    return RedisHandle(url, "embedded fakeredis (IN MEMORY)", close, {"REDIS_URL": url})
 
 
 def _fake_redis_server() -> Any:
@@ -610,7 +674,7 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
         gateway_url = f"http://{reach}:{args.gateway_port}"
         common = {
             **os.environ,
-            "REDIS_URL": redis_handle.url,
+            **redis_handle.env,
             "KEY_DIR": str(data_dir / "keys"),
             "USER_SERVICE_URL": user_url,
             "JWKS_URL": f"{auth_url}/.well-known/jwks.json",
@@ -675,7 +739,7 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
                 *rows,
                 ("auth_service", auth_url, f"db {redact(databases['auth'])}"),
                 ("user_service", user_url, f"db {redact(databases['user'])}"),
-                ("redis", redact(redis_handle.url), redis_handle.kind),
+                ("redis", redis_handle.url, redis_handle.kind),
                 ("mail", redact(mail_url), mail_kind),
                 ("data dir", str(data_dir), "SQLite files, keys/, nginx/"),
                 ("logs", "this terminal", "lines prefixed auth | user | gateway"),

@@ -53,11 +53,15 @@ _AUTH_PREFIXES = (
     "/sessions/",
     "/webauthn/",
     "/password/",
+    "/email/",
     "/.well-known/",
     "/static/",
     "/authorize/",
 )
 _USER_PREFIXES = ("/users/",)
+# Under /users/ but the auth service's: the data export, and deleting the
+# account (`DELETE /users/me`; `GET`/`PATCH /users/me` are the profile's).
+_AUTH_UNDER_USERS = frozenset({"/users/me/export"})
 
 SECURITY_HEADERS = {
     "x-content-type-options": "nosniff",
@@ -112,6 +116,10 @@ def route(method: str, path: str) -> str | None:
         return None
     if path == "/users":
         return "auth" if method == "POST" else "user"
+    if path == "/users/me":
+        return "auth" if method == "DELETE" else "user"
+    if path in _AUTH_UNDER_USERS:
+        return "auth"
     if path in _AUTH_EXACT or path.startswith(_AUTH_PREFIXES):
         return "auth"
     if path.startswith(_USER_PREFIXES):

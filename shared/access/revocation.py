@@ -28,14 +28,16 @@ MARKER_OUTLIVES_TOKEN_SECONDS = 60
 
 
 def revoked_key(prefix: str, sid: str) -> str:
-    return f"{prefix}revoked:sid:{sid}"
+    # `{sid}` is a Redis Cluster hash tag: the marker shares its slot with the
+    # session, so one script revokes both (auth_service/stores/keys.py).
+    return f"{prefix}revoked:sid:{{{sid}}}"
 
 
 def revocation_channel(prefix: str) -> str:
     return f"{prefix}revocations"
 
 
-class _ExistsClient(Protocol):
+class _ExistsClient(Protocol):  # a Redis or a RedisCluster
     def exists(self, *names: str) -> Awaitable[int]: ...
 
 

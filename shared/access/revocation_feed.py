@@ -32,11 +32,18 @@ session's tokens are rejected within one second), and how:
 - Nothing else is cached: no profile, no claims, no token; entries are
   bounded and dropping one only costs a Redis check.
 
-The feed is redis-py's own async `PubSub` on a client made from the same URL
-as the service's Redis, so `rediss://` (TLS), `unix://` and credentials work
-as they do for every other Redis call. redis-py's own retry is off on it: a
-lost connection must be seen here, to forget what memory holds, not hidden
-by a silent resubscription.
+The feed is redis-py's own async `PubSub` on a plain client that `connect`
+makes afresh at every (re)subscription, for whichever topology the service
+uses (`RedisTopology.subscriber_factory`): the server of `REDIS_URL`
+(`redis://`, `rediss://`, `unix://`), the master Sentinel names now, or one
+Cluster node after another (a plain PUBLISH reaches every Cluster node, so
+one subscription hears every revocation; sharded pub/sub would need the
+channel in each revoking script's slot). redis-py's own retry is off on it:
+a lost connection must be seen here, to forget what memory holds, not hidden
+by a silent resubscription. No error turns the feed off for good (the
+settings were validated at start, so a failure is the server's, and a TLS
+certificate error, which Python also counts as a ValueError, is retried like
+any other): it resubscribes with a backoff, checking Redis meanwhile.
 """
 
 from __future__ import annotations
@@ -47,7 +54,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -60,6 +67,14 @@ from shared.access.revocation import RevocationChecker
 __all__ = ["SubscribedRevocationChecker"]
 
 _log = logging.getLogger(__name__)
+
+
+class SubscriberFactory(Protocol):
+    """Makes a fresh plain client for the subscription connection."""
+
+    def __call__(self, **options: Any) -> Redis: ...
+
+
 _MAX_MESSAGES_PER_READ = 10_000  # a catch-up always ends, even under a flood
 
 
@@ -74,7 +89,8 @@ class SubscribedRevocationChecker:
     Args:
         fallback: the per-request checker (Redis EXISTS); used whenever the
             feed is not live, and once per session id while it is.
-        redis_url: the Redis the auth service publishes to (any URL redis-py takes).
+        connect: makes the subscription's client, given connection options
+            (`RedisTopology.subscriber_factory`).
         channel: `shared.access.revocation.revocation_channel(prefix)`.
         heartbeat_seconds: PING interval on the subscription.
         stale_after_seconds: no PONG for this long and memory stops answering.
@@ -86,7 +102,7 @@ class SubscribedRevocationChecker:
         self,
         fallback: RevocationChecker,
         *,
-        redis_url: str,
+        connect: SubscriberFactory,
         channel: str,
         heartbeat_seconds: float = 0.2,
         stale_after_seconds: float = 0.5,
@@ -97,7 +113,7 @@ class SubscribedRevocationChecker:
             # The one-second contract needs the staleness bound well inside it.
             raise ValueError("expected 0 < heartbeat < stale_after < 1 second")
         self._fallback = fallback
-        self._url = redis_url
+        self._connect = connect
         self._channel = channel
         self.client_name = _client_name(channel)
         self._heartbeat = heartbeat_seconds
@@ -269,15 +285,7 @@ class SubscribedRevocationChecker:
                         break
                     await pubsub.ping()
                     await asyncio.sleep(self._heartbeat)
-            except ValueError as exc:
-                # A URL redis-py cannot use (the message could hold it: not logged).
-                _log.warning(
-                    "revocation feed off (%s in REDIS_URL); checking Redis per request",
-                    type(exc).__name__,
-                )
-                await self._close()
-                return
-            except (RedisError, OSError) as exc:
+            except (RedisError, OSError, ValueError) as exc:
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     # redis-py may turn a cancelled connect into ConnectionError:
@@ -295,11 +303,8 @@ class SubscribedRevocationChecker:
             backoff = min(backoff * 2, 5.0)
 
     async def _subscribe(self) -> None:
-        client: Redis = Redis.from_url(
-            self._url,
+        client = self._connect(
             client_name=self.client_name,
-            socket_connect_timeout=2.0,
-            socket_timeout=2.0,
             # Errors must reach _read_available, not be retried into a
             # resubscription that hides the messages published meanwhile.
             retry=Retry(NoBackoff(), 0),

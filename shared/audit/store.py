@@ -16,7 +16,18 @@ from sqlalchemy import JSON, BigInteger, Column, DateTime, Integer, Table, inser
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import Field, SQLModel
 
-__all__ = ["AUDIT_TABLE", "AuditEventRow", "AuditQuery", "AuditStore", "row_from_record"]
+__all__ = [
+    "AUDIT_TABLE",
+    "SUBJECT_EXPORT_LIMIT",
+    "AuditEventRow",
+    "AuditQuery",
+    "AuditStore",
+    "row_from_record",
+]
+
+# How many of a user's own events a data export carries (the newest): enough
+# for years of ordinary use, and a bound on what one request reads.
+SUBJECT_EXPORT_LIMIT = 1000
 
 
 class AuditEventRow(SQLModel, table=True):
@@ -113,6 +124,14 @@ class AuditStore:
     async def insert_many(self, rows: Sequence[Mapping[str, Any]]) -> None:
         async with self._engine.begin() as conn:
             await conn.execute(insert(AUDIT_TABLE), list(rows))
+
+    async def about(
+        self, user_id: str, *, limit: int = SUBJECT_EXPORT_LIMIT
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """The newest `limit` events whose subject is `user_id`, and whether
+        there were more (the data export of that user)."""
+        rows, more = await self.page(AuditQuery(user_id=user_id, limit=limit))
+        return rows, more is not None
 
     async def page(self, query: AuditQuery) -> tuple[list[dict[str, Any]], int | None]:
         """One page of rows (column -> value), newest first, and the next page's cursor.

@@ -14,7 +14,19 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-__all__ = ["make_engine", "make_sessionmaker", "make_sync_sqlite_engine", "sqlite_file_url"]
+__all__ = [
+    "make_engine",
+    "make_read_engine",
+    "make_sessionmaker",
+    "make_sync_sqlite_engine",
+    "sqlite_file_url",
+]
+
+# Connections of the read engine (make_read_engine): as many as asyncpg's own
+# pool holds by default, and never more, so a burst of reads waits for a
+# connection instead of opening one per request. Opening one cost ~15% of the
+# service's CPU under load (TLS attempt, start-up, statements prepared again).
+READ_POOL_SIZE = 10
 
 
 def make_engine(url: str, *, statement_timeout_ms: int = 5000) -> AsyncEngine:
@@ -37,17 +49,50 @@ def make_engine(url: str, *, statement_timeout_ms: int = 5000) -> AsyncEngine:
         pool_size=10,
         max_overflow=10,
         pool_timeout=5,
-        connect_args={
-            "timeout": 5,
-            "server_settings": {"statement_timeout": str(statement_timeout_ms)},
-            # The statement timeout is enforced by the server, so it does
-            # nothing when the server (or the network to it) stops answering:
-            # every request then hung until TCP gave up, minutes later
-            # (tests/faults: a proxy that stops forwarding). asyncpg's own
-            # deadline, a second later so a live server's clearer error wins.
-            "command_timeout": statement_timeout_ms / 1000 + 1,
-        },
+        connect_args=_postgres_connect_args(statement_timeout_ms),
     )
+
+
+def make_read_engine(engine: AsyncEngine, *, statement_timeout_ms: int = 5000) -> AsyncEngine:
+    """The engine single-statement reads go through (`shared.db.reads`).
+
+    PostgreSQL: a pool of its own on the same database, in autocommit. A read
+    through the write engine cost six round trips where the statement needs
+    one: the pre-ping (BEGIN, `;`, ROLLBACK: the driver wraps it in a
+    transaction for pgbouncer) and then BEGIN, the SELECT, ROLLBACK. One
+    statement in autocommit is its own snapshot of committed data, so the
+    transaction added nothing. No pre-ping: a connection the server dropped
+    fails its read, SQLAlchemy then invalidates the pool, and the reader
+    retries once on a fresh connection (SQLAlchemy's "optimistic" disconnect
+    handling; a read is safe to repeat). Same timeouts as the write engine.
+
+    SQLite: the engine itself. The driver begins no transaction for a
+    SELECT, and a second pool on an in-memory database would be another
+    database.
+    """
+    if engine.dialect.name == "sqlite":
+        return engine
+    return create_async_engine(
+        engine.url,
+        isolation_level="AUTOCOMMIT",
+        pool_size=READ_POOL_SIZE,
+        max_overflow=0,
+        pool_timeout=5,
+        connect_args=_postgres_connect_args(statement_timeout_ms),
+    )
+
+
+def _postgres_connect_args(statement_timeout_ms: int) -> dict[str, Any]:
+    return {
+        "timeout": 5,
+        "server_settings": {"statement_timeout": str(statement_timeout_ms)},
+        # The statement timeout is enforced by the server, so it does
+        # nothing when the server (or the network to it) stops answering:
+        # every request then hung until TCP gave up, minutes later
+        # (tests/faults: a proxy that stops forwarding). asyncpg's own
+        # deadline, a second later so a live server's clearer error wins.
+        "command_timeout": statement_timeout_ms / 1000 + 1,
+    }
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

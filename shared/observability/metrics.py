@@ -39,7 +39,14 @@ def _label(value: object, default: str = "other") -> str:
 # Label values that exist from the first scrape, so dashboards and alert
 # rules see 0 instead of "no data" before the first occurrence.
 _KNOWN: Mapping[str, tuple[str, ...]] = {
-    "login_results": ("success", "invalid_credentials", "rate_limited", "mfa_required"),
+    "login_results": (
+        "success",
+        "invalid_credentials",
+        "rate_limited",
+        "mfa_required",
+        # REQUIRE_VERIFIED_EMAIL refused a right password (auth_service errors).
+        "email_not_verified",
+    ),
     "mfa_results": ("success", "failure"),
     "token_kinds": ("access", "refresh", "service"),
     # shared.tokens.verify.TokenRejected reasons, plus the bearer's own.
@@ -86,6 +93,10 @@ _KNOWN: Mapping[str, tuple[str, ...]] = {
         "passkey-options-ip",
         "forgot-ip",
         "forgot-email",
+        "verify-resend-ip",
+        "verify-resend-account",
+        "email-change-ip",
+        "email-change-account",
     ),
     # Mails handed to SMTP (auth_service/mail/outbox.py, `mail.sent` events).
     "mail_results": ("success", "failure"),
@@ -126,8 +137,15 @@ AUDIT_EVENTS_ISSUER: tuple[str, ...] = (
     "password.change",
     "password.forgot",
     "password.reset",
+    "email.verify",
+    "email.verify_resend",
+    "email.change",
     "mail.sent",
+    "account.delete",
+    "account.export",
 )
+# Events only the resource server (the user service) emits.
+AUDIT_EVENTS_RESOURCE: tuple[str, ...] = ("profile.update",)
 
 
 class _CallbackGauge(Collector):
@@ -255,7 +273,7 @@ class ServiceMetrics:
             for value in values:
                 family.labels(s, value)
         self.audit_dropped.labels(s)
-        events = AUDIT_EVENTS_ANY + (AUDIT_EVENTS_ISSUER if issuer else ())
+        events = AUDIT_EVENTS_ANY + (AUDIT_EVENTS_ISSUER if issuer else AUDIT_EVENTS_RESOURCE)
         for event in events:
             for outcome in _KNOWN["outcomes"]:
                 self.audit_events.labels(s, event, outcome)

@@ -129,6 +129,7 @@ class Observability:
         self,
         *,
         engine: AsyncEngine,
+        read_engine: AsyncEngine | None = None,
         redis: Any = None,
         http: Iterable[httpx.AsyncClient] = (),
     ) -> None:
@@ -139,6 +140,8 @@ class Observability:
         """
         if self.tracing is not None:
             self.tracing.instrument_engine(engine)
+            if read_engine is not None and read_engine is not engine:
+                self.tracing.instrument_engine(read_engine)
             if redis is not None:
                 self.tracing.instrument_redis(redis)
             for client in http:

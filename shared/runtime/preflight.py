@@ -11,18 +11,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import httpx
-from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.migrations import ServiceMigrations, check_schema, upgrade_to_head
+from shared.runtime.redis_topology import RedisClient
 from shared.runtime.settings import ProductionConfigError
 
 __all__ = ["prepare_backends", "prepare_or_release", "redis_problem"]
 
 
-async def redis_problem(redis: Redis) -> str | None:
+async def redis_problem(redis: RedisClient) -> str | None:
     """Say why `redis` is not a production Redis, or None when it is.
 
     The local cluster's embedded server (fakeredis) keeps everything in the
@@ -46,7 +46,7 @@ async def redis_problem(redis: Redis) -> str | None:
 
 
 async def prepare_backends(
-    *, engine: AsyncEngine, redis: Redis, migrations: ServiceMigrations, production: bool
+    *, engine: AsyncEngine, redis: RedisClient, migrations: ServiceMigrations, production: bool
 ) -> None:
     """Upgrade the schema (development), or refuse unsafe backends (production).
 
@@ -75,7 +75,7 @@ async def prepare_backends(
 async def prepare_or_release(
     *,
     engine: AsyncEngine,
-    redis: Redis,
+    redis: RedisClient,
     http: Sequence[httpx.AsyncClient],
     migrations: ServiceMigrations,
     production: bool,

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.runtime.redis_topology import DEFAULT_REDIS_URL, RedisTopology, parse_addresses
 
 __all__ = ["CommonSettings", "ProductionConfigError"]
 
@@ -31,6 +33,10 @@ _ORIGIN = re.compile(
 _PLACEHOLDER_PASSWORDS = frozenset({"changeme", "change-me", "password", "postgres", "redis"})
 
 
+def _is_placeholder(password: str) -> bool:
+    return password.lower() in _PLACEHOLDER_PASSWORDS or password.upper().startswith("CHANGE-ME")
+
+
 def _secret_problems(name: str, url: str) -> list[str]:
     """Why the credentials in a backend URL are not production secrets ([] if they are).
 
@@ -44,17 +50,41 @@ def _secret_problems(name: str, url: str) -> list[str]:
         return [f"{name} is not a valid URL"]
     if not password:
         return [f"{name} must carry a password"]
-    if password.lower() in _PLACEHOLDER_PASSWORDS or password.upper().startswith("CHANGE-ME"):
+    if _is_placeholder(password):
         return [f"{name} carries a placeholder password from an example file"]
     return []
 
 
 class CommonSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+    # hide_input_in_errors: a refusal must not echo the settings it read,
+    # passwords in REDIS_URL / DATABASE_URL / REDIS_PASSWORD included.
+    model_config = SettingsConfigDict(
+        env_file=None, extra="ignore", frozen=True, hide_input_in_errors=True
+    )
 
     env: Literal["development", "production", "test"] = "development"
     database_url: str = ""
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Redis: exactly one of REDIS_URL, REDIS_SENTINELS (+ REDIS_SENTINEL_MASTER)
+    # and REDIS_CLUSTER_NODES; none set means the default one-server URL
+    # (shared/runtime/redis_topology.py, docs/OPERATIONS.md "Redis topologies").
+    redis_url: str = ""
+    redis_sentinels: str = ""
+    redis_sentinel_master: str = ""
+    redis_cluster_nodes: str = ""
+    # Data-node credentials and TLS for Sentinel and Cluster (a REDIS_URL
+    # carries its own: `rediss://user:pw@host/0?ssl_ca_certs=...`).
+    redis_username: str = ""
+    redis_password: str = ""
+    redis_sentinel_password: str = ""
+    redis_tls: bool = False
+    redis_tls_ca_file: str = ""
+    redis_tls_check_hostname: bool = True
+    # After a write whose loss would undo a security decision (logout, a
+    # revocation, a refresh rotation or reuse mark), wait for this many
+    # replicas to hold it (WAIT), at most REDIS_WAIT_TIMEOUT_MS; fewer acks
+    # and the request fails closed with 503 (shared/runtime/redis_durable.py).
+    redis_min_replicas_ack: int = Field(default=0, ge=0, le=16)
+    redis_wait_timeout_ms: int = Field(default=500, ge=10, le=10_000)
     redis_prefix: str = Field(default="idp:", pattern=r"^[A-Za-z0-9:_.-]{1,64}$")
     issuer: str = "http://localhost:8000"
     api_audience: str = "user-service"
@@ -97,6 +127,81 @@ class CommonSettings(BaseSettings):
                 raise ValueError(f"CORS_ORIGINS: expected scheme://host[:port], got {origin!r}")
         return v
 
+    @model_validator(mode="after")
+    def _one_redis(self) -> CommonSettings:
+        self.redis_topology  # noqa: B018 - raises ValueError on an ambiguous setting
+        return self
+
+    @property
+    def redis_topology(self) -> RedisTopology:
+        """The one Redis these settings name.
+
+        Raises:
+            ValueError: more than one topology named, or one half-named.
+        """
+        named = [
+            name
+            for name, value in (
+                ("REDIS_URL", self.redis_url),
+                ("REDIS_SENTINELS", self.redis_sentinels),
+                ("REDIS_CLUSTER_NODES", self.redis_cluster_nodes),
+            )
+            if value.strip()
+        ]
+        if len(named) > 1:
+            raise ValueError(
+                "set exactly one of REDIS_URL, REDIS_SENTINELS, REDIS_CLUSTER_NODES; "
+                f"got {' and '.join(named)}"
+            )
+        if bool(self.redis_sentinels.strip()) != bool(self.redis_sentinel_master.strip()):
+            raise ValueError("REDIS_SENTINELS and REDIS_SENTINEL_MASTER go together")
+        node: dict[str, Any] = {
+            "username": self.redis_username,
+            "password": self.redis_password,
+            "tls": self.redis_tls,
+            "tls_ca_file": self.redis_tls_ca_file,
+            "tls_check_hostname": self.redis_tls_check_hostname,
+        }
+        if self.redis_sentinels.strip():
+            return RedisTopology(
+                "sentinel",
+                addresses=tuple(parse_addresses(self.redis_sentinels, setting="REDIS_SENTINELS")),
+                master_name=self.redis_sentinel_master.strip(),
+                sentinel_password=self.redis_sentinel_password,
+                **node,
+            )
+        if self.redis_cluster_nodes.strip():
+            return RedisTopology(
+                "cluster",
+                addresses=tuple(
+                    parse_addresses(self.redis_cluster_nodes, setting="REDIS_CLUSTER_NODES")
+                ),
+                **node,
+            )
+        # One server: its URL carries credentials and TLS options, and two
+        # places for one option would be ambiguous.
+        stray = [
+            name
+            for name, value in (
+                ("REDIS_USERNAME", self.redis_username),
+                ("REDIS_PASSWORD", self.redis_password),
+                ("REDIS_SENTINEL_PASSWORD", self.redis_sentinel_password),
+                ("REDIS_TLS", self.redis_tls),
+                ("REDIS_TLS_CA_FILE", self.redis_tls_ca_file),
+                ("REDIS_TLS_CHECK_HOSTNAME", not self.redis_tls_check_hostname),
+            )
+            if value
+        ]
+        if stray:
+            raise ValueError(
+                f"{', '.join(stray)} apply to Sentinel and Cluster only; with REDIS_URL put "
+                "credentials and TLS options in the URL (rediss://user:pw@host/0?ssl_ca_certs=...)"
+            )
+        url = self.redis_url.strip() or DEFAULT_REDIS_URL
+        if urlsplit(url).scheme not in ("redis", "rediss", "unix"):
+            raise ValueError("REDIS_URL: expected redis://, rediss:// or unix://")
+        return RedisTopology("url", url=url)
+
     @property
     def cors_origin_list(self) -> list[str]:
         return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
@@ -131,7 +236,13 @@ class CommonSettings(BaseSettings):
             problems += _secret_problems("DATABASE_URL", self.database_url)
         if not self.issuer.startswith("https://"):
             problems.append("ISSUER must be an https URL")
-        problems += _secret_problems("REDIS_URL", self.redis_url)
+        topology = self.redis_topology
+        if topology.kind == "url":
+            problems += _secret_problems("REDIS_URL", topology.url)
+        elif not self.redis_password:
+            problems.append("REDIS_PASSWORD must be set for Sentinel and Cluster")
+        elif _is_placeholder(self.redis_password):
+            problems.append("REDIS_PASSWORD is a placeholder from an example file")
         origins = self.cors_origin_list
         if "*" in origins:
             problems.append("CORS_ORIGINS must list origins, not '*'")

@@ -100,7 +100,9 @@ def build_app(
         )
         app.state.ctx = ctx
         # After the migrations: the audit writer needs its table.
-        await obs.start(engine=ctx.engine, redis=ctx.redis, http=[ctx.http])
+        await obs.start(
+            engine=ctx.engine, read_engine=ctx.read_engine, redis=ctx.redis, http=[ctx.http]
+        )
         try:
             async with running(ctx, obs):
                 # Start-up garbage (imports, migrations, the block-list) is gone

@@ -10,31 +10,46 @@ from __future__ import annotations
 from typing import Protocol
 
 import httpx
-from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.http.health import Check
+from shared.runtime.redis_durable import DurableWrites
+from shared.runtime.redis_topology import RedisClient
+from shared.runtime.settings import CommonSettings
 
-__all__ = ["Backends", "backend_checks", "close_backends", "make_redis"]
+__all__ = ["Backends", "backend_checks", "close_backends", "make_durable_writes", "make_redis"]
 
 
 class Backends(Protocol):
     """What a service context holds that the scaffold needs (both contexts do)."""
 
     engine: AsyncEngine
-    redis: Redis
+    # Single-statement reads (shared.db.engine.make_read_engine); the engine
+    # itself on SQLite.
+    read_engine: AsyncEngine
+    redis: RedisClient
     http: httpx.AsyncClient
 
 
-def make_redis(url: str) -> Redis:
-    """The service's Redis pool.
+def make_redis(settings: CommonSettings) -> RedisClient:
+    """The service's Redis client, for whichever topology the settings name
+    (one server, Sentinel or Cluster: `shared/runtime/redis_topology.py`).
 
     Bounded timeouts: a Redis that stops answering surfaces as an error (503,
-    `shared/http/unavailable.py`) within seconds instead of hanging requests;
-    the periodic health check replaces connections a failover left dead.
+    `shared/http/unavailable.py`) within seconds instead of hanging requests.
     """
-    return Redis.from_url(url, socket_timeout=2, socket_connect_timeout=2, health_check_interval=30)
+    return settings.redis_topology.client()
+
+
+def make_durable_writes(settings: CommonSettings, redis: RedisClient) -> DurableWrites:
+    """Security writes on `redis`, confirmed by `REDIS_MIN_REPLICAS_ACK` replicas."""
+    return DurableWrites(
+        redis,
+        settings.redis_topology,
+        replicas=settings.redis_min_replicas_ack,
+        timeout_ms=settings.redis_wait_timeout_ms,
+    )
 
 
 def backend_checks(ctx: Backends) -> dict[str, Check]:
@@ -51,7 +66,9 @@ def backend_checks(ctx: Backends) -> dict[str, Check]:
 
 
 async def close_backends(ctx: Backends) -> None:
-    """Close the HTTP client and the Redis pool, dispose of the engine."""
+    """Close the HTTP client and the Redis pool, dispose of the engines."""
     await ctx.http.aclose()
     await ctx.redis.aclose()
+    if ctx.read_engine is not ctx.engine:
+        await ctx.read_engine.dispose()
     await ctx.engine.dispose()

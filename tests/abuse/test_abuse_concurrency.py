@@ -45,8 +45,8 @@ async def _assert_session_dead(
         assert r.status_code == 401, r.text
     client = redis.Redis.from_url(REDIS_URL)
     try:
-        assert not client.exists(f"{prefix}sess:{sid}")
-        assert client.exists(f"{prefix}revoked:sid:{sid}")
+        assert not client.exists(f"{prefix}sess:{{{sid}}}")
+        assert client.exists(f"{prefix}revoked:sid:{{{sid}}}")
     finally:
         client.close()
 

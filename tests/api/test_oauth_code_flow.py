@@ -9,6 +9,7 @@ Chromium.
 from __future__ import annotations
 
 import secrets
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -17,8 +18,17 @@ from authlib.integrations.base_client.errors import OAuthError as AuthlibError
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from tests.conftest import ISSUER, Services, new_user, rejected_within_a_second
+from tests.conftest import (
+    ISSUER,
+    MailSink,
+    Services,
+    mail_sent,
+    mailing_services,
+    new_user,
+    rejected_within_a_second,
+)
 from tests.support.audit import AuditCapture
+from tests.support.mail import VERIFY_SUBJECT, messages_to, verify_link
 from tests.support.oauth import (
     REDIRECT,
     Client,
@@ -121,6 +131,8 @@ async def test_the_full_code_flow_for_a_confidential_client(
         "name": body["name"],
         "birthdate": "1980-04-14",
         "email": body["email"],
+        # Registered, never verified (no mail configured here).
+        "email_verified": False,
     }
     # ... but not the account itself: no password change, no session list.
     assert (
@@ -460,7 +472,9 @@ async def test_discovery_describes_the_code_flow(services: Services) -> None:
         meta["token_endpoint_auth_methods_supported"]
     )
     assert {"openid", "profile", "email"} <= set(meta["scopes_supported"])
-    assert {"sub", "nonce", "auth_time", "amr", "email", "name"} <= set(meta["claims_supported"])
+    assert {"sub", "nonce", "auth_time", "amr", "email", "email_verified", "name"} <= set(
+        meta["claims_supported"]
+    )
 
 
 __all__ = ["authlib_client"]
@@ -506,3 +520,54 @@ async def test_concurrent_redemptions_leave_nothing_alive_but_one_winner_at_most
         assert await rejected_within_a_second(
             services.user, "/users/me", _bearer(r.json()["access_token"])
         )
+
+
+async def test_require_verified_email_holds_for_the_code_flow(
+    tmp_path: Path, redis_prefix: str, sqlite_urls: dict[str, str], mail_sink: MailSink
+) -> None:
+    """The page's login refuses an unverified account with REQUIRE_VERIFIED_EMAIL;
+    a page session from before the setting was turned on gets no code either,
+    and /userinfo reports the address verified once it is."""
+    async for s in mailing_services(tmp_path, redis_prefix, sqlite_urls, mail_sink):
+        body, tokens = await _user(s)
+        client = await code_client(s)
+    async for s in mailing_services(
+        tmp_path, redis_prefix, sqlite_urls, mail_sink, require_verified_email=True
+    ):
+        verifier = secrets.token_urlsafe(48)
+        async with code_flow_client(s, client) as oauth:
+            url, _ = oauth.create_authorization_url(AUTHORIZE, code_verifier=verifier, nonce="n-1")
+            r = await s.auth.get(url)
+            assert r.status_code == 303, r.text
+            request_id = r.headers["location"].removeprefix("/?authorize=")
+            refused = await s.auth.post(
+                "/authorize/continue",
+                json={"request_id": request_id},
+                headers=_bearer(tokens["access_token"]),
+            )
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["type"].endswith(":email-not-verified")
+            assert "redirect_to" not in refused.json()
+            # The request waits: verify the address (the refusal mailed a
+            # link), then continue.
+            assert (await s.auth.get(f"/authorize/requests/{request_id}")).status_code == 200
+            await mail_sent(s)
+            link = verify_link(messages_to(mail_sink.directory, body["email"], VERIFY_SUBJECT)[-1])
+            verified = await s.auth.post("/email/verify", json={"token": link[1]})
+            assert verified.status_code == 204, verified.text
+            login = await s.auth.post(
+                "/login", json={"email": body["email"], "password": body["password"]}
+            )
+            assert login.status_code == 200, login.text
+            ok = await s.auth.post(
+                "/authorize/continue",
+                json={"request_id": request_id},
+                headers=_bearer(login.json()["access_token"]),
+            )
+            assert ok.status_code == 200, ok.text
+            token = await oauth.fetch_token(
+                "/token", authorization_response=ok.json()["redirect_to"], code_verifier=verifier
+            )
+        info = await s.auth.get("/userinfo", headers=_bearer(token["access_token"]))
+        assert info.status_code == 200, info.text
+        assert (info.json()["email"], info.json()["email_verified"]) == (body["email"], True)

@@ -14,12 +14,16 @@ from bench.core import (
     JSON_PREFIX,
     Check,
     TargetResult,
+    audit_stored_ratio,
+    capacity_rows,
     delay_for_rate,
     linear_slope,
     paired_ratio,
     parse_wrk_output,
     percentile,
+    prometheus_value,
     ratio,
+    render_capacity,
     render_markdown,
     replace_marked,
     target_verdict,
@@ -189,3 +193,79 @@ def test_replace_marked_swaps_only_the_marked_block() -> None:
 def test_replace_marked_refuses_broken_markers(doc: str) -> None:
     with pytest.raises(ValueError, match="expected"):
         replace_marked(doc, "results", "x")
+
+
+METRICS = """\
+# HELP idp_audit_events_total Audit events emitted, by event and outcome.
+# TYPE idp_audit_events_total counter
+idp_audit_events_total{event="login",outcome="success",service="auth"} 25.0
+idp_audit_events_total{event="token.refresh",outcome="success",service="auth"} 164.0
+idp_audit_events_total{event="token.refresh",outcome="failure",service="auth"} 3.0
+idp_audit_events_created{event="token.refresh",outcome="success",service="auth"} 1.7e+09
+idp_tokens_issued_total{kind="refresh",service="auth"} 189.0
+"""
+
+
+def test_prometheus_value_reads_the_matching_samples_only() -> None:
+    refresh = {"event": "token.refresh", "outcome": "success"}
+    assert prometheus_value(METRICS, "idp_audit_events_total", refresh) == 164.0
+    # Labels not named match anything: both outcomes of token.refresh.
+    assert prometheus_value(METRICS, "idp_audit_events_total", {"event": "token.refresh"}) == 167
+    # A counter never incremented has no sample yet: 0, not an error.
+    assert prometheus_value(METRICS, "idp_audit_events_total", {"event": "logout"}) == 0.0
+    assert prometheus_value(METRICS, "idp_tokens_issued_total", {}) == 189.0
+
+
+def test_audit_rows_are_counted_against_the_larger_of_emitted_and_answered() -> None:
+    # The service finished rotations wrk stopped reading: all must be stored.
+    assert audit_stored_ratio(stored=164, emitted=164, answered=133) == 1.0
+    assert audit_stored_ratio(stored=123, emitted=164, answered=133) == pytest.approx(0.75)
+    # A counter that missed events cannot hide rows missing for answered refreshes.
+    assert audit_stored_ratio(stored=100, emitted=80, answered=125) == pytest.approx(0.8)
+    # Nothing refreshed: nothing to claim, so the check is n/a rather than a pass.
+    assert math.isnan(audit_stored_ratio(stored=0, emitted=0, answered=0))
+    assert Check("x", audit_stored_ratio(stored=0, emitted=0, answered=0), ">=", 1.0).verdict == (
+        "n/a"
+    )
+
+
+def _t(number: int, **data: object) -> TargetResult:
+    return TargetResult(number, f"t{number}", [], data=dict(data))
+
+
+def test_capacity_is_the_saturation_rate_per_server_core() -> None:
+    targets = {
+        1: _t(1, median_rps={"ours": 4000.0, "ours as shipped": 3600.0}),
+        3: _t(3, saturation=[{"ok_rps": 20.0}, {"ok_rps": 24.0}, {"ok_rps": 30.0}]),
+        5: _t(5, runs=[{"ok_rps": 900.0}, {"ok_rps": 700.0}]),
+    }
+    rows = {r["unit"]: r for r in capacity_rows(targets, cores=2)}
+    assert rows["reads/s"]["per_core"] == 2000.0
+    assert "1800 reads/s" in rows["reads/s"]["note"]  # as shipped, per core
+    assert rows["logins/s"]["per_core"] == 12.0  # the median round
+    assert rows["refreshes/s"]["per_core"] == 400.0
+
+
+def test_capacity_leaves_out_what_the_run_did_not_measure() -> None:
+    rows = capacity_rows({5: _t(5, runs=[{"ok_rps": 500.0}])}, cores=1)
+    assert [r["unit"] for r in rows] == ["refreshes/s"]
+    assert capacity_rows({}, cores=1) == []
+
+
+def test_the_capacity_table_names_its_run_and_machine() -> None:
+    rows = capacity_rows({5: _t(5, runs=[{"ok_rps": 512.4}])}, cores=1)
+    meta = {
+        "mode": "full",
+        "started": "2026-12-07 06:00 UTC",
+        "configuration": "production configuration: PostgreSQL 15.20",
+        "machine": "x86_64 (AMD EPYC), 2 CPUs",
+    }
+    md = render_capacity(rows, meta)
+    assert "full run, 2026-12-07 06:00 UTC, production configuration" in md
+    assert "x86_64 (AMD EPYC), 2 CPUs" in md
+    assert "| POST /token/refresh (rotation, RS256 sign, audit row) | 512 refreshes/s |" in md
+
+
+def test_the_results_table_states_the_configuration() -> None:
+    meta = {"mode": "quick", "configuration": "trial configuration: SQLite files"}
+    assert "Configuration: trial configuration: SQLite files." in render_markdown([], meta)

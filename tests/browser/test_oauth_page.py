@@ -140,6 +140,7 @@ def test_a_user_signs_in_to_an_application_with_the_page(ui: PasskeyPage, cluste
         "name": "Jane Doe",
         "birthdate": "1980-04-14",
         "email": email,
+        "email_verified": False,  # registered, its link never opened
     }
     assert httpx.get(f"{cluster.base_url}/users/me", headers=bearer, timeout=10).status_code == 200
     # The page's own session ended on the way out: nothing to reuse in this tab.

@@ -13,7 +13,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import PASSWORD, Cluster, PasskeyPage, new_email
-from tests.support.mail import messages_to, reset_link
+from tests.support.mail import RESET_SUBJECT, messages_to, reset_link
 
 pytestmark = pytest.mark.browser
 
@@ -24,7 +24,7 @@ def _wait_for_mail(mail_dir: Path, address: str, timeout: float = 15.0) -> str:
     """The reset link of the newest mail to `address`, once the sink has it."""
     deadline = time.monotonic() + timeout
     while True:
-        found = messages_to(mail_dir, address) if mail_dir.exists() else []
+        found = messages_to(mail_dir, address, RESET_SUBJECT) if mail_dir.exists() else []
         if found:
             return reset_link(found[-1])[0]
         if time.monotonic() > deadline:

@@ -3,13 +3,15 @@
 Enough of the syntax to run our file as its users do: file variables
 (`@name = value`), requests separated by `###`, `# @name` captures,
 `{{var}}` and `{{req.response.body.<path>}}` references (dotted keys or a
-`$[0].key` JSONPath), plus our own `# expect: 200 409` comments.
+`$[0].key` JSONPath), the `{{$guid}}` system variable, plus our own
+`# expect: 200 409` comments.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -79,6 +81,8 @@ class Runner:
     def resolve(self, text: str) -> str:
         def one(m: re.Match[str]) -> str:
             ref = m.group(1)
+            if ref == "$guid":  # a new one per use, as REST Client does
+                return str(uuid.uuid4())
             if ref in self.variables:
                 return self.resolve(self.variables[ref])
             req, _, rest = ref.partition(".response.body")

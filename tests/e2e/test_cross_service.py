@@ -159,3 +159,81 @@ def _rotation_walk(pair: Pair, tmp_path: Path) -> None:
     # Old tokens stay valid until they expire.
     assert httpx.get(f"{pair.user.url}/users/{uid}", headers=old_bearer).status_code == 200
     assert uuid.UUID(new_uid)
+
+
+def _account(p: Pair) -> tuple[dict[str, str], str, dict[str, str]]:
+    body = new_user()
+    r = httpx.post(f"{p.auth.url}/users", json=body, timeout=10)
+    assert r.status_code == 201, r.text
+    tok = httpx.post(
+        f"{p.auth.url}/login",
+        json={"email": body["email"], "password": body["password"]},
+        timeout=10,
+    )
+    return body, r.json()["id"], {"Authorization": f"Bearer {tok.json()['access_token']}"}
+
+
+def test_account_deletion_reaches_the_user_service_within_a_second(pair: Pair) -> None:
+    trials = []
+    for _ in range(3):
+        body, uid, bearer = _account(pair)
+        # A second device's token, still unexpired after the deletion.
+        other = httpx.post(
+            f"{pair.auth.url}/login",
+            json={"email": body["email"], "password": body["password"]},
+            timeout=10,
+        ).json()
+        other_bearer = {"Authorization": f"Bearer {other['access_token']}"}
+        for b in (bearer, other_bearer):
+            assert httpx.get(f"{pair.user.url}/users/{uid}", headers=b).status_code == 200
+        t0 = time.monotonic()
+        r = httpx.request(
+            "DELETE",
+            f"{pair.auth.url}/users/me",
+            json={"password": body["password"]},
+            headers=bearer,
+            timeout=20,
+        )
+        assert r.status_code == 204, r.text
+        for b in (bearer, other_bearer):
+            while httpx.get(f"{pair.user.url}/users/{uid}", headers=b).status_code != 401:
+                assert time.monotonic() - t0 < 1.0, "a deleted account's token outlived a second"
+        trials.append(time.monotonic() - t0)
+    assert max(trials) < 1.0
+
+
+def test_deletion_with_user_service_down_is_503_and_changes_nothing(pair: Pair) -> None:
+    body, uid, bearer = _account(pair)
+    pair.user.stop()
+    try:
+        r = httpx.request(
+            "DELETE",
+            f"{pair.auth.url}/users/me",
+            json={"password": body["password"]},
+            headers=bearer,
+            timeout=20,
+        )
+        assert r.status_code == 503, r.text
+        assert r.headers["content-type"] == "application/problem+json"
+        # Nothing changed here: the session lives, the password logs in.
+        assert httpx.get(f"{pair.auth.url}/sessions", headers=bearer).status_code == 200
+        login = httpx.post(
+            f"{pair.auth.url}/login",
+            json={"email": body["email"], "password": body["password"]},
+            timeout=10,
+        )
+        assert login.status_code == 200
+        export = httpx.get(f"{pair.auth.url}/users/me/export", headers=bearer, timeout=20)
+        assert export.status_code == 503
+    finally:
+        pair.user.start()
+    assert httpx.get(f"{pair.user.url}/users/{uid}", headers=bearer).status_code == 200
+    # The retry finishes the job.
+    r = httpx.request(
+        "DELETE",
+        f"{pair.auth.url}/users/me",
+        json={"password": body["password"]},
+        headers=bearer,
+        timeout=20,
+    )
+    assert r.status_code == 204, r.text

@@ -7,7 +7,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import MailSink, Services, mail_sent
 from tests.observability.conftest import AuditCapture, account, bearer
-from tests.support.mail import messages_to, reset_link
+from tests.support.mail import RESET_SUBJECT, messages_to, reset_link
 
 pytestmark = pytest.mark.anyio
 
@@ -29,10 +29,20 @@ async def _counter(s: Services, name: str, **labels: str) -> float:
 
 
 async def test_lifecycle_counters_exist_from_start(mailing: Services) -> None:
-    for event in ("password.change", "password.forgot", "password.reset", "mail.sent"):
+    for event in (
+        "password.change",
+        "password.forgot",
+        "password.reset",
+        "email.verify",
+        "email.verify_resend",
+        "email.change",
+        "mail.sent",
+    ):
         assert await _counter(mailing, "idp_audit_events_total", event=event) == 0
     assert await _counter(mailing, "idp_mail_total", result="failure") == 0
-    assert await _counter(mailing, "idp_rate_limited_total", limit="forgot-email") == 0
+    for limit in ("forgot-email", "verify-resend-account", "email-change-account"):
+        assert await _counter(mailing, "idp_rate_limited_total", limit=limit) == 0
+    assert await _counter(mailing, "idp_logins_total", result="email_not_verified") == 0
 
 
 async def test_change_forgot_reset_and_mail_are_audited_and_counted(
@@ -40,6 +50,7 @@ async def test_change_forgot_reset_and_mail_are_audited_and_counted(
 ) -> None:
     s = mailing
     uid, body, tokens = await account(s)
+    await mail_sent(s)  # the registration's verification mail, before the capture
     audit.clear()
     wrong = await s.auth.post(
         "/password/change",
@@ -72,7 +83,7 @@ async def test_change_forgot_reset_and_mail_are_audited_and_counted(
     assert [(e["outcome"], e["kind"], e["user_id"]) for e in audit.named("mail.sent")] == [
         ("success", "password_reset", uid)
     ]
-    token = reset_link(messages_to(mail_sink.directory, body["email"])[-1])[1]
+    token = reset_link(messages_to(mail_sink.directory, body["email"], RESET_SUBJECT)[-1])[1]
     assert (
         await s.auth.post("/password/reset", json={"token": "B" * 43, "new_password": NEW})
     ).status_code == 400
@@ -97,4 +108,5 @@ async def test_change_forgot_reset_and_mail_are_audited_and_counted(
         await _counter(s, "idp_audit_events_total", event="password.reset", outcome="success") == 1
     )
     assert await _counter(s, "idp_audit_events_total", event="password.forgot") == 2
-    assert await _counter(s, "idp_mail_total", result="success") == 1
+    # The reset mail and the registration's verification mail.
+    assert await _counter(s, "idp_mail_total", result="success") == 2

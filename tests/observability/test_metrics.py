@@ -258,7 +258,12 @@ async def test_every_series_a_panel_or_alert_reads_exists_at_zero_on_a_fresh_app
     # Prometheus's first sample of a series created by its first event
     # already holds that event, so increase() would never show it: the first
     # attack on a fresh process must find its series there at 0.
-    from shared.observability.metrics import AUDIT_EVENTS_ANY, AUDIT_EVENTS_ISSUER, RATE_LIMITS
+    from shared.observability.metrics import (
+        AUDIT_EVENTS_ANY,
+        AUDIT_EVENTS_ISSUER,
+        AUDIT_EVENTS_RESOURCE,
+        RATE_LIMITS,
+    )
 
     _, auth = await _scrape(services.auth)
     _, user = await _scrape(services.user)
@@ -268,6 +273,9 @@ async def test_every_series_a_panel_or_alert_reads_exists_at_zero_on_a_fresh_app
             assert _present(auth, "idp_audit_events_total", event=event, outcome=outcome) == [0]
     for event in AUDIT_EVENTS_ANY:
         assert _present(user, "idp_audit_events_total", event=event, outcome="failure") == [0]
+    for event in AUDIT_EVENTS_RESOURCE:
+        for outcome in ("success", "failure"):
+            assert _present(user, "idp_audit_events_total", event=event, outcome=outcome) == [0]
     for limit in RATE_LIMITS:
         assert _present(auth, "idp_rate_limited_total", limit=limit) == [0], limit
     for samples, method, route, status in [
@@ -296,7 +304,12 @@ def test_known_label_values_cover_what_the_code_emits() -> None:
     # limit in the code must be added there too, or its first burst is lost.
     import re
 
-    from shared.observability.metrics import AUDIT_EVENTS_ANY, AUDIT_EVENTS_ISSUER, RATE_LIMITS
+    from shared.observability.metrics import (
+        AUDIT_EVENTS_ANY,
+        AUDIT_EVENTS_ISSUER,
+        AUDIT_EVENTS_RESOURCE,
+        RATE_LIMITS,
+    )
 
     root = Path(__file__).resolve().parents[2]
     code = "\n".join(
@@ -314,4 +327,4 @@ def test_known_label_values_cover_what_the_code_emits() -> None:
     )
     assert limits == set(RATE_LIMITS)
     assert "login" in events
-    assert events <= set(AUDIT_EVENTS_ISSUER) | set(AUDIT_EVENTS_ANY)
+    assert events <= set(AUDIT_EVENTS_ISSUER) | set(AUDIT_EVENTS_ANY) | set(AUDIT_EVENTS_RESOURCE)

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+import ssl
 import subprocess
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import pytest
 import redis
@@ -20,11 +22,16 @@ from redis.asyncio import Redis
 
 from shared.access.revocation import RedisRevocationChecker, revocation_channel, revoked_key
 from shared.access.revocation_feed import SubscribedRevocationChecker
+from shared.runtime.redis_topology import RedisTopology
 from tests.conftest import REDIS_URL
 from tests.e2e.processes import free_port
 from tests.support.tls import write_self_signed
 
 pytestmark = pytest.mark.anyio
+
+
+def _connect(url: str) -> Callable[..., Redis]:
+    return RedisTopology("url", url=url).subscriber_factory()
 
 
 class CountingChecker:
@@ -88,7 +95,7 @@ async def live_checker(
     fallback = CountingChecker(RedisRevocationChecker(client, prefix=prefix))
     checker = SubscribedRevocationChecker(
         fallback,
-        redis_url=REDIS_URL,
+        connect=_connect(REDIS_URL),
         channel=revocation_channel(prefix),
         clock=clock or Clock(),
     )
@@ -241,7 +248,7 @@ async def test_the_feed_works_over_tls(tls_redis: str, redis_prefix: str) -> Non
     tls = Redis.from_url(tls_redis)
     fallback = CountingChecker(RedisRevocationChecker(tls, prefix=redis_prefix))
     checker = SubscribedRevocationChecker(
-        fallback, redis_url=tls_redis, channel=revocation_channel(redis_prefix)
+        fallback, connect=_connect(tls_redis), channel=revocation_channel(redis_prefix)
     )
     await checker.start()
     try:
@@ -266,7 +273,7 @@ async def test_heartbeat_must_fit_the_one_second_contract(client: Redis) -> None
     fallback = RedisRevocationChecker(client, prefix="p:")
     with pytest.raises(ValueError, match="1 second"):
         SubscribedRevocationChecker(
-            fallback, redis_url=REDIS_URL, channel="c", stale_after_seconds=1.5
+            fallback, connect=_connect(REDIS_URL), channel="c", stale_after_seconds=1.5
         )
 
 
@@ -278,7 +285,7 @@ async def test_shutdown_is_prompt_at_any_point_of_the_connection(
     # feed is doing (connecting, subscribing, reading, pinging).
     fallback = RedisRevocationChecker(client, prefix=redis_prefix)
     checker = SubscribedRevocationChecker(
-        fallback, redis_url=REDIS_URL, channel=revocation_channel(redis_prefix)
+        fallback, connect=_connect(REDIS_URL), channel=revocation_channel(redis_prefix)
     )
     await checker.start()
     await asyncio.sleep(delay)
@@ -292,7 +299,7 @@ async def test_a_url_the_feed_cannot_use_keeps_the_per_request_check(
 ) -> None:
     fallback = CountingChecker(RedisRevocationChecker(client, prefix=redis_prefix))
     checker = SubscribedRevocationChecker(
-        fallback, redis_url="http://user:not-a-real-one@example.invalid/0", channel="x"
+        fallback, connect=_connect("http://user:not-a-real-one@example.invalid/0"), channel="x"
     )
     await checker.start()
     try:
@@ -300,8 +307,44 @@ async def test_a_url_the_feed_cannot_use_keeps_the_per_request_check(
         assert not await checker.is_revoked("s")
         assert not await checker.is_revoked("s")
         assert fallback.calls == 2
-        assert "revocation feed off" in caplog.text
+        # Not off for good: it keeps trying (settings refuse such a URL at start).
+        assert "revocation feed unavailable" in caplog.text
         assert "not-a-real-one" not in caplog.text
+    finally:
+        async with asyncio.timeout(2):
+            await checker.aclose()
+
+
+async def test_a_tls_certificate_error_does_not_turn_the_feed_off(
+    client: Redis, redis_prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`ssl.SSLCertVerificationError` is a ValueError too. The feed once read
+    any ValueError as "REDIS_URL unusable" and stopped for good, leaving a
+    rediss:// deployment on per-request checks until restarted (e.g. after a
+    server certificate rotated before the CA bundle did). Now it retries."""
+    connect = _connect(REDIS_URL)
+    attempts = 0
+
+    def flaky(**options: Any) -> Redis:
+        nonlocal attempts
+        attempts += 1
+        if attempts == 1:
+            raise ssl.SSLCertVerificationError("certificate verify failed")
+        return connect(**options)
+
+    fallback = CountingChecker(RedisRevocationChecker(client, prefix=redis_prefix))
+    checker = SubscribedRevocationChecker(
+        fallback, connect=flaky, channel=revocation_channel(redis_prefix)
+    )
+    await checker.start()
+    try:
+        for _ in range(300):
+            if checker.live:
+                break
+            await asyncio.sleep(0.01)
+        assert checker.live, "the feed stayed off after one certificate error"
+        assert attempts >= 2
+        assert "revocation feed unavailable (SSLCertVerificationError)" in caplog.text
     finally:
         async with asyncio.timeout(2):
             await checker.aclose()

@@ -32,6 +32,10 @@ class _Ctx:
     redis: Redis
     http: httpx.AsyncClient
 
+    @property
+    def read_engine(self) -> AsyncEngine:
+        return self.engine  # SQLite: reads share the engine (make_read_engine)
+
 
 def _router() -> APIRouter:
     router = APIRouter()
@@ -47,7 +51,7 @@ def _app(tmp_path: Path, redis_url: str, seen: list[str], built: list[_Ctx]) -> 
     def build_context(_obs: Observability) -> _Ctx:
         ctx = _Ctx(
             make_engine(f"sqlite+aiosqlite:///{tmp_path}/svc.db"),
-            make_redis(redis_url),
+            make_redis(CommonSettings(env="test", redis_url=redis_url)),
             httpx.AsyncClient(),
         )
         built.append(ctx)

@@ -14,6 +14,11 @@ from typing import cast
 
 SINK_PATH = Path(__file__).resolve().parents[2] / "deploy" / "local" / "mail_sink.py"
 RESET_LINK = re.compile(r"(\S+/\?reset_token=([A-Za-z0-9_-]+))")
+VERIFY_LINK = re.compile(r"(\S+/\?verify_token=([A-Za-z0-9_-]+))")
+RESET_SUBJECT = "Reset your password"
+VERIFY_SUBJECT = "Verify your email address"
+CHANGE_SUBJECT = "Confirm your new email address"
+CHANGED_SUBJECT = "Your email address was changed"
 
 
 def load_sink() -> ModuleType:
@@ -38,8 +43,15 @@ def messages(mail_dir: Path) -> list[EmailMessage]:
     ]
 
 
-def messages_to(mail_dir: Path, address: str) -> list[EmailMessage]:
-    return [m for m in messages(mail_dir) if m["To"] == address]
+def messages_to(mail_dir: Path, address: str, subject: str | None = None) -> list[EmailMessage]:
+    """The messages to `address`, oldest first; only those with `subject` if given
+    (registration mails a verification link too, so a test that counts reset
+    mails names their subject)."""
+    return [
+        m
+        for m in messages(mail_dir)
+        if m["To"] == address and (subject is None or m["Subject"] == subject)
+    ]
 
 
 def text_of(message: EmailMessage) -> str:
@@ -58,4 +70,11 @@ def reset_link(message: EmailMessage) -> tuple[str, str]:
     """(the link, its token) from a reset mail's text part."""
     found = RESET_LINK.search(text_of(message))
     assert found, "no reset link in the mail"
+    return found.group(1), found.group(2)
+
+
+def verify_link(message: EmailMessage) -> tuple[str, str]:
+    """(the link, its token) from a verification or email-change mail's text part."""
+    found = VERIFY_LINK.search(text_of(message))
+    assert found, "no verification link in the mail"
     return found.group(1), found.group(2)

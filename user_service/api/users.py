@@ -1,4 +1,4 @@
-"""GET /users/me, GET /users/{id} (self or admin), GET /users (admin)."""
+"""GET and PATCH /users/me, GET /users/{id} (self or admin), GET /users (admin)."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.routing import APIRoute
 
+from shared.audit.events import audit_event
 from shared.http.openapi import problem_responses
 from shared.http.problems import Problem
 from shared.tokens.claims import AccessClaims
 from user_service.api.deps import Ctx, CurrentUser, current_user, forbidden, get_ctx, is_admin
 from user_service.context import UserContext
 from user_service.models import Profile
-from user_service.schemas import ProfileOut, ProfilePage
+from user_service.schemas import ProfileOut, ProfilePage, ProfileUpdate
 
 router = APIRouter(tags=["users"])
 
@@ -31,6 +32,32 @@ async def me(claims: CurrentUser, ctx: Ctx) -> ProfileOut:
     profile = await ctx.profiles.get(uuid.UUID(claims.sub))
     if profile is None:
         raise _not_found()
+    return ProfileOut.model_validate(profile, from_attributes=True)
+
+
+@router.patch(
+    "/users/me",
+    response_model=ProfileOut,
+    responses=problem_responses(401, 403, 404, 422, 503),
+    summary="Change your name, date of birth or job title",
+)
+async def update_me(
+    body: ProfileUpdate, claims: CurrentUser, ctx: Ctx, request: Request
+) -> ProfileOut:
+    # The profile here is the one copy of name, date of birth and job title:
+    # the auth service keeps none (it reads them only from the registration
+    # request, for the password policy), so nothing else can go stale.
+    changes = body.changes()
+    who = {"user_id": claims.sub, "session_id": claims.sid}
+    profile = await ctx.profiles.update(uuid.UUID(claims.sub), changes)
+    if profile is None:
+        audit_event("profile.update", outcome="failure", request=request, reason="not_found", **who)
+        raise _not_found()
+    # Which fields changed, never their values: the trail outlives the
+    # profile (an erased account's events keep only its id).
+    audit_event(
+        "profile.update", outcome="success", request=request, fields=",".join(changes), **who
+    )
     return ProfileOut.model_validate(profile, from_attributes=True)
 
 

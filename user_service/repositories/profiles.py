@@ -2,45 +2,34 @@
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 
-from sqlalchemy import func
+from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db.sqlite_reads import SQLitePrimaryKeyReader
+from shared.db.reads import KeyedReader
 from user_service.models import Profile, utcnow
 from user_service.schemas import ProfileOut, ProfileUpsert
 
 
 class ProfileRepository:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], reads: AsyncEngine) -> None:
+        """`sessions` write; `reads` is the read engine (shared.db.engine.make_read_engine)."""
         self._sessions = sessions
-        bind = sessions.kw.get("bind")
-        # SQLite files: reads skip the async ORM (see sqlite_reads for why and why safe).
-        self._fast = (
-            SQLitePrimaryKeyReader.for_engine(bind, Profile.__table__)  # type: ignore[attr-defined]
-            if isinstance(bind, AsyncEngine)
-            else None
+        # Only the columns the read model has (shared/db/reads.py: no ORM load).
+        self._by_id = KeyedReader(
+            reads,
+            Profile.__table__,  # type: ignore[attr-defined]
+            columns=list(ProfileOut.model_fields),
         )
 
-    async def get(self, profile_id: uuid.UUID) -> Profile | ProfileOut | None:
-        """The profile, or None. On SQLite files the fast path answers with the
-        read model itself (`ProfileOut`): an ORM `Profile` costs ~0.1 ms just to
-        construct, and an uninstrumented one cannot be read before the mappers
-        are configured. Callers read attributes only, which both types share."""
-        if self._fast is not None:
-            try:
-                row = self._fast.get(profile_id)
-            except sqlite3.Error:
-                pass  # locked, or not migrated yet: the async path answers or raises
-            else:
-                return ProfileOut.model_validate(row) if row is not None else None
-        async with self._sessions() as s:
-            return await s.get(Profile, profile_id)
+    async def get(self, profile_id: uuid.UUID) -> ProfileOut | None:
+        """The profile as its read model, or None."""
+        row = await self._by_id.get(profile_id)
+        return None if row is None else ProfileOut.model_validate(row)
 
     async def upsert(self, data: ProfileUpsert) -> tuple[Profile, bool]:
         """Insert or update by id; returns (profile, created). Idempotent, and
@@ -50,7 +39,7 @@ class ProfileRepository:
             async with self._sessions() as s:
                 existing = await s.get(Profile, data.id)
                 if existing is not None:
-                    for field in ("name", "email", "date_of_birth", "job_title"):
+                    for field in ("name", "email", "date_of_birth", "job_title", "email_verified"):
                         setattr(existing, field, getattr(data, field))
                     existing.updated_at = utcnow()
                     s.add(existing)
@@ -64,6 +53,28 @@ class ProfileRepository:
                 except IntegrityError:
                     await s.rollback()
         raise RuntimeError("profile upsert did not converge")
+
+    async def update(self, profile_id: uuid.UUID, changes: dict[str, object]) -> Profile | None:
+        """Set `changes` (column -> value) on the profile; None when there is none."""
+        async with self._sessions() as s:
+            profile = await s.get(Profile, profile_id)
+            if profile is None:
+                return None
+            for field, value in changes.items():
+                setattr(profile, field, value)
+            if changes:
+                profile.updated_at = utcnow()
+                s.add(profile)
+                await s.commit()
+                await s.refresh(profile)
+            return profile
+
+    async def delete(self, profile_id: uuid.UUID) -> bool:
+        """Delete the profile; True when there was one."""
+        async with self._sessions() as s:
+            result = await s.exec(delete(Profile).where(col(Profile.id) == profile_id))
+            await s.commit()
+            return bool(result.rowcount)
 
     async def page(self, *, limit: int, offset: int) -> tuple[list[Profile], int]:
         async with self._sessions() as s:

@@ -118,10 +118,12 @@ class PasswordLifecycle:
         if self._outbox is None:
             raise MailUnavailable
         key = login_key(email)
-        for limit, subject in ((self._limits.per_ip, ip), (self._limits.per_email, key)):
-            decision = await self._limiter.hit(limit, subject)
-            if not decision.allowed:
-                raise RateLimited(decision.retry_after, limit.scope)
+        refused = await self._limiter.hit_each(
+            [(self._limits.per_ip, ip), (self._limits.per_email, key)]
+        )
+        if refused is not None:
+            limit, decision = refused
+            raise RateLimited(decision.retry_after, limit.scope)
         identity = await self._identities.active_by_email(key)
         if identity is None:
             return None

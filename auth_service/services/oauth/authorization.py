@@ -19,6 +19,7 @@ from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from auth_service.models.client import OAuthClient
+from auth_service.models.identity import Identity
 from auth_service.services.oauth.errors import (
     CodeReused,
     InvalidRedirect,
@@ -43,6 +44,12 @@ class _Clients(Protocol):
 
 class _Identities(Protocol):
     async def active_roles_by_id(self, identity_id: uuid.UUID) -> tuple[str, ...] | None: ...
+
+    async def active_by_id(self, identity_id: uuid.UUID) -> Identity | None: ...
+
+
+class _Admission(Protocol):
+    async def admit(self, identity: Identity, *, ip: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,9 @@ class AuthorizationService:
     store: AuthorizationStore
     sessions: SessionStore
     identities: _Identities
+    # The page's login rule (Authenticator.admit: REQUIRE_VERIFIED_EMAIL),
+    # checked again when the code is issued.
+    admission: _Admission
     issuer: TokenIssuer
     # RFC 9207: the `iss` sent back with the code, against mix-up attacks.
     issuer_id: str
@@ -156,14 +166,22 @@ class AuthorizationService:
         return PendingRequest(request["client_name"], request["scope"])
 
     async def approve(
-        self, request_id: str, *, user_id: str, auth_time: int, amr: tuple[str, ...]
+        self, request_id: str, *, user_id: str, auth_time: int, amr: tuple[str, ...], ip: str
     ) -> str:
         """The signed-in user's answer: the redirect URI with a fresh code and `state`.
 
         Raises:
+            EmailNotVerified: REQUIRE_VERIFIED_EMAIL is on and the account's
+                address is unverified. The page's login refuses such an
+                account already; this catches a page session older than the
+                setting (a refresh does not re-check it). The request stays
+                pending, so the user can verify and continue.
             OAuthProtocolError: `invalid_request`, no such pending request
                 (expired, or answered already).
         """
+        identity = await self.identities.active_by_id(uuid.UUID(user_id))
+        if identity is not None:
+            await self.admission.admit(identity, ip=ip)
         request = await self.store.take_request(request_id) if request_id else None
         if request is None:
             raise OAuthProtocolError(

@@ -19,7 +19,8 @@ class UserInfo:
 
     The profile is read with the caller's own access token, so the user
     service applies its own rules (revocation, audience) to it; the scopes
-    decide what is released: `profile` -> name, birthdate; `email` -> email.
+    decide what is released: `profile` -> name, birthdate; `email` -> email,
+    email_verified.
     """
 
     profiles: _Profiles
@@ -43,4 +44,7 @@ class UserInfo:
             out["birthdate"] = profile.get("date_of_birth")
         if "email" in scopes:
             out["email"] = profile.get("email")
+            # Whether the address was proven (OpenID Connect Core §5.1): the
+            # profile carries it since email verification.
+            out["email_verified"] = bool(profile.get("email_verified", False))
         return out

@@ -1,18 +1,15 @@
-"""The SQLite fast paths of the login and refresh reads answer exactly as the ORM does.
+"""The login and refresh reads answer exactly as the ORM does, on SQLite and PostgreSQL.
 
 Login reads the identity by email and asks whether the account has a passkey;
-refresh reads the identity's roles by id. On a SQLite file these skip the
-async ORM (shared/db/sqlite_reads.py). Every test compares with the ORM path on
-the same database, and checks that nothing is cached between reads.
+refresh reads the identity's roles by id. Each is one statement on the read
+engine (shared/db/reads.py). Every test compares with an ORM read of the same
+database, and checks that nothing is cached between reads.
 """
 
 from __future__ import annotations
 
-import sqlite3
-import threading
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -22,8 +19,8 @@ from auth_service.models.identity import Identity
 from auth_service.models.webauthn import NewCredential, RecoveryCode, WebAuthnCredential
 from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
-from shared.db.engine import make_engine, make_sessionmaker
-from shared.db.sqlite_reads import SQLitePrimaryKeyReader
+from shared.db.engine import make_engine, make_read_engine, make_sessionmaker
+from shared.db.reads import KeyedReader
 
 pytestmark = pytest.mark.anyio
 
@@ -31,12 +28,20 @@ _TABLES = [Identity.__table__, WebAuthnCredential.__table__, RecoveryCode.__tabl
 
 
 @pytest.fixture
-async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/auth.db")
+async def engine(db_urls: dict[str, str]) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(db_urls["auth"])
     async with engine.begin() as conn:
         await conn.run_sync(lambda c: SQLModel.metadata.create_all(c, tables=_TABLES))
     yield engine
     await engine.dispose()
+
+
+@pytest.fixture
+async def reads(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
+    reads = make_read_engine(engine)
+    yield reads
+    if reads is not engine:
+        await reads.dispose()
 
 
 async def _orm_by_email(engine: AsyncEngine, key: str) -> Identity | None:
@@ -55,21 +60,10 @@ async def _new_identity(repo: IdentityRepository, email: str) -> Identity:
     return identity
 
 
-def _on_another_thread(reader: SQLitePrimaryKeyReader | None, key: object) -> None:
-    # Opens the reader's connection on a thread that is not the event loop's:
-    # every later use from the loop raises sqlite3.ProgrammingError (a real
-    # sqlite3.Error), the case where the repository must fall back.
-    assert reader is not None
-    t = threading.Thread(target=reader.exists, args=(key,))
-    t.start()
-    t.join()
-
-
 async def test_identity_by_email_matches_the_orm_and_sees_every_commit(
-    engine: AsyncEngine,
+    engine: AsyncEngine, reads: AsyncEngine
 ) -> None:
-    repo = IdentityRepository(make_sessionmaker(engine))
-    assert repo._fast_email is not None  # file-backed SQLite takes the fast path
+    repo = IdentityRepository(make_sessionmaker(engine), reads)
     identity = await _new_identity(repo, "Ada@Example.com")
     key = "ada@example.com"
 
@@ -98,8 +92,10 @@ async def test_identity_by_email_matches_the_orm_and_sees_every_commit(
     assert await _orm_by_email(engine, key) is None
 
 
-async def test_roles_by_id_match_the_orm_and_see_every_commit(engine: AsyncEngine) -> None:
-    repo = IdentityRepository(make_sessionmaker(engine))
+async def test_roles_by_id_match_the_orm_and_see_every_commit(
+    engine: AsyncEngine, reads: AsyncEngine
+) -> None:
+    repo = IdentityRepository(make_sessionmaker(engine), reads)
     identity = await _new_identity(repo, "grace@example.com")
     assert await repo.active_roles_by_id(identity.id) is None  # pending
     await repo.activate(identity.id)
@@ -115,11 +111,10 @@ async def test_roles_by_id_match_the_orm_and_see_every_commit(engine: AsyncEngin
     assert await repo.active_roles_by_id(uuid.uuid4()) is None
 
 
-async def test_passkey_check_matches_the_orm_count(engine: AsyncEngine) -> None:
+async def test_passkey_check_matches_the_orm_count(engine: AsyncEngine, reads: AsyncEngine) -> None:
     sessions = make_sessionmaker(engine)
-    identities = IdentityRepository(sessions)
-    credentials = CredentialRepository(sessions)
-    assert credentials._fast_owner is not None
+    identities = IdentityRepository(sessions, reads)
+    credentials = CredentialRepository(sessions, reads)
     owner = await _new_identity(identities, "alan@example.com")
     other = await _new_identity(identities, "kurt@example.com")
 
@@ -148,41 +143,10 @@ async def test_passkey_check_matches_the_orm_count(engine: AsyncEngine) -> None:
     assert await credentials.enrolled(owner.id) is False
 
 
-async def test_a_failing_fast_path_falls_back_to_the_orm(engine: AsyncEngine) -> None:
-    sessions = make_sessionmaker(engine)
-    repo = IdentityRepository(sessions)
-    credentials = CredentialRepository(sessions)
-    identity = await _new_identity(repo, "edsger@example.com")
-    await repo.activate(identity.id)
-    await repo.set_roles("edsger@example.com", ("admin",))
-    _on_another_thread(repo._fast, identity.id)
-    _on_another_thread(repo._fast_email, "edsger@example.com")
-    _on_another_thread(credentials._fast_owner, identity.id)
-    assert repo._fast_email is not None
-    with pytest.raises(sqlite3.ProgrammingError):  # the fast path is out of order
-        repo._fast_email.get("edsger@example.com")
-
-    by_email = await repo.active_by_email("edsger@example.com")
-    assert by_email is not None
-    assert by_email.id == identity.id
-    assert await repo.active_roles_by_id(identity.id) == ("admin",)
-    assert await credentials.enrolled(identity.id) is False
-
-
 async def test_a_key_column_of_another_table_is_refused(engine: AsyncEngine) -> None:
     with pytest.raises(ValueError, match="not a column"):
-        SQLitePrimaryKeyReader.for_engine(
+        KeyedReader(
             engine,
             Identity.__table__,  # type: ignore[attr-defined]
             key=WebAuthnCredential.__table__.c.user_id,  # type: ignore[attr-defined]
         )
-
-
-async def test_in_memory_sqlite_keeps_the_async_paths() -> None:
-    engine = make_engine("sqlite+aiosqlite:///:memory:")
-    try:
-        sessions = make_sessionmaker(engine)
-        assert IdentityRepository(sessions)._fast_email is None
-        assert CredentialRepository(sessions)._fast_owner is None
-    finally:
-        await engine.dispose()
