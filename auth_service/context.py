@@ -18,6 +18,11 @@ from auth_service.services.lifecycle import (
     EmailLifecycle,
     PasswordLifecycle,
 )
+from auth_service.services.oauth.authorization import AuthorizationService
+from auth_service.services.oauth.client_credentials import ClientCredentialsGrant
+from auth_service.services.oauth.introspection import Introspector
+from auth_service.services.oauth.registry import ClientRegistry
+from auth_service.services.oauth.userinfo import UserInfo
 from auth_service.services.passwords import PasswordHasher
 from auth_service.services.registration import RegistrationService
 from auth_service.services.revocation import TokenRevoker
@@ -57,6 +62,12 @@ class AuthContext:
     deletion: AccountDeletion
     export: AccountExport
     email: EmailLifecycle
+    # Other applications (OAuth clients): the registry and the grants.
+    clients: ClientRegistry
+    client_grants: ClientCredentialsGrant
+    introspector: Introspector
+    authorizations: AuthorizationService
+    userinfo: UserInfo
     # None without SMTP_URL: nothing is mailed (forgot-password answers 503).
     outbox: Outbox | None
     # Security writes confirmed by replicas (REDIS_MIN_REPLICAS_ACK).

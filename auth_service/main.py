@@ -17,6 +17,8 @@ from fastapi import FastAPI
 
 from auth_service.api import (
     account,
+    authorize,
+    introspection,
     page,
     passkeys,
     passwords,
@@ -25,6 +27,7 @@ from auth_service.api import (
     sessions,
     tokens,
     totp,
+    userinfo,
     wellknown,
 )
 from auth_service.api import audit as audit_api
@@ -37,6 +40,7 @@ from auth_service.keys.rotation import RotationPolicy, RotationSchedule
 from auth_service.mail import Outbox, SmtpSender
 from auth_service.migrate import MIGRATIONS
 from auth_service.repositories.accounts import AccountRepository
+from auth_service.repositories.clients import ClientRepository
 from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.repositories.recovery_codes import RecoveryCodeRepository
@@ -52,12 +56,18 @@ from auth_service.services.lifecycle import (
     VerificationLimits,
     VerificationMailer,
 )
+from auth_service.services.oauth.authorization import AuthorizationService
+from auth_service.services.oauth.client_credentials import ClientCredentialsGrant
+from auth_service.services.oauth.introspection import Introspector
+from auth_service.services.oauth.registry import ClientRegistry
+from auth_service.services.oauth.userinfo import UserInfo
 from auth_service.services.password_policy import PasswordPolicy
 from auth_service.services.passwords import Argon2Params, PasswordHasher
 from auth_service.services.registration import RegistrationService
 from auth_service.services.revocation import TokenRevoker
 from auth_service.services.second_factor.factors import AccountFactors
 from auth_service.services.tokens import TokenIssuer
+from auth_service.stores.authorization import AuthorizationStore
 from auth_service.stores.one_time_tokens import OneTimeTokens
 from auth_service.stores.rate_limit import Limit, RateLimiter
 from auth_service.stores.sessions import SessionStore
@@ -74,6 +84,13 @@ from shared.service.backends import make_durable_writes, make_redis
 from shared.tokens.verify import TokenVerifier
 
 _log = logging.getLogger("auth_service")
+
+# RFC 6749 §4.1.2: a code lives seconds (it only crosses one redirect). A
+# pending sign-in waits for the user long enough for a passkey and a second
+# factor. A spent code is remembered as long as a session could live, so a
+# late replay still finds, and revokes, what it issued.
+AUTHORIZATION_CODE_TTL_SECONDS = 60
+AUTHORIZE_REQUEST_TTL_SECONDS = 600
 
 
 def _build_context(
@@ -124,6 +141,7 @@ def _build_context(
         audience=settings.api_audience,
         access_ttl=settings.access_token_ttl_seconds,
         service_ttl=settings.service_token_ttl_seconds,
+        id_signer=keyring,
     )
     from auth_service.peers.user_service import UserServiceClient
 
@@ -313,6 +331,7 @@ def _build_context(
         # same flood, and revocations never eat a client's refresh budget.
         limit=Limit("revoke-ip", settings.refresh_ip_limit, settings.refresh_ip_window_seconds),
     )
+    clients = ClientRegistry(clients=ClientRepository(make_sessionmaker(engine), read_engine))
     return AuthContext(
         settings=settings,
         engine=engine,
@@ -337,6 +356,31 @@ def _build_context(
         export=export,
         email=email_lifecycle,
         outbox=outbox,
+        clients=clients,
+        client_grants=ClientCredentialsGrant(issuer=issuer),
+        introspector=Introspector(
+            keys=keyring,
+            issuer=settings.issuer,
+            default_audience=settings.api_audience,
+            sessions=sessions_store,
+        ),
+        authorizations=AuthorizationService(
+            clients=clients,
+            store=AuthorizationStore(
+                redis,
+                prefix=settings.redis_prefix,
+                request_ttl=AUTHORIZE_REQUEST_TTL_SECONDS,
+                code_ttl=AUTHORIZATION_CODE_TTL_SECONDS,
+                replay_ttl=settings.refresh_token_ttl_seconds,
+                durable=durable,
+            ),
+            sessions=sessions_store,
+            identities=identities,
+            admission=authenticator,
+            issuer=issuer,
+            issuer_id=settings.issuer.rstrip("/"),
+        ),
+        userinfo=UserInfo(profiles=users),
         durable=durable,
     )
 
@@ -464,6 +508,7 @@ def create_app(
         registration,
         tokens,
         revocation,
+        introspection,
         passwords,
         account,
         email_api,
@@ -471,6 +516,8 @@ def create_app(
         passkeys,
         totp,
         sessions,
+        authorize,
+        userinfo,
         wellknown,
         page,
     )

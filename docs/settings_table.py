@@ -130,7 +130,8 @@ DESCRIPTIONS: dict[str, str] = {
     ),
     "require_verified_email": (
         "refuse login (password, passkey) of an account whose email is not verified: 403 "
-        "`email-not-verified` after the password check, with a fresh link mailed"
+        "`email-not-verified` after the password check, with a fresh link mailed; another "
+        "application's sign-in (`POST /authorize/continue`) likewise"
     ),
     "verify_resend_ip_limit": "verification mails asked for (resend, refused logins) per client IP",
     "verify_resend_ip_window_seconds": "window of `VERIFY_RESEND_IP_LIMIT`",

@@ -35,6 +35,7 @@ from auth_service.errors import (
     SecondFactorRequired,
     WeakPassword,
 )
+from auth_service.services.oauth.errors import CodeReused, OAuthProtocolError
 from shared.audit.events import Detail, audit_event
 from shared.http.problems import Problem
 
@@ -69,6 +70,8 @@ def failure_reason(exc: Exception) -> str:
     """A stable, non-secret label for why a call failed."""
     if isinstance(exc, RefreshTokenInvalid | CeremonyFailed):
         return exc.reason  # which refusal: unknown, idle session, failed check
+    if isinstance(exc, OAuthProtocolError):
+        return exc.reason  # RFC 6749's own code (invalid_client, ...), or finer
     for types, reason in _REASONS:
         if isinstance(exc, types):
             return reason
@@ -117,6 +120,10 @@ def _failure_event(
     elif isinstance(exc, RefreshTokenReused):
         event, outcome, reason = "refresh.reuse_detected", "denied", "rotated_token_presented"
         user_id, session_id, fields = exc.user_id, exc.sid, {"session_revoked": True}
+    elif isinstance(exc, CodeReused):
+        # Names the session the code had issued: revoked by now (RFC 6749 §4.1.2).
+        user_id, session_id = exc.user_id, exc.sid
+        fields = {**fields, "session_revoked": exc.sid is not None}
     elif user_id is None and isinstance(
         exc, CeremonyFailed | SecondFactorRequired | EmailNotVerified
     ):

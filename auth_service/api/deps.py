@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 # Re-exported for routers that import their problem map with their dependencies.
 from auth_service.api.problems import to_problem as to_problem
 from auth_service.context import AuthContext
+from auth_service.services.tokens import USER_CLIENT_ID
 from shared.access.bearer import unauthorized
 from shared.audit.access import audit_token_rejected, authenticate
 from shared.http.middleware import client_ip
@@ -29,18 +30,37 @@ async def _ctx(request: Request) -> AuthContext:
 Ctx = Annotated[AuthContext, Depends(_ctx)]
 
 
-async def current_user(request: Request, ctx: Ctx) -> AccessClaims:
+def _refuse(request: Request, reason: str) -> Exception:
+    request.state.token_rejection = reason
+    audit_token_rejected(request)
+    return unauthorized(reason, "auth-service")
+
+
+async def signed_in_user(request: Request, ctx: Ctx) -> AccessClaims:
+    """A user's access token, for the page or for another application (`/userinfo`)."""
     claims = await authenticate(ctx.bearer, request)  # a 401 is audited there
     if claims.is_service:
         # A service token authorises service-to-service calls only; it is
         # never a user session at the public API.
-        request.state.token_rejection = "service_token"  # noqa: S105 - a reason label
-        audit_token_rejected(request)
-        raise unauthorized("service_token", "auth-service")
+        raise _refuse(request, "service_token")
+    return claims
+
+
+async def current_user(request: Request, ctx: Ctx) -> AccessClaims:
+    """A user's access token issued to the platform's own page (`idp-web`).
+
+    Another application's token for the same user stops here: signing in to
+    an app lets it read what the user granted (`/userinfo`, the user
+    service), never change the password, add passkeys or end sessions.
+    """
+    claims = await signed_in_user(request, ctx)
+    if claims.client_id != USER_CLIENT_ID:
+        raise _refuse(request, "other_client")
     return claims
 
 
 CurrentUser = Annotated[AccessClaims, Depends(current_user)]
+SignedInUser = Annotated[AccessClaims, Depends(signed_in_user)]
 
 
 def ip_of(request: Request) -> str:

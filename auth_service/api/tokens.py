@@ -9,7 +9,9 @@ from typing import Any
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
-from auth_service.api.auditing import audited
+from auth_service.api import oauth_grants
+from auth_service.api.auditing import audited, audited_failure
+from auth_service.api.client_auth import oauth_problem
 from auth_service.api.deps import Ctx, CurrentUser, ip_of, user_agent_of
 from auth_service.api.mfa import begin_mfa
 from auth_service.api.oauth_forms import (
@@ -28,11 +30,14 @@ from auth_service.errors import (
     RateLimited,
     RefreshTokenInvalid,
     RefreshTokenReused,
+    RefreshTokenWrongClient,
     SecondFactorRequired,
 )
 from auth_service.schemas.accounts import LoginRequest, RefreshRequest, TokenResponse
 from auth_service.schemas.webauthn import MfaRequiredResponse
 from auth_service.services.authentication import TokenGrant
+from auth_service.services.oauth.errors import OAuthProtocolError
+from auth_service.services.tokens import USER_CLIENT_ID
 from shared.http.openapi import problem_responses
 from shared.http.problems import Problem
 
@@ -79,6 +84,10 @@ async def refresh(
 ) -> TokenResponse:
     _no_store(response)
     async with audited("token.refresh", request) as audit:
+        if body.client_id not in (None, USER_CLIENT_ID) and await ctx.clients.get(body.client_id):
+            # A registered application authenticates at POST /token (RFC 6749
+            # §6); this JSON route is the page's, and takes no client secret.
+            raise RefreshTokenWrongClient
         grant = await ctx.authenticator.refresh(
             body.refresh_token,
             ip=ip_of(request),
@@ -129,16 +138,23 @@ def _oauth_problem(exc: Exception) -> Problem:
 @router.post(
     "/token",
     response_model=TokenResponse,
-    summary="OAuth2 token endpoint (password and refresh_token grants)",
+    summary="OAuth2 token endpoint (RFC 6749): code, client credentials, refresh, password",
     openapi_extra=form_openapi(
         required=["grant_type"],
         properties={
-            "grant_type": {"type": "string", "enum": ["password", "refresh_token"]},
+            "grant_type": {
+                "type": "string",
+                "enum": ["password", "refresh_token", "client_credentials", "authorization_code"],
+            },
             "username": {"type": "string", "maxLength": 320},
             "password": {"type": "string", "maxLength": 1024, "format": "password"},
             "refresh_token": {"type": "string", "maxLength": 512},
             "scope": {"type": "string", "maxLength": 256},
             "client_id": {"type": "string", "maxLength": 128},
+            "client_secret": {"type": "string", "maxLength": 128, "format": "password"},
+            "code": {"type": "string", "maxLength": 128},
+            "redirect_uri": {"type": "string", "maxLength": 1024},
+            "code_verifier": {"type": "string", "maxLength": 128},
         },
         responses={"401": {"description": "RFC 6749 error", "content": {"application/json": {}}}},
     ),
@@ -148,6 +164,10 @@ async def token(request: Request, ctx: Ctx) -> Any:
     if isinstance(fields, JSONResponse):
         return fields
     grant_type = fields.get("grant_type", "")
+    if grant_type == "client_credentials":
+        return await oauth_grants.client_credentials(request, ctx, fields)
+    if grant_type == "authorization_code":
+        return await oauth_grants.authorization_code(request, ctx, fields)
     issue: Callable[..., Awaitable[TokenGrant]]
     if grant_type == "password":
         username, password = fields.get("username", ""), fields.get("password", "")
@@ -158,10 +178,19 @@ async def token(request: Request, ctx: Ctx) -> Any:
         rt = fields.get("refresh_token", "")
         if not rt:
             return oauth_error(400, "invalid_request", "refresh_token is required.")
+        try:
+            client_id = await oauth_grants.refreshing_client(request, ctx, fields)
+        except OAuthProtocolError as exc:
+            audited_failure("token.refresh", exc, request, grant=grant_type)
+            return oauth_problem(exc).response()
         # RFC 6749 §6: the token must have been issued to this client.
-        issue = partial(ctx.authenticator.refresh, rt, client_id=fields.get("client_id") or None)
+        issue = partial(ctx.authenticator.refresh, rt, client_id=client_id)
     else:
-        return oauth_error(400, "unsupported_grant_type", "Supported: password, refresh_token.")
+        return oauth_error(
+            400,
+            "unsupported_grant_type",
+            "Supported: authorization_code, client_credentials, refresh_token, password.",
+        )
     event = "token.refresh" if grant_type == "refresh_token" else "login"
     async with audited(event, request, problem=_oauth_problem, grant=grant_type) as audit:
         grant = await issue(ip=ip_of(request), user_agent=user_agent_of(request))

@@ -11,6 +11,9 @@ from auth_service.api.deps import Ctx
 
 router = APIRouter(tags=["discovery"])
 
+# RFC 6749 §2.3.1's two secret methods; "none" is a public client (PKCE).
+_CLIENT_AUTH = ["none", "client_secret_basic", "client_secret_post"]
+
 
 class JWKSetResponse(JSONResponse):
     # RFC 7517 §8.5.1; as the response class, the OpenAPI document says so too.
@@ -36,13 +39,29 @@ async def metadata(ctx: Ctx) -> JSONResponse:
         "issuer": iss,
         "jwks_uri": f"{iss}/.well-known/jwks.json",
         "token_endpoint": f"{iss}/token",
-        # RFC 7009 / RFC 8414 §2: public clients revoke with their client_id alone.
+        # RFC 7009 / RFC 8414 §2: public clients revoke with their client_id
+        # alone; registered confidential clients authenticate.
         "revocation_endpoint": f"{iss}/revoke",
-        "revocation_endpoint_auth_methods_supported": ["none"],
-        "grant_types_supported": ["password", "refresh_token"],
-        "response_types_supported": [],
-        "token_endpoint_auth_methods_supported": ["none"],
-        "scopes_supported": ["openid", "profile"],
+        "revocation_endpoint_auth_methods_supported": _CLIENT_AUTH,
+        "introspection_endpoint": f"{iss}/introspect",
+        "introspection_endpoint_auth_methods_supported": _CLIENT_AUTH[1:],
+        "authorization_endpoint": f"{iss}/authorize",
+        "userinfo_endpoint": f"{iss}/userinfo",
+        "grant_types_supported": [
+            "authorization_code",
+            "client_credentials",
+            "refresh_token",
+            "password",
+        ],
+        # Code flow only, with PKCE S256 (RFC 9700 §2.1.1): no implicit or
+        # hybrid response types, no `plain` challenges.
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "token_endpoint_auth_methods_supported": _CLIENT_AUTH,
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "scopes_supported": ["openid", "profile", "email"],
         "claims_supported": [
             "iss",
             "sub",
@@ -54,9 +73,20 @@ async def metadata(ctx: Ctx) -> JSONResponse:
             "roles",
             "amr",
             "auth_time",
+            "nonce",
+            "at_hash",
+            "azp",
             "scope",
             "client_id",
+            "name",
+            "birthdate",
+            "email",
+            "email_verified",
         ],
+        # RFC 9207: the code comes back with `iss`, against mix-up attacks.
+        "authorization_response_iss_parameter_supported": True,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
         "access_token_signing_alg_values_supported": ["RS256"],
     }
     return JSONResponse(body, headers={"Cache-Control": "public, max-age=300"})

@@ -239,6 +239,17 @@ class KeyRing:
             headers={"typ": _TYP, "kid": key.kid},
         )
 
+    def sign_id_token(self, claims: dict[str, Any]) -> str:
+        """Sign an OpenID Connect ID token (OIDC Core §2) with the current key.
+
+        `typ: JWT`, never `at+jwt`: a verifier of access tokens, which checks
+        `typ`, refuses it even before it looks at the audience.
+        """
+        key = self.current_signing_key()
+        return jwt.encode(
+            claims, key.private_key, algorithm=ALGORITHM, headers={"typ": "JWT", "kid": key.kid}
+        )
+
     def key_age_seconds(self) -> float:
         """Seconds since the current signing key was created (for rotation alerts)."""
         return self._clock() - self.current_signing_key().created_at

@@ -9,12 +9,13 @@ ACCOUNT_OWNED is the one list of the tables holding an account's rows, each
 with the column that names the owner: deleting an account
 (`repositories/accounts.py`) deletes from each, in this order, in one
 transaction, the identity last. A table with a `user_id` column must be in
-it or in ACCOUNT_RETAINED (tests/auth/test_account_tables.py fails otherwise),
+it or in ACCOUNT_RETAINED (tests/api/test_account_deletion.py fails otherwise),
 so a new table (a TOTP secret, say) is one line here.
 """
 
 from sqlalchemy import Table
 
+from auth_service.models.client import OAuthClient
 from auth_service.models.identity import Identity
 from auth_service.models.totp import TotpSecret
 from auth_service.models.webauthn import RecoveryCode, WebAuthnCredential
@@ -25,6 +26,7 @@ AUTH_TABLES = [
     WebAuthnCredential.__table__,  # type: ignore[attr-defined]
     RecoveryCode.__table__,  # type: ignore[attr-defined]
     TotpSecret.__table__,  # type: ignore[attr-defined]
+    OAuthClient.__table__,  # type: ignore[attr-defined]
     AUDIT_TABLE,  # this service's audit trail (shared.audit.store)
 ]
 
@@ -45,6 +47,7 @@ __all__ = [
     "ACCOUNT_RETAINED",
     "AUTH_TABLES",
     "Identity",
+    "OAuthClient",
     "RecoveryCode",
     "TotpSecret",
     "WebAuthnCredential",

@@ -127,3 +127,24 @@ class UserServiceClient:
             raise UpstreamUnavailable("user-service")
         data: dict[str, Any] = resp.json()
         return data
+
+    async def profile_as(self, bearer: str) -> dict[str, Any] | None:
+        """The profile `GET /users/me` shows to the holder of `bearer` (a user's
+        access token), so the user service applies its own rules; None when it
+        refuses the token.
+
+        Raises:
+            UpstreamUnavailable: the user service is down or failing.
+        """
+        try:
+            resp = await self._http.get("/users/me", headers={"Authorization": f"Bearer {bearer}"})
+        except httpx.HTTPError as exc:
+            _log.warning("user service unreachable: %s", type(exc).__name__)
+            raise UpstreamUnavailable("user-service") from exc
+        if resp.status_code in (401, 403, 404):
+            return None
+        if resp.status_code != 200:
+            _log.warning("user service refused a profile read: HTTP %s", resp.status_code)
+            raise UpstreamUnavailable("user-service")
+        data: dict[str, Any] = resp.json()
+        return data

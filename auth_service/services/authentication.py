@@ -23,7 +23,7 @@ from auth_service.errors import (
 from auth_service.models.identity import Identity
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.service import service
-from auth_service.services.tokens import USER_SCOPE, TokenIssuer
+from auth_service.services.tokens import USER_CLIENT_ID, USER_SCOPE, TokenIssuer
 from auth_service.stores.rate_limit import Limit, RateLimiter, client_network
 from auth_service.stores.sessions import SessionStore
 from shared.http.fields import email_key
@@ -251,13 +251,21 @@ class Authenticator:
             raise RefreshTokenWrongClient
         if rot.outcome != "ok":
             raise RefreshTokenInvalid
+        # Another application's session (the rotation checked the binding)
+        # keeps the scope the user granted it, and never the account's roles:
+        # an admin signing in to some app does not make that app an admin.
+        client = client_id or USER_CLIENT_ID
+        own = client == USER_CLIENT_ID
+        scope = rot.scope or USER_SCOPE
         access = self.issuer.access_token(
             user_id=rot.user_id,
             sid=rot.sid,
-            roles=roles,
+            roles=roles if own else (),
             amr=rot.amr,
             auth_time=rot.auth_time,
+            client_id=client,
+            scope=scope,
         )
         return TokenGrant(
-            access.token, access.expires_in, rot.refresh_token, USER_SCOPE, rot.user_id, rot.sid
+            access.token, access.expires_in, rot.refresh_token, scope, rot.user_id, rot.sid
         )

@@ -181,6 +181,7 @@
   }
 
   async function signedIn(tokens, message) {
+    if (authorizeRequest) { await continueToApplication(tokens); return; }
     state.access = tokens.access_token;
     state.refresh = tokens.refresh_token;
     state.userId = tokens.user_id;
@@ -766,6 +767,59 @@
     signedOut("Logged out.");
   }
 
+  // --- signing in to another application ---
+  // GET /authorize sends the browser here with `?authorize=<id>`. The login
+  // below is the usual one (password, passkey, second factor); once it
+  // succeeds, the page hands the application its code instead of showing
+  // the account, and ends its own session: the application gets its own.
+
+  let authorizeRequest = null;
+
+  async function takeAuthorizeRequest() {
+    const params = new URLSearchParams(window.location.search);
+    const id = params.get("authorize");
+    if (!id) return;
+    params.delete("authorize");
+    const rest = params.toString();
+    history.replaceState(null, "", window.location.pathname + (rest ? `?${rest}` : "") + window.location.hash);
+    const res = await call("GET", `/authorize/requests/${encodeURIComponent(id)}`);
+    if (res.status !== 200) { fail("This sign-in request has expired. Start again from the application."); return; }
+    authorizeRequest = id;
+    $("authorize-client").textContent = res.body.client_name;
+    $("authorize-scope").textContent = res.body.scope;
+    $("authorize-panel").hidden = false;
+    $("authorize-heading").focus();
+  }
+
+  function oauthErrorText(res) {
+    return (res.body && res.body.error_description) || problemText(res);
+  }
+
+  async function continueToApplication(tokens) {
+    const id = authorizeRequest;
+    authorizeRequest = null;
+    state.access = tokens.access_token;
+    state.refresh = tokens.refresh_token;
+    say("Signed in. Returning to the application…");
+    const res = await call("POST", "/authorize/continue", { request_id: id }, { auth: true });
+    await endSession(state.access);
+    Object.assign(state, { access: null, refresh: null, userId: null, mfaToken: null, mfaOptions: null });
+    $("mfa").hidden = true;
+    $("authorize-panel").hidden = true;
+    if (res.status !== 200) { fail(oauthErrorText(res)); return; }
+    window.location.assign(res.body.redirect_to);
+  }
+
+  async function declineApplication() {
+    const id = authorizeRequest;
+    authorizeRequest = null;
+    $("authorize-panel").hidden = true;
+    if (!id) return;
+    const res = await call("POST", "/authorize/deny", { request_id: id });
+    if (res.status !== 200) { fail(oauthErrorText(res)); return; }
+    window.location.assign(res.body.redirect_to);
+  }
+
   // --- wiring ---
 
   function guard(fn) {
@@ -813,5 +867,7 @@
     $("confirm-last-no").addEventListener("click", () => { pendingRetry = null; $("confirm-last").hidden = true; say("Kept your passkey."); });
     takeResetToken();
     takeVerifyToken();
+    $("authorize-cancel").addEventListener("click", guard(declineApplication));
+    guard(takeAuthorizeRequest)();
   });
 })();

@@ -19,6 +19,9 @@ Tags in use:
 - `{<tag>}` of a one-time token: 16 hex digits derived from its subject,
   carried at the front of the token (16 characters, then the secret), shared
   by the token and the subject's index.
+- `{<sha256>}` of an authorization code or a pending authorization request:
+  each script and MULTI on them touches that one key only, so the record is
+  its own slot (the digest spreads codes over the Cluster).
 
 Tokens stay in the base64url alphabet (no separator): links and clients that
 match `[A-Za-z0-9_-]+` keep working.
@@ -33,7 +36,14 @@ import re
 
 from shared.access.revocation import revoked_key
 
-__all__ = ["SID_LENGTH", "TAG_LENGTH", "SessionKeys", "TokenKeys", "tag_of"]
+__all__ = [
+    "SID_LENGTH",
+    "TAG_LENGTH",
+    "AuthorizationKeys",
+    "SessionKeys",
+    "TokenKeys",
+    "tag_of",
+]
 
 SID_LENGTH = 22  # secrets.token_urlsafe(16)
 TAG_LENGTH = 16  # TokenKeys.tag
@@ -106,3 +116,20 @@ class TokenKeys:
 
     def subject(self, subject: str) -> str:
         return self.subject_prefix(self.tag(subject)) + subject
+
+
+class AuthorizationKeys:
+    """Pending authorization requests and codes (RFC 6749 section 4.1), by digest.
+
+    Each record is alone in every script and MULTI that touches it (redeem,
+    bind, take), so its tag is its own digest: one slot per record.
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self._base = f"{prefix}authz:"
+
+    def request(self, digest: str) -> str:
+        return f"{self._base}req:{{{digest}}}"
+
+    def code(self, digest: str) -> str:
+        return f"{self._base}code:{{{digest}}}"

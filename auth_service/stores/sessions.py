@@ -57,7 +57,7 @@ local function revoke()
 end
 local function touch()
   redis.call('HSET', skey, 'last_used_at', ARGV[2], 'ip', ARGV[3], 'user_agent', ARGV[4])
-  return redis.call('HMGET', skey, 'amr', 'auth_time')
+  return redis.call('HMGET', skey, 'amr', 'auth_time', 'scope')
 end
 if state ~= 'active' then
   -- The retry of a rotation whose answer was lost (a reply timeout, a 5xx
@@ -69,7 +69,7 @@ if state ~= 'active' then
      and redis.call('HGET', ARGV[1] .. rt[5], 'state') == 'active'
      and redis.call('PTTL', skey) > 0 then
     local s = touch()
-    return {'retry', sid, uid, s[1], s[2], rt[7]}
+    return {'retry', sid, uid, s[1], s[2], rt[7], s[3]}
   end
   -- A rotated token came back: two parties hold this family. Revoke it all
   -- (RFC 9700 section 4.14.2); the legitimate client simply logs in again.
@@ -90,7 +90,7 @@ redis.call('HSET', KEYS[2], 'sid', sid, 'user_id', uid, 'state', 'active',
            'client_id', rt[4] or ARGV[9])
 redis.call('PEXPIRE', KEYS[2], ttl)
 local s = touch()
-return {'ok', sid, uid, s[1], s[2]}
+return {'ok', sid, uid, s[1], s[2], '', s[3]}
 """
 
 # KEYS[1] session, KEYS[2] its revocation marker (one `{sid}` slot). ARGV:
@@ -156,6 +156,15 @@ class SessionInfo:
 
 
 @dataclass(frozen=True)
+class RefreshInfo:
+    sid: str
+    user_id: str
+    client_id: str
+    active: bool
+    expires_at: int
+
+
+@dataclass(frozen=True)
 class Rotation:
     """What presenting a refresh token did.
 
@@ -172,6 +181,8 @@ class Rotation:
     amr: tuple[str, ...] = ()
     auth_time: int = 0
     refresh_token: str = ""
+    # The scope granted to another application at sign-in; "" for the page.
+    scope: str = ""
 
 
 # KEYS[1] session, KEYS[2] its revocation marker (one `{sid}` slot). ARGV:
@@ -277,8 +288,13 @@ class SessionStore:
         ip: str,
         user_agent: str,
         client_id: str | None = None,
+        scope: str = "",
     ) -> tuple[str, str]:
-        """Start a session; returns (sid, refresh token)."""
+        """Start a session; returns (sid, refresh token).
+
+        `client_id` and `scope`: the application the session signs in to and
+        what the user granted it (refreshes keep both); the page by default.
+        """
         sid = secrets.token_urlsafe(16)  # SID_LENGTH characters
         token = new_refresh_token(sid)
         rt = self._keys.refresh(sid, hash_token(token))
@@ -301,6 +317,7 @@ class SessionStore:
                     "user_agent": user_agent[:256],
                     "amr": " ".join(amr),
                     "auth_time": auth_time,
+                    "scope": scope,
                     # The family's first token: where _FORGET starts its walk.
                     "first": hash_token(token),
                 },
@@ -332,6 +349,27 @@ class SessionStore:
         if sid is None or uid is None:
             return None
         return _s(sid), _s(uid), _s(cid) if cid is not None else self._default_client
+
+    async def inspect(self, token: str) -> RefreshInfo | None:
+        """What a refresh token stands for, for introspection (RFC 7662); a read only.
+
+        None for a token never issued or long expired. `active` only while it
+        is the family's current token and its session lives.
+        """
+        key = self._rt(token)
+        if key is None:
+            return None
+        sid, uid, state, cid = await self._r.hmget(key, ["sid", "user_id", "state", "client_id"])
+        if sid is None or uid is None:
+            return None
+        ttl_ms = int(await self._r.pttl(self._sess(_s(sid))))
+        return RefreshInfo(
+            sid=_s(sid),
+            user_id=_s(uid),
+            client_id=_s(cid) if cid is not None else self._default_client,
+            active=state is not None and _s(state) == "active" and ttl_ms > 0,
+            expires_at=int(self._clock() + max(ttl_ms, 0) / 1000),
+        )
 
     async def rotate(
         self, token: str, *, ip: str, user_agent: str, client_id: str | None = None
@@ -386,6 +424,7 @@ class SessionStore:
             amr=tuple(_s(res[3] or b"").split()),
             auth_time=int(_s(res[4] or b"0")),
             refresh_token=new_token,
+            scope=_s(res[6]) if len(res) > 6 and res[6] else "",
         )
 
     async def revoke(self, sid: str, *, owner: str | None = None) -> bool:

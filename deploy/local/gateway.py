@@ -44,6 +44,10 @@ _AUTH_EXACT = frozenset(
         "/logout",
         "/sessions",
         "/totp",
+        # Other applications (OAuth 2.0 / OpenID Connect).
+        "/introspect",
+        "/authorize",
+        "/userinfo",
     }
 )
 _AUTH_PREFIXES = (
@@ -54,6 +58,7 @@ _AUTH_PREFIXES = (
     "/totp/",
     "/.well-known/",
     "/static/",
+    "/authorize/",
 )
 _USER_PREFIXES = ("/users/",)
 # Under /users/ but the auth service's: the data export, and deleting the

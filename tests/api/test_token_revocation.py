@@ -134,7 +134,11 @@ async def test_malformed_requests_are_rfc6749_errors(services: Services) -> None
 async def test_discovery_names_the_revocation_endpoint(services: Services) -> None:
     meta = (await services.auth.get("/.well-known/openid-configuration")).json()
     assert meta["revocation_endpoint"] == "http://localhost:8000/revoke"
-    assert meta["revocation_endpoint_auth_methods_supported"] == ["none"]
+    assert meta["revocation_endpoint_auth_methods_supported"] == [
+        "none",
+        "client_secret_basic",
+        "client_secret_post",
+    ]
 
 
 async def test_revocations_are_counted(services: Services) -> None:

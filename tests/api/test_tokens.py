@@ -62,7 +62,10 @@ async def test_oauth2_errors_follow_rfc6749(services: Services) -> None:
     )
     assert bad.status_code == 400
     assert bad.json()["error"] == "invalid_grant"
-    unsupported = await services.auth.post("/token", data={"grant_type": "client_credentials"})
+    # client_credentials is a grant now (tests/api/test_oauth_client_credentials.py).
+    unsupported = await services.auth.post(
+        "/token", data={"grant_type": "urn:ietf:params:oauth:grant-type:device_code"}
+    )
     assert unsupported.json()["error"] == "unsupported_grant_type"
     missing = await services.auth.post("/token", data={"grant_type": "password"})
     assert missing.json()["error"] == "invalid_request"

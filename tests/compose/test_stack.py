@@ -6,6 +6,7 @@ The tests run in file order on one stack; the restart test comes last.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -54,6 +55,17 @@ def login(stack: Stack, email: str) -> httpx.Response:
 def test_api_http_walks_every_endpoint_through_the_stack(stack: Stack) -> None:
     variables, requests = parse((ROOT / "api.http").read_text())
     variables["base"] = stack.base_url
+    # The application the file's OAuth client requests need, registered as
+    # the README says for the stack: the CLI inside the auth container, through
+    # its entrypoint (which reads DATABASE_URL from the secrets volume).
+    made = stack.compose(
+        "exec", "-T", "auth", "idp-entrypoint", "python", "-m", "auth_service.clients", "create",
+        "--name", "Reports", "--grant", "client_credentials",
+        "--audience", "reports", "--scope", "reports:read",
+    )  # fmt: skip
+    assert made.returncode == 0, made.stderr
+    app = json.loads(made.stdout)
+    variables["clientId"], variables["clientSecret"] = app["client_id"], app["client_secret"]
     with httpx.Client(timeout=20) as client:
         runner = Runner(variables, client)
         for req in requests:

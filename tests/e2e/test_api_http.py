@@ -82,6 +82,10 @@ def test_api_http_walks_every_endpoint(cluster_base: str, tmp_path: Path) -> Non
     variables, requests = parse((ROOT / "api.http").read_text())
     assert variables["base"] == "http://localhost:8000"  # the file users run, unchanged
     variables["base"] = cluster_base
+    # The client credentials the file asks for, made as its comment says:
+    # with the operator CLI, against the cluster's database.
+    app = _create_client(tmp_path / "data")
+    variables["clientId"], variables["clientSecret"] = app["client_id"], app["client_secret"]
     with httpx.Client(timeout=20) as client:
         runner = Runner(variables, client)
         for req in requests:
@@ -89,6 +93,10 @@ def test_api_http_walks_every_endpoint(cluster_base: str, tmp_path: Path) -> Non
             assert resp.status_code < 500, (req.title, resp.status_code, resp.text)
             if req.expect:
                 assert resp.status_code in req.expect, (req.title, resp.status_code, resp.text)
+        introspected = runner.responses["introspection"].json()
+        assert introspected["active"] is True
+        assert introspected["sub"] == app["client_id"]
+        assert introspected["scope"] == "reports:read"
         # The seed's first three steps, on a fresh cluster: 201, 200, 200.
         assert runner.responses["register"].status_code == 201
         # A second run of the register request answers 409: the email exists.
@@ -139,6 +147,37 @@ def test_api_http_walks_every_endpoint(cluster_base: str, tmp_path: Path) -> Non
 _PLACEHOLDER = "paste-the-token-from-the-mail-here"
 _VERIFY_PLACEHOLDER = "paste-the-verify-token-here"
 _APP_CODE = "app-code-here"
+
+
+def _create_client(data_dir: Path) -> dict[str, str]:
+    """`python -m auth_service.clients create`, with the file's own arguments."""
+    import json
+
+    env = {**os.environ, "DATABASE_URL": f"sqlite+aiosqlite:///{data_dir}/auth.db"}
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "auth_service.clients",
+            "create",
+            "--name",
+            "Reports",
+            "--grant",
+            "client_credentials",
+            "--audience",
+            "reports",
+            "--scope",
+            "reports:read",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    client: dict[str, str] = json.loads(made.stdout)
+    return client
 
 
 def _mailed_reset_token(mail_dir: Path, timeout: float = 10.0) -> str:

@@ -66,6 +66,13 @@ ROUTES = [
     ("POST", "/token", "auth"),
     ("POST", "/token/refresh", "auth"),
     ("POST", "/revoke", "auth"),
+    ("POST", "/introspect", "auth"),
+    ("GET", "/authorize", "auth"),
+    ("GET", "/authorize/requests/abc", "auth"),
+    ("POST", "/authorize/continue", "auth"),
+    ("POST", "/authorize/deny", "auth"),
+    ("GET", "/userinfo", "auth"),
+    ("POST", "/userinfo", "auth"),
     ("POST", "/logout", "auth"),
     ("GET", "/sessions", "auth"),
     ("DELETE", "/sessions/some-sid", "auth"),
@@ -95,6 +102,8 @@ NOT_ROUTED = [
     ("GET", "/loginx"),
     ("GET", "/totpx"),
     ("GET", "/userss"),
+    ("GET", "/authorizex"),
+    ("GET", "/userinfo/x"),
     ("GET", "/nowhere"),
 ]
 PROBLEM_404 = b'{"type":"about:blank","title":"Not Found","status":404}'

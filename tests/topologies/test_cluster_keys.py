@@ -16,6 +16,7 @@ import pytest
 from redis.asyncio.cluster import RedisCluster as ClusterClient
 from redis.exceptions import RedisClusterException, ResponseError
 
+from auth_service.stores.authorization import AuthorizationStore
 from auth_service.stores.challenges import Ceremony, ChallengeStore
 from auth_service.stores.one_time_tokens import OneTimeTokens
 from auth_service.stores.rate_limit import Limit, RateLimiter
@@ -111,6 +112,69 @@ async def test_sessions_every_path(
     assert await store.is_revoked(sid3)
     assert await store.list("u3") == []
     assert (await store.rotate(rotated.refresh_token, ip="", user_agent="")).outcome == "unknown"
+
+
+async def test_another_applications_session_on_a_cluster(
+    cluster_client: ClusterClient, durable: DurableWrites, topo_prefix: str
+) -> None:
+    """The scope a session keeps for its application, and introspection's read."""
+    store = SessionStore(
+        cluster_client,
+        prefix=topo_prefix,
+        session_ttl=600,
+        marker_ttl=120,
+        retry_grace=30,
+        durable=durable,
+    )
+    sid, token = await store.create(
+        user_id="u4",
+        amr=("pwd",),
+        auth_time=1,
+        ip="",
+        user_agent="",
+        client_id="app-1",
+        scope="openid email",
+    )
+    info = await store.inspect(token)
+    assert info is not None
+    assert (info.sid, info.user_id, info.client_id, info.active) == (sid, "u4", "app-1", True)
+    rotated = await store.rotate(token, ip="", user_agent="", client_id="app-1")
+    assert (rotated.outcome, rotated.scope) == ("ok", "openid email")
+    retry = await store.rotate(token, ip="", user_agent="", client_id="app-1")
+    assert (retry.refresh_token, retry.scope) == (rotated.refresh_token, "openid email")
+    spent = await store.inspect(token)
+    assert spent is not None
+    assert spent.active is False
+    assert await store.inspect("not a token") is None
+
+
+async def test_authorization_requests_and_codes_every_path(
+    cluster_client: ClusterClient, durable: DurableWrites, topo_prefix: str
+) -> None:
+    store = AuthorizationStore(
+        cluster_client,
+        prefix=topo_prefix,
+        request_ttl=60,
+        code_ttl=60,
+        replay_ttl=600,
+        durable=durable,
+    )
+    request_id = await store.save_request({"client_id": "app-1", "scope": "openid"})
+    assert await store.peek_request(request_id) == {"client_id": "app-1", "scope": "openid"}
+    assert await store.take_request(request_id) == {"client_id": "app-1", "scope": "openid"}
+    assert await store.take_request(request_id) is None  # answered once
+    code = await store.issue_code({"user_id": "u5", "client_id": "app-1"})
+    redeemed = await store.redeem(code)
+    assert (redeemed.outcome, redeemed.record) == ("ok", {"user_id": "u5", "client_id": "app-1"})
+    assert await store.bind_session(code, "sid-1") is True
+    replay = await store.redeem(code)
+    assert (replay.outcome, replay.sid, replay.user_id) == ("reused", "sid-1", "u5")
+    # A replay between redemption and binding: the binder learns of it.
+    other = await store.issue_code({"user_id": "u6"})
+    assert (await store.redeem(other)).outcome == "ok"
+    assert (await store.redeem(other)).outcome == "reused"
+    assert await store.bind_session(other, "sid-2") is False
+    assert (await store.redeem("never-issued")).outcome == "unknown"
 
 
 async def test_one_time_tokens_every_path(
