@@ -7,22 +7,14 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response
 
-from auth_service.api.auditing import audited, audited_failure
+from auth_service.api.auditing import audited
 from auth_service.api.deps import Ctx, CurrentUser, ip_of, user_agent_of
 from auth_service.api.oauth_forms import NO_STORE, token_response
 from auth_service.api.problems import ProblemOptions, to_problem
-from auth_service.api.second_factor import (
-    RecentMfaUser,
-    audit_step_up_denied,
-    reauthentication_failed_problem,
-)
+from auth_service.api.second_factor import RecentMfaUser, gated_enrolment
 from auth_service.errors import (
     CeremonyFailed,
     EmailNotVerified,
-    InvalidCredentials,
-    RateLimited,
-    ReauthenticationRequired,
-    StepUpRequired,
 )
 from auth_service.schemas.accounts import TokenResponse
 from auth_service.schemas.webauthn import (
@@ -33,7 +25,7 @@ from auth_service.schemas.webauthn import (
     RegisterOptionsRequest,
     RegisterVerifyRequest,
 )
-from auth_service.services.second_factor.second_step import recent_login, recent_second_factor
+from auth_service.services.second_factor.second_step import recent_login
 from shared.audit.events import audit_event
 from shared.http.openapi import problem_responses
 
@@ -68,33 +60,14 @@ async def register_options(
 ) -> Response:
     """The first passkey needs a recent login or `{"password": ...}`; later ones a
     recent second factor (docs/PASSKEYS.md)."""
-    max_age = ctx.settings.step_up_max_age_seconds
-    reauth_age = ctx.settings.enrol_reauth_max_age_seconds
-    password = body.password.get_secret_value() if body and body.password else None
-    who = {"user_id": claims.sub, "session_id": claims.sid}
-    try:
-        start = await ctx.passkeys.registration_options(
-            user_id=claims.sub,
-            recent_mfa=recent_second_factor(claims, max_age=max_age),
-            recent_login=recent_login(claims, max_age=reauth_age),
-            password=password,
-            ip=ip_of(request),
-        )
-    except Exception as exc:
-        if isinstance(exc, StepUpRequired | ReauthenticationRequired):
-            missing = "second_factor" if isinstance(exc, StepUpRequired) else "login"
-            audit_step_up_denied(request, claims, f"no_recent_{missing}")
-        elif isinstance(exc, InvalidCredentials | RateLimited):
-            # A wrong password here is a failed login attempt: it counted
-            # toward the login limits, and the trail shows it.
-            audited_failure("reauthentication", exc, request, purpose="passkey.enrol", **who)
-            if isinstance(exc, InvalidCredentials):
-                raise reauthentication_failed_problem() from None
-        raise to_problem(exc, ProblemOptions(max_age=max_age, reauth_age=reauth_age)) from None
-    if start.reauthenticated:
-        audit_event(
-            "reauthentication", outcome="success", request=request, purpose="passkey.enrol", **who
-        )
+    start = await gated_enrolment(
+        request,
+        claims,
+        ctx,
+        body.password if body else None,
+        ctx.passkeys.registration_options,
+        purpose="passkey.enrol",
+    )
     return _options(start.options_json)
 
 

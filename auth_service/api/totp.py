@@ -5,21 +5,11 @@ from __future__ import annotations
 import segno
 from fastapi import APIRouter, Request, Response
 
-from auth_service.api.auditing import audited, audited_failure
-from auth_service.api.deps import Ctx, CurrentUser, ip_of
+from auth_service.api.auditing import audited
+from auth_service.api.deps import Ctx, CurrentUser
 from auth_service.api.oauth_forms import NO_STORE
-from auth_service.api.problems import ProblemOptions, to_problem
-from auth_service.api.second_factor import (
-    RecentMfaUser,
-    audit_step_up_denied,
-    reauthentication_failed_problem,
-)
-from auth_service.errors import (
-    InvalidCredentials,
-    RateLimited,
-    ReauthenticationRequired,
-    StepUpRequired,
-)
+from auth_service.api.problems import to_problem
+from auth_service.api.second_factor import RecentMfaUser, gated_enrolment
 from auth_service.schemas.totp import (
     TotpConfirmOut,
     TotpConfirmRequest,
@@ -27,7 +17,7 @@ from auth_service.schemas.totp import (
     TotpEnrolRequest,
     TotpStatusOut,
 )
-from auth_service.services.second_factor.second_step import recent_login, recent_second_factor
+from auth_service.services.second_factor.second_step import recent_login
 from shared.audit.events import audit_event
 from shared.http.openapi import problem_responses
 
@@ -69,35 +59,16 @@ async def enrol(
     """As the account's first second factor: a recent login or `{"password": ...}`;
     beside a passkey: a recent second factor (docs/PASSKEYS.md, "TOTP")."""
     response.headers.update(NO_STORE)  # the answer holds the secret
-    max_age = ctx.settings.step_up_max_age_seconds
-    reauth_age = ctx.settings.enrol_reauth_max_age_seconds
-    password = body.password.get_secret_value() if body and body.password else None
     who = {"user_id": claims.sub, "session_id": claims.sid}
-    try:
-        start = await ctx.totp.enrol(
-            user_id=claims.sub,
-            recent_mfa=recent_second_factor(claims, max_age=max_age),
-            recent_login=recent_login(claims, max_age=reauth_age),
-            password=password,
-            ip=ip_of(request),
-        )
-    except Exception as exc:
-        if isinstance(exc, StepUpRequired | ReauthenticationRequired):
-            missing = "second_factor" if isinstance(exc, StepUpRequired) else "login"
-            audit_step_up_denied(request, claims, f"no_recent_{missing}")
-        elif isinstance(exc, InvalidCredentials | RateLimited):
-            # A wrong password here is a failed login attempt: it counted
-            # toward the login limits, and the trail shows it.
-            audited_failure("reauthentication", exc, request, purpose="totp.enrol", **who)
-            if isinstance(exc, InvalidCredentials):
-                raise reauthentication_failed_problem() from None
-        else:
-            audited_failure("totp.enrol", exc, request, **who)
-        raise to_problem(exc, ProblemOptions(max_age=max_age, reauth_age=reauth_age)) from None
-    if start.reauthenticated:
-        audit_event(
-            "reauthentication", outcome="success", request=request, purpose="totp.enrol", **who
-        )
+    start = await gated_enrolment(
+        request,
+        claims,
+        ctx,
+        body.password if body else None,
+        ctx.totp.enrol,
+        purpose="totp.enrol",
+        failure_event="totp.enrol",
+    )
     audit_event("totp.enrol", outcome="success", request=request, **who)
     return TotpEnrolOut(
         secret=start.secret, otpauth_uri=start.otpauth_uri, qr_svg=_qr_svg(start.otpauth_uri)
