@@ -22,6 +22,7 @@ from auth_service.stores.sessions import SessionStore
 from shared.access.revocation import MARKER_OUTLIVES_TOKEN_SECONDS
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrations import prepare_schema
+from shared.runtime.redis_topology import close_client
 from shared.service.backends import make_durable_writes, make_redis
 
 _AUDIT_EVENTS = {
@@ -81,7 +82,7 @@ async def _run(command: str, email: str, settings: AuthSettings) -> int:
         if audit is not None:
             await audit.aclose()  # writes the row(s) before the engine goes
         await durable.aclose()
-        await redis.aclose()
+        await close_client(redis)
         await engine.dispose()
 
 

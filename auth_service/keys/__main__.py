@@ -27,6 +27,7 @@ from redis.exceptions import RedisError
 from auth_service.cli_audit import record_cli_event
 from auth_service.keys.directory import NoSigningKeys, manifest_entries, prune, remove, rotate
 from shared.access.key_revocation import revoked_kids_key
+from shared.runtime.redis_topology import close_client
 from shared.runtime.settings import CommonSettings
 from shared.service.backends import make_redis
 
@@ -89,7 +90,7 @@ async def _publish_revocation(kid: str, now: float) -> None:
         # verifier that still caches the key must go on refusing it.
         await redis.hset(revoked_kids_key(prefix), kid, str(int(now)))
     finally:
-        await redis.aclose()
+        await close_client(redis)
 
 
 def _revoke(key_dir: Path, kid: str, bits: int) -> int:

@@ -27,13 +27,14 @@ from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.sentinel import Sentinel
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.commands.core import AsyncScript
 
 __all__ = [
     "DEFAULT_REDIS_URL",
     "RedisClient",
     "RedisTopology",
+    "close_client",
     "parse_addresses",
     "register_script",
 ]
@@ -178,6 +179,20 @@ class RedisTopology:
         if self.kind == "sentinel":
             return f"sentinel {self.master_name}@{where}"
         return f"cluster {where}"
+
+
+async def close_client(client: RedisClient) -> None:
+    """Close a client of `RedisTopology.client()`, with what it holds open.
+
+    A Sentinel master client keeps the sentinels' own clients (where it asks
+    for the master) outside its pool: closing the pool alone left their
+    sockets open until the garbage collector found them.
+    """
+    await client.aclose()
+    pool = getattr(client, "connection_pool", None)
+    if isinstance(pool, SentinelConnectionPool):
+        for sentinel in pool.sentinel_manager.sentinels:
+            await sentinel.aclose()
 
 
 def register_script(client: RedisClient, body: str) -> AsyncScript:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.http.health import Check
 from shared.runtime.redis_durable import DurableWrites
-from shared.runtime.redis_topology import RedisClient
+from shared.runtime.redis_topology import RedisClient, close_client
 from shared.runtime.settings import CommonSettings
 
 __all__ = ["Backends", "backend_checks", "close_backends", "make_durable_writes", "make_redis"]
@@ -68,7 +68,7 @@ def backend_checks(ctx: Backends) -> dict[str, Check]:
 async def close_backends(ctx: Backends) -> None:
     """Close the HTTP client and the Redis pool, dispose of the engines."""
     await ctx.http.aclose()
-    await ctx.redis.aclose()
+    await close_client(ctx.redis)
     if ctx.read_engine is not ctx.engine:
         await ctx.read_engine.dispose()
     await ctx.engine.dispose()

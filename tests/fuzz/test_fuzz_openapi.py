@@ -40,7 +40,18 @@ from tests.conftest import REDIS_URL, auth_settings, new_user, user_settings
 from tests.faults.servers import delete_prefix, register_and_login, threaded_services
 from tests.support.mail import load_sink
 
-pytestmark = pytest.mark.fuzz
+pytestmark = [
+    pytest.mark.fuzz,
+    # Hypothesis warns when the global `random` state moves while a case is
+    # drawn. In the whole suite something in this process (not the services,
+    # which run as processes here) touches it now and then, and the suite
+    # turns warnings into errors; it does not change which cases are drawn
+    # (derandomize=True), so it is no failure of the services under test.
+    pytest.mark.filterwarnings(
+        "ignore:Do not use the `random` module inside strategies"
+        ":hypothesis.errors.HypothesisDeprecationWarning"
+    ),
+]
 
 # Per operation; each example is two real HTTP requests (registrations and
 # logins hash a password). ~25 operations: about 30 s on an idle laptop.
