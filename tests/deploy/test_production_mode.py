@@ -128,7 +128,11 @@ def test_production_refuses_to_start_without_a_totp_key() -> None:
 
 
 @pytest.mark.parametrize("env", ["production", "development"])
-@pytest.mark.parametrize("bad", ["too-short", "!" * 43, secrets.token_urlsafe(16)])
+@pytest.mark.parametrize(
+    "bad",
+    ["too-short", "!" * 43, secrets.token_urlsafe(16)],
+    ids=["too-short", "not-base64url", "16-bytes"],
+)
 def test_a_malformed_totp_key_is_refused_in_every_mode(env: str, bad: str) -> None:
     with pytest.raises(ValidationError, match="TOTP_ENCRYPTION_KEY") as caught:
         _settings(AuthSettings, env=env, totp_encryption_key=bad)
