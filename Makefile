@@ -46,12 +46,13 @@ compose-test: check-uv ## run the compose stack for real: api.http, passkeys, re
 
 # Two workers: most of the suite waits on processes it started (services,
 # browsers, Redis groups), so two keep both cores busy. A file stays on one
-# worker (tests/conftest.py). PYTEST_WORKERS=0 runs it in one process.
+# worker (`--dist loadfile`; tests/conftest.py). PYTEST_WORKERS=0 runs it
+# in one process.
 PYTEST_WORKERS ?= 2
 
 test: check-uv ## the whole suite but the compose stack; tests start what they need
 	@$(UV) sync --frozen --quiet
-	$(UV) run pytest -n $(PYTEST_WORKERS) --dist loadgroup
+	$(UV) run pytest -n $(PYTEST_WORKERS) --dist loadfile
 
 lint: check-uv ## ruff lint, ruff format check, mypy, import-linter contracts
 	$(UV) run ruff check . && $(UV) run ruff format --check . && $(UV) run mypy && $(UV) run lint-imports

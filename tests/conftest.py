@@ -31,16 +31,12 @@ REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PG_ADMIN_URL = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
-# `make test` runs the suite on two pytest-xdist workers (`--dist loadgroup`).
-# A file's tests stay on one worker, so a fixture a file starts once (a
-# cluster script, a browser, a pgbouncer on its port) is started once; the
-# topology tests share one worker because their Redis servers sit on fixed
-# ports (tests/topologies/conftest.py). Without xdist the marks do nothing.
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        path = item.nodeid.split("::", 1)[0]
-        group = "tests/topologies" if path.startswith("tests/topologies/") else path
-        item.add_marker(pytest.mark.xdist_group(group))
+# `make test` runs the suite on two pytest-xdist workers, a file per worker
+# (`--dist loadfile`). The cluster script's gateway metrics port (mtail) is a
+# fixed one: each worker takes its own, as the topology tests take their
+# own port ranges (tests/topologies/conftest.py).
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+os.environ.setdefault("GATEWAY_METRICS_PORT", str(23903 + _WORKER))
 
 
 @pytest.fixture(scope="session")

@@ -593,7 +593,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--auth-port", type=int, default=8001)
     parser.add_argument("--user-port", type=int, default=8002)
     # mtail's own default port; on loopback (like the services' /metrics).
-    parser.add_argument("--gateway-metrics-port", type=int, default=3903)
+    # $GATEWAY_METRICS_PORT moves it (the test suite gives each worker its own).
+    parser.add_argument(
+        "--gateway-metrics-port",
+        type=int,
+        default=int(os.environ.get("GATEWAY_METRICS_PORT") or 3903),
+    )
     parser.add_argument("--data-dir", type=Path, default=Path(".data"))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument(

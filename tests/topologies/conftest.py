@@ -8,6 +8,7 @@ process is stopped at teardown (tests/support/redis_servers.py).
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -23,10 +24,14 @@ from tests.support.redis_servers import (
     start_sentinel_group,
 )
 
-CLUSTER_PORT = 24100  # ..24105, cluster bus 24600..24605
-SENTINEL_PORT = 24200  # ..24204
-FAILOVER_SENTINEL_PORT = 24300  # ..24304, one group per test
-FAILOVER_CLUSTER_PORT = 24400  # ..24405, cluster bus 24900..24905
+# Under `make test` (pytest-xdist, a file per worker) two topology files may
+# run at once: each worker takes its own 50 ports of each range.
+_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+_OFFSET = 50 * _WORKER
+CLUSTER_PORT = 24100 + _OFFSET  # ..+5, cluster bus +500
+SENTINEL_PORT = 24200 + _OFFSET  # ..+4
+FAILOVER_SENTINEL_PORT = 24300 + _OFFSET  # ..+4, one group per test
+FAILOVER_CLUSTER_PORT = 24400 + _OFFSET  # ..+5, cluster bus +500
 
 
 @pytest.fixture(scope="session")
