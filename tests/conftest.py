@@ -32,11 +32,10 @@ PG_ADMIN_URL = os.environ.get("TEST_PG_DSN", "postgresql://postgres@127.0.0.1:54
 
 
 # `make test` runs the suite on two pytest-xdist workers, a file per worker
-# (`--dist loadfile`). The cluster script's gateway metrics port (mtail) is a
-# fixed one: each worker takes its own, as the topology tests take their
-# own port ranges (tests/topologies/conftest.py).
-_WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
-os.environ.setdefault("GATEWAY_METRICS_PORT", str(23903 + _WORKER))
+# (`--dist loadfile`). The cluster script's gateway metrics port (mtail)
+# defaults to a fixed one: here every cluster takes a free port instead, as
+# the topology tests take a port range per worker (tests/topologies/conftest.py).
+os.environ.setdefault("GATEWAY_METRICS_PORT", "0")
 
 
 @pytest.fixture(scope="session")

@@ -593,7 +593,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--auth-port", type=int, default=8001)
     parser.add_argument("--user-port", type=int, default=8002)
     # mtail's own default port; on loopback (like the services' /metrics).
-    # $GATEWAY_METRICS_PORT moves it (the test suite gives each worker its own).
+    # $GATEWAY_METRICS_PORT moves it; 0 takes any free port (the test suite).
     parser.add_argument(
         "--gateway-metrics-port",
         type=int,
@@ -619,6 +619,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 1 <= args.replicas <= 9:
         parser.error("--replicas: expected 1 to 9")
+    if args.gateway_metrics_port == 0:
+        # 0: any free port (the test suite runs several clusters at once).
+        with socket.socket() as probe:
+            probe.bind((args.host, 0))
+            args.gateway_metrics_port = probe.getsockname()[1]
     return args
 
 
