@@ -22,6 +22,7 @@ from auth_service.stores.sessions import SessionStore
 from shared.access.revocation import MARKER_OUTLIVES_TOKEN_SECONDS
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrations import prepare_schema
+from shared.db.reads import EngineReads
 from shared.runtime.redis_topology import close_client
 from shared.service.backends import make_durable_writes, make_redis
 
@@ -43,9 +44,8 @@ async def _run(command: str, email: str, settings: AuthSettings) -> int:
         # Every admin action is on the audit trail (stderr + audit table).
         audit = CliAudit(engine)
         await audit.start()
-        identities = IdentityRepository(
-            make_sessionmaker(engine), engine
-        )  # a one-off command: the write engine serves its few reads
+        # A one-off command: the write engine serves its few reads.
+        identities = IdentityRepository(make_sessionmaker(engine), EngineReads(engine))
         sessions = SessionStore(
             redis,
             prefix=settings.redis_prefix,

@@ -33,6 +33,7 @@ from auth_service.services.webauthn.passkeys import PasskeyService
 from auth_service.stores.sessions import SessionStore
 from shared.access.bearer import BearerAuthenticator
 from shared.access.key_revocation import RevokedKeys
+from shared.db.reads import ReadSource
 from shared.runtime.redis_durable import DurableWrites
 from shared.runtime.redis_topology import RedisClient
 
@@ -41,7 +42,7 @@ from shared.runtime.redis_topology import RedisClient
 class AuthContext:
     settings: AuthSettings
     engine: AsyncEngine
-    read_engine: AsyncEngine
+    reads: ReadSource
     redis: RedisClient
     http: httpx.AsyncClient
     keyring: KeyRing

@@ -77,7 +77,8 @@ from shared.access.key_revocation import DenyRevokedKeys, RevokedKeys
 from shared.access.revocation import MARKER_OUTLIVES_TOKEN_SECONDS, RedisRevocationChecker
 from shared.audit.events import audit_event
 from shared.audit.store import AuditStore
-from shared.db.engine import make_engine, make_read_engine, make_sessionmaker
+from shared.db.engine import make_engine, make_sessionmaker
+from shared.db.reads import make_reads
 from shared.observability.setup import Observability
 from shared.service.app import build_app
 from shared.service.backends import make_durable_writes, make_redis
@@ -99,7 +100,7 @@ def _build_context(
     obs: Observability | None = None,
 ) -> AuthContext:
     engine = make_engine(settings.database_url)
-    read_engine = make_read_engine(engine)
+    reads = make_reads(engine)
     redis = make_redis(settings)
     # Writes whose loss in a failover would undo a security decision wait
     # for REDIS_MIN_REPLICAS_ACK replicas (shared/runtime/redis_durable.py).
@@ -115,7 +116,7 @@ def _build_context(
         timeout=settings.user_service_timeout_seconds,
         transport=transport,
     )
-    identities = IdentityRepository(make_sessionmaker(engine), read_engine)
+    identities = IdentityRepository(make_sessionmaker(engine), reads)
     hasher = PasswordHasher(
         Argon2Params(
             time_cost=settings.argon2_time_cost,
@@ -197,7 +198,7 @@ def _build_context(
         ),
         verification=verification,
     )
-    credentials = CredentialRepository(make_sessionmaker(engine), read_engine)
+    credentials = CredentialRepository(make_sessionmaker(engine), reads)
     totp_secrets = TotpRepository(make_sessionmaker(engine))
     factors = AccountFactors(credentials=credentials, totp=totp_secrets)
     authenticator = Authenticator(
@@ -331,11 +332,11 @@ def _build_context(
         # same flood, and revocations never eat a client's refresh budget.
         limit=Limit("revoke-ip", settings.refresh_ip_limit, settings.refresh_ip_window_seconds),
     )
-    clients = ClientRegistry(clients=ClientRepository(make_sessionmaker(engine), read_engine))
+    clients = ClientRegistry(clients=ClientRepository(make_sessionmaker(engine), reads))
     return AuthContext(
         settings=settings,
         engine=engine,
-        read_engine=read_engine,
+        reads=reads,
         redis=redis,
         http=http,
         keyring=keyring,

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from shared.access.bearer import BearerAuthenticator
 from shared.access.key_revocation import RevokedKeys
 from shared.access.revocation_feed import SubscribedRevocationChecker
+from shared.db.reads import ReadSource
 from shared.runtime.redis_topology import RedisClient
 from shared.tokens.jwks import JWKSClient
 from user_service.config import UserSettings
@@ -20,7 +21,7 @@ from user_service.repositories.profiles import ProfileRepository
 class UserContext:
     settings: UserSettings
     engine: AsyncEngine
-    read_engine: AsyncEngine
+    reads: ReadSource
     redis: RedisClient
     http: httpx.AsyncClient
     jwks: JWKSClient

@@ -18,7 +18,8 @@ from shared.access.bearer import BearerAuthenticator
 from shared.access.key_revocation import DenyRevokedKeys, RevokedKeys
 from shared.access.revocation import RedisRevocationChecker, revocation_channel
 from shared.access.revocation_feed import SubscribedRevocationChecker
-from shared.db.engine import make_engine, make_read_engine, make_sessionmaker
+from shared.db.engine import make_engine, make_sessionmaker
+from shared.db.reads import make_reads
 from shared.observability.setup import Observability
 from shared.service.app import build_app
 from shared.service.backends import make_redis
@@ -40,7 +41,7 @@ def _build_context(
     obs: Observability | None = None,
 ) -> UserContext:
     engine = make_engine(settings.database_url)
-    read_engine = make_read_engine(engine)
+    reads = make_reads(engine)
     redis = make_redis(settings)
     http = httpx.AsyncClient(timeout=settings.jwks_timeout_seconds, transport=transport)
     jwks = JWKSClient(
@@ -78,11 +79,11 @@ def _build_context(
     return UserContext(
         settings=settings,
         engine=engine,
-        read_engine=read_engine,
+        reads=reads,
         redis=redis,
         http=http,
         jwks=jwks,
-        profiles=ProfileRepository(make_sessionmaker(engine), read_engine),
+        profiles=ProfileRepository(make_sessionmaker(engine), reads),
         bearer=bearer,
         revocations=revocations,
         revoked_keys=revoked_keys,

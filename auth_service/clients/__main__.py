@@ -30,6 +30,7 @@ from auth_service.repositories.clients import ClientRepository
 from auth_service.services.oauth.registry import GRANT_TYPES, ClientRegistry, InvalidRegistration
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.migrations import prepare_schema
+from shared.db.reads import EngineReads
 
 
 def _describe(client: OAuthClient) -> dict[str, Any]:
@@ -59,7 +60,9 @@ async def _run(args: argparse.Namespace, settings: AuthSettings) -> int:
         audit = CliAudit(engine)
         await audit.start()
         # A one-off command: the write engine serves its few reads.
-        registry = ClientRegistry(clients=ClientRepository(make_sessionmaker(engine), engine))
+        registry = ClientRegistry(
+            clients=ClientRepository(make_sessionmaker(engine), EngineReads(engine))
+        )
         if args.command == "create":
             try:
                 made = await registry.register(

@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from sqlalchemy import delete
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth_service.models.client import OAuthClient
-from shared.db.reads import KeyedReader
+from shared.db.reads import KeyedReader, ReadSource
 
 
 class ClientRepository:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], reads: AsyncEngine) -> None:
-        """`sessions` write; `reads` is the read engine (shared.db.engine.make_read_engine)."""
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], reads: ReadSource) -> None:
+        """`sessions` write; `reads` runs single-row reads (shared.db.reads)."""
         self._sessions = sessions
         # Every client authentication (`POST /token`, `/introspect`, `/revoke`)
         # and `GET /authorize` reads a client by id: one statement, no ORM

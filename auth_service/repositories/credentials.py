@@ -7,14 +7,14 @@ from enum import StrEnum
 
 from sqlalchemy import delete, func, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth_service.models.identity import utcnow
 from auth_service.models.totp import TotpSecret
 from auth_service.models.webauthn import NewCredential, RecoveryCode, WebAuthnCredential
-from shared.db.reads import KeyedReader
+from shared.db.reads import KeyedReader, ReadSource
 
 
 class Removal(StrEnum):
@@ -25,8 +25,8 @@ class Removal(StrEnum):
 
 
 class CredentialRepository:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], reads: AsyncEngine) -> None:
-        """`sessions` write; `reads` is the read engine (shared.db.engine.make_read_engine)."""
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], reads: ReadSource) -> None:
+        """`sessions` write; `reads` runs single-row reads (shared.db.reads)."""
         self._sessions = sessions
         table = WebAuthnCredential.__table__  # type: ignore[attr-defined]
         # The passkey check of every password login: one statement, no ORM

@@ -5,21 +5,21 @@ from __future__ import annotations
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import RowMapping, delete, update
+from sqlalchemy import delete, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth_service.models.identity import Identity, parse_roles, utcnow
-from shared.db.reads import KeyedReader
+from shared.db.reads import KeyedReader, ReadSource, Row
 
 # A pending identity older than this belongs to a registration that died
 # between its two steps (process crash); a new registration may take the email.
 STALE_PENDING = timedelta(minutes=2)
 
 
-def _active(row: RowMapping | None) -> Identity | None:
+def _active(row: Row | None) -> Identity | None:
     """An active identity's row as a transient `Identity` (callers only read
     it, as they read the detached one an ORM load returned)."""
     if row is None or row["status"] != "active":
@@ -28,8 +28,8 @@ def _active(row: RowMapping | None) -> Identity | None:
 
 
 class IdentityRepository:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], reads: AsyncEngine) -> None:
-        """`sessions` write; `reads` is the read engine (shared.db.engine.make_read_engine)."""
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], reads: ReadSource) -> None:
+        """`sessions` write; `reads` runs single-row reads (shared.db.reads)."""
         self._sessions = sessions
         table = Identity.__table__  # type: ignore[attr-defined]
         # The per-refresh read by id and the per-login read by email: one

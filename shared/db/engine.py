@@ -18,19 +18,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 __all__ = [
     "make_engine",
-    "make_read_engine",
     "make_sessionmaker",
     "make_sync_sqlite_engine",
     "migration_engine",
     "postgres_target",
     "sqlite_file_url",
 ]
-
-# Connections of the read engine (make_read_engine): as many as asyncpg's own
-# pool holds by default, and never more, so a burst of reads waits for a
-# connection instead of opening one per request. Opening one cost ~15% of the
-# service's CPU under load (TLS attempt, start-up, statements prepared again).
-READ_POOL_SIZE = 10
 
 
 def make_engine(url: str, *, statement_timeout_ms: int = 5000) -> AsyncEngine:
@@ -97,42 +90,6 @@ def migration_engine(url: str) -> AsyncEngine:
     target, pooled = postgres_target(url)
     return create_async_engine(
         target, poolclass=NullPool, connect_args=dict(_TRANSACTION_POOL_ARGS) if pooled else {}
-    )
-
-
-def make_read_engine(engine: AsyncEngine, *, statement_timeout_ms: int = 5000) -> AsyncEngine:
-    """The engine single-statement reads go through (`shared.db.reads`).
-
-    PostgreSQL: a pool of its own on the same database, in autocommit. A read
-    through the write engine cost six round trips where the statement needs
-    one: the pre-ping (BEGIN, `;`, ROLLBACK: the driver wraps it in a
-    transaction for pgbouncer) and then BEGIN, the SELECT, ROLLBACK. One
-    statement in autocommit is its own snapshot of committed data, so the
-    transaction added nothing. No pre-ping: a connection the server dropped
-    fails its read, SQLAlchemy then invalidates the pool, and the reader
-    retries once on a fresh connection (SQLAlchemy's "optimistic" disconnect
-    handling; a read is safe to repeat). Same timeouts as the write engine.
-
-    SQLite: the engine itself. The driver begins no transaction for a
-    SELECT, and a second pool on an in-memory database would be another
-    database.
-    """
-    if engine.dialect.name == "sqlite":
-        return engine
-    # Behind a transaction pooler (the write engine's URL is postgres_target's:
-    # it names the statement cache size 0 exactly then), a statement outside a
-    # transaction may be prepared on one server connection and executed on
-    # another ("prepared statement ... does not exist"): reads keep the write
-    # engine's transactions there (tests/api/test_pgbouncer.py).
-    if engine.url.query.get("prepared_statement_cache_size") == "0":
-        return engine
-    return create_async_engine(
-        engine.url,
-        isolation_level="AUTOCOMMIT",
-        pool_size=READ_POOL_SIZE,
-        max_overflow=0,
-        pool_timeout=5,
-        connect_args=_postgres_connect_args(statement_timeout_ms, pooled=False),
     )
 
 

@@ -1,35 +1,113 @@
-"""Row lookups by one key column: one statement on the read engine, on every database.
+"""Row lookups by one key column: one statement, one round trip, on every database.
 
 The per-request reads (a profile by id, an identity by id or email, whether
-an account has a passkey) used to go through an ORM session each: a session,
-an identity map, an ORM load, and on PostgreSQL a transaction around one
-SELECT (bench/README.md, "Changes measured on PostgreSQL"). A `KeyedReader`
-is a SQLAlchemy Core `select` built once, so its compiled form is cached
-after the first call, executed on a connection of the read engine
-(`shared.db.engine.make_read_engine`: autocommit on PostgreSQL, one round
-trip) and returned as a plain mapping. Nothing is cached between calls:
-every read sees every commit made before it.
+an account has a passkey, a client by id) go through a `KeyedReader`: a
+SQLAlchemy Core `select` built once, run on the service's `ReadSource`, and
+returned as a plain mapping. Nothing is cached between calls: every read
+sees every commit made before it.
 
-The same code runs on SQLite and PostgreSQL; only the engine differs.
+Where the statement runs (`make_reads`):
+
+- **PostgreSQL** (`PoolReads`): an asyncpg pool of its own, with the SQL
+  compiled once by the engine's dialect and SQLAlchemy's own type
+  conversions applied to the key and the row, so the values are the ones
+  an ORM read returns. Through the engine a read cost 2.5-4x the CPU of the
+  same `fetchrow` on a bare pool (bench/README.md, "Changes measured on
+  PostgreSQL", P8): the greenlet bridge, the pool's events, the result
+  machinery. Autocommit: one statement is its own snapshot of committed
+  data, so there is no transaction to open or end.
+- **SQLite, or PostgreSQL behind a transaction pooler** (`EngineReads`): the
+  write engine. SQLite begins no transaction for a SELECT and a second pool
+  on an in-memory database would be another database; behind PgBouncer in
+  transaction mode a statement outside a transaction may be prepared on one
+  server connection and executed on another (tests/api/test_pgbouncer.py).
+
+The same `KeyedReader` code runs on both; tests hold each to the ORM's
+answer (tests/api/test_profile_reads.py, tests/auth/test_identity_reads.py).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
-from sqlalchemy import Column, RowMapping, Table, bindparam, literal, select
-from sqlalchemy.exc import DBAPIError
+import asyncpg  # type: ignore[import-untyped]
+from opentelemetry.trace import SpanKind, Tracer
+from opentelemetry.util.types import AttributeValue
+from sqlalchemy import Column, Table, bindparam, literal_column, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Select
 
-__all__ = ["KeyedReader"]
+__all__ = [
+    "READ_POOL_SIZE",
+    "EngineReads",
+    "KeyedReader",
+    "PoolReads",
+    "ReadSource",
+    "Row",
+    "make_reads",
+]
+
+_log = logging.getLogger(__name__)
+
+Row = Mapping[str, Any]
+Read = Callable[[object], Awaitable[Row | None]]
+
+# Connections of the PostgreSQL read pool: asyncpg's default, and never more,
+# so a burst of reads waits for a connection instead of opening one per
+# request (opening one cost ~15% of the service's CPU under load: TLS
+# attempt, start-up, statements prepared again).
+READ_POOL_SIZE = 10
+_CLOSE_TIMEOUT_SECONDS = 5.0
+_ACQUIRE_TIMEOUT_SECONDS = 5.0
+
+# What a connection the server or the network dropped raises on its next
+# use: the pool's other connections are then suspect too (a server restart
+# ends them all), so they are expired and the read is retried once.
+_CONNECTION_LOST: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,  # class 08, ConnectionDoesNotExistError included
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.CannotConnectNowError,
+    ConnectionError,
+)
+
+
+class ReadSource(Protocol):
+    """Runs the statements of `KeyedReader`s (see the module's docstring)."""
+
+    def prepare(self, statement: Select[Any]) -> Read:
+        """A function running `statement` (one bind parameter named "key")."""
+        ...
+
+    def trace(self, tracer: Tracer) -> None:
+        """Make a client span per statement from now on."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def make_reads(engine: AsyncEngine, *, statement_timeout_ms: int = 5000) -> ReadSource:
+    """The read source for `engine`'s database (the module's docstring says which)."""
+    # Behind a transaction pooler the engine's URL names a statement cache
+    # of 0 (shared.db.engine.postgres_target): reads keep its transactions.
+    if (
+        engine.dialect.name == "postgresql"
+        and engine.dialect.driver == "asyncpg"
+        and engine.url.query.get("prepared_statement_cache_size") != "0"
+    ):
+        return PoolReads(engine, statement_timeout_ms=statement_timeout_ms)
+    return EngineReads(engine)
 
 
 class KeyedReader:
     """Reads rows of `table` by one key column.
 
     Args:
-        engine: the read engine (not owned).
+        reads: where the statements run (not owned).
         table: the table to read.
         key: the column to look up by; the single-column primary key when
             omitted. `get` expects it to be unique (it returns the first row).
@@ -38,7 +116,7 @@ class KeyedReader:
 
     def __init__(
         self,
-        engine: AsyncEngine,
+        reads: ReadSource,
         table: Table,
         *,
         key: Column[Any] | None = None,
@@ -48,34 +126,190 @@ class KeyedReader:
             (key,) = table.primary_key.columns
         elif key.table is not table:
             raise ValueError(f"{key} is not a column of {table.name}")
-        self._engine = engine
         chosen = [table.c[name] for name in columns] if columns else list(table.columns)
-        # Built once: SQLAlchemy memoises the statement's cache key on the
-        # object, so every call after the first reuses the compiled SQL.
         where = key == bindparam("key")
-        self._get: Select[Any] = select(*chosen).where(where)
-        self._exists: Select[Any] = select(literal(1)).where(where).limit(1)
+        self._get = reads.prepare(select(*chosen).where(where))
+        # `literal_column`s, not bound values: "key" stays the one parameter.
+        self._exists = reads.prepare(
+            select(literal_column("1")).where(where).limit(literal_column("1"))
+        )
 
-    async def get(self, key: object) -> RowMapping | None:
+    async def get(self, key: object) -> Row | None:
         """The row as a read-only mapping {column: value}, or None when absent."""
-        return await self._execute(self._get, key)
+        return await self._get(key)
 
     async def exists(self, key: object) -> bool:
         """Whether a row has this key."""
-        return await self._execute(self._exists, key) is not None
+        return await self._exists(key) is not None
 
-    async def _execute(self, statement: Select[Any], key: object) -> RowMapping | None:
-        # One retry, only when the connection turned out dead (the server
-        # restarted, a proxy dropped it): SQLAlchemy has then invalidated the
-        # pool, so the retry gets a fresh connection. The read engine has no
-        # pre-ping (make_read_engine says why); a read is safe to repeat.
-        for attempt in (1, 2):
+
+class EngineReads:
+    """Statements on an SQLAlchemy engine (SQLite; PostgreSQL behind a pooler)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    def prepare(self, statement: Select[Any]) -> Read:
+        engine = self.engine
+
+        async def read(key: object) -> Row | None:
+            # SQLAlchemy memoises the statement's cache key on the object, so
+            # every call after the first reuses the compiled SQL.
+            async with engine.connect() as conn:
+                result = await conn.execute(statement, {"key": key})
+                row: Row | None = result.mappings().first()
+                return row
+
+        return read
+
+    def trace(self, tracer: Tracer) -> None:
+        """Nothing to do: the engine's own instrumentation traces these statements."""
+
+    async def aclose(self) -> None:
+        """Nothing to do: the engine belongs to the service."""
+
+
+class PoolReads:
+    """Statements on an asyncpg pool of their own, on the engine's database.
+
+    The pool connects with the engine's URL (its dialect's own translation,
+    TLS options included) and the write engine's timeouts, opens on the
+    first read (so building a service needs no running loop and no database)
+    and holds at most `READ_POOL_SIZE` connections.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, statement_timeout_ms: int) -> None:
+        self._dialect = engine.dialect
+        _args, params = engine.dialect.create_connect_args(engine.url)
+        self._connect: dict[str, Any] = {
+            **params,
+            "timeout": 5,
+            "server_settings": {"statement_timeout": str(statement_timeout_ms)},
+            # The server's statement timeout does nothing when the server (or
+            # the network to it) stops answering: asyncpg's own deadline, a
+            # second later so a live server's clearer error wins.
+            "command_timeout": statement_timeout_ms / 1000 + 1,
+        }
+        self._peer = (str(params.get("host") or ""), int(params.get("port") or 5432))
+        self._database = str(params.get("database") or "")
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+        self._tracer: Tracer | None = None
+
+    def prepare(self, statement: Select[Any]) -> Read:
+        compiled = statement.compile(
+            dialect=self._dialect, compile_kwargs={"render_postcompile": True}
+        )
+        if list(compiled.positiontup or ()) != ["key"]:
+            raise ValueError(f"expected one bind parameter named 'key' in {compiled}")
+        sql = str(compiled)
+        dialect = self._dialect
+        # SQLAlchemy's type conversions, as its own execution would apply them
+        # (a UTC datetime column, for one, is stored naive and read aware).
+        to_db = compiled.binds["key"].type.dialect_impl(dialect).bind_processor(dialect)
+        names = [str(c.key) for c in statement.selected_columns]
+        from_db = [
+            c.type.dialect_impl(dialect).result_processor(dialect, None)
+            for c in statement.selected_columns
+        ]
+        converts = any(p is not None for p in from_db)
+        span_name = f"SELECT {self._database}"
+        attributes: dict[str, AttributeValue] = {
+            "db.system": "postgresql",
+            "db.name": self._database,
+            "db.statement": sql,  # placeholders only, never the key
+            "net.peer.name": self._peer[0],
+            "net.peer.port": self._peer[1],
+        }
+
+        def to_row(record: asyncpg.Record) -> Row:
+            if not converts:
+                return dict(zip(names, record, strict=True))
+            return {
+                name: value if process is None else process(value)
+                for name, process, value in zip(names, from_db, record, strict=True)
+            }
+
+        async def fetch(key: object) -> Row | None:
+            arg = key if to_db is None else to_db(key)
+            record = await self._fetchrow(sql, arg)
+            return None if record is None else to_row(record)
+
+        async def read(key: object) -> Row | None:
+            tracer = self._tracer
+            if tracer is None:
+                return await fetch(key)
+            with tracer.start_as_current_span(
+                span_name, kind=SpanKind.CLIENT, attributes=attributes
+            ):
+                return await fetch(key)
+
+        return read
+
+    @property
+    def pool(self) -> asyncpg.Pool | None:
+        """The asyncpg pool once the first read opened it (for inspection)."""
+        return self._pool
+
+    def trace(self, tracer: Tracer) -> None:
+        self._tracer = tracer
+
+    async def aclose(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        try:
+            await asyncio.wait_for(pool.close(), _CLOSE_TIMEOUT_SECONDS)
+        except TimeoutError:
+            pool.terminate()
+
+    async def _fetchrow(self, sql: str, arg: object) -> asyncpg.Record | None:
+        pool = self._pool or await self._open()
+        try:
             try:
-                async with self._engine.connect() as conn:
-                    result = await conn.execute(statement, {"key": key})
-                    row: RowMapping | None = result.mappings().first()
-                    return row
-            except DBAPIError as exc:
-                if attempt == 2 or not exc.connection_invalidated:
-                    raise
-        raise AssertionError("unreachable")
+                return await self._fetchrow_on(pool, sql, arg)
+            except _CONNECTION_LOST:
+                # Expire every pooled connection (a restart ended them all)
+                # and retry once on a fresh one: a read is safe to repeat.
+                # This replaces a pre-ping, which cost a round trip per read.
+                await pool.expire_connections()
+                return await self._fetchrow_on(pool, sql, arg)
+        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # The services map SQLAlchemy's errors to 503 (shared/http/
+            # unavailable.py). No parameters: the key may be an email address.
+            raise OperationalError(sql, None, exc) from exc
+
+    @staticmethod
+    async def _fetchrow_on(pool: asyncpg.Pool, sql: str, arg: object) -> asyncpg.Record | None:
+        # Waiting for a free connection is bounded like the engine's pool
+        # (TimeoutError, an OSError: 503 in the services).
+        async with pool.acquire(timeout=_ACQUIRE_TIMEOUT_SECONDS) as conn:
+            try:
+                return await conn.fetchrow(sql, arg)
+            except TimeoutError:
+                # The server stopped answering (command_timeout). asyncpg
+                # would now send a cancel request over a new connection and
+                # wait for it when the connection goes back to the pool: a
+                # server that does not answer answers neither. Drop it.
+                conn.terminate()
+                raise
+
+    async def _open(self) -> asyncpg.Pool:
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(
+                    min_size=0,
+                    max_size=READ_POOL_SIZE,
+                    # Only single SELECTs run here, in autocommit: no session
+                    # state, lock, listener or transaction is ever left on a
+                    # connection, so asyncpg's reset at each release (RESET
+                    # ALL, UNLISTEN *, ...: a round trip and a third of a
+                    # read's CPU) would reset nothing.
+                    reset=_nothing_to_reset,
+                    **self._connect,
+                )
+            return self._pool
+
+
+async def _nothing_to_reset(_connection: asyncpg.Connection) -> None:
+    return None

@@ -27,6 +27,7 @@ from shared.audit.sink import (
     attach,
     detach,
 )
+from shared.db.reads import ReadSource
 from shared.observability.http_metrics import HttpMetricsMiddleware, known_requests
 from shared.observability.metrics import CONTENT_TYPE_LATEST, ServiceMetrics
 from shared.observability.tracing import Tracing, sdk_disabled
@@ -129,7 +130,7 @@ class Observability:
         self,
         *,
         engine: AsyncEngine,
-        read_engine: AsyncEngine | None = None,
+        reads: ReadSource | None = None,
         redis: Any = None,
         http: Iterable[httpx.AsyncClient] = (),
     ) -> None:
@@ -140,8 +141,8 @@ class Observability:
         """
         if self.tracing is not None:
             self.tracing.instrument_engine(engine)
-            if read_engine is not None and read_engine is not engine:
-                self.tracing.instrument_engine(read_engine)
+            if reads is not None:
+                self.tracing.instrument_reads(reads)
             if redis is not None:
                 self.tracing.instrument_redis(redis)
             for client in http:

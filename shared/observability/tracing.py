@@ -40,6 +40,7 @@ from opentelemetry.util.types import Attributes
 from sqlalchemy.ext.asyncio import AsyncEngine
 from starlette.types import ASGIApp
 
+from shared.db.reads import ReadSource
 from shared.observability.metrics import ServiceMetrics
 from shared.observability.server_span import ServerSpanMiddleware
 
@@ -184,8 +185,10 @@ class Tracing:
             sampler=_WhileReceived(self._processors, self.provider.sampler),
             shutdown_on_exit=False,
         )
-        # Engines waiting for a processor before they are traced (`instrument_engine`).
+        # Engines and read sources waiting for a processor before they are
+        # traced (`instrument_engine`, `instrument_reads`).
         self._engines: list[AsyncEngine] = []
+        self._reads: list[ReadSource] = []
         exporters = _span_exporters(otlp_endpoint)
         self.exporting = bool(exporters)
         for exporter in exporters:
@@ -200,6 +203,9 @@ class Tracing:
         engines, self._engines = self._engines, []
         for engine in engines:
             self._trace_engine(engine)
+        sources, self._reads = self._reads, []
+        for reads in sources:
+            reads.trace(self._leaf_provider.get_tracer("shared.db.reads"))
 
     def instrument_app(self, app: FastAPI, *, metrics: ServiceMetrics | None = None) -> None:
         """Trace every request of `app` (`ServerSpanMiddleware`, outermost).
@@ -244,6 +250,14 @@ class Tracing:
             self._trace_engine(engine)
         else:
             self._engines.append(engine)
+
+    def instrument_reads(self, reads: ReadSource) -> None:
+        """Trace the single-row reads (`shared.db.reads`), from when a span
+        processor is attached, for the same reason as `instrument_engine`."""
+        if self._processors:
+            reads.trace(self._leaf_provider.get_tracer("shared.db.reads"))
+        else:
+            self._reads.append(reads)
 
     def _trace_engine(self, engine: AsyncEngine) -> None:
         # EngineTracer directly: SQLAlchemyInstrumentor().instrument() is a

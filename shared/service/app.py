@@ -100,9 +100,7 @@ def build_app(
         )
         app.state.ctx = ctx
         # After the migrations: the audit writer needs its table.
-        await obs.start(
-            engine=ctx.engine, read_engine=ctx.read_engine, redis=ctx.redis, http=[ctx.http]
-        )
+        await obs.start(engine=ctx.engine, reads=ctx.reads, redis=ctx.redis, http=[ctx.http])
         try:
             async with running(ctx, obs):
                 # Start-up garbage (imports, migrations, the block-list) is gone

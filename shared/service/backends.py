@@ -13,6 +13,7 @@ import httpx
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from shared.db.reads import ReadSource
 from shared.http.health import Check
 from shared.runtime.redis_durable import DurableWrites
 from shared.runtime.redis_topology import RedisClient, close_client
@@ -25,9 +26,8 @@ class Backends(Protocol):
     """What a service context holds that the scaffold needs (both contexts do)."""
 
     engine: AsyncEngine
-    # Single-statement reads (shared.db.engine.make_read_engine); the engine
-    # itself on SQLite.
-    read_engine: AsyncEngine
+    # Single-row reads (shared.db.reads): a pool of their own on PostgreSQL.
+    reads: ReadSource
     redis: RedisClient
     http: httpx.AsyncClient
 
@@ -69,6 +69,5 @@ async def close_backends(ctx: Backends) -> None:
     """Close the HTTP client and the Redis pool, dispose of the engines."""
     await ctx.http.aclose()
     await close_client(ctx.redis)
-    if ctx.read_engine is not ctx.engine:
-        await ctx.read_engine.dispose()
+    await ctx.reads.aclose()
     await ctx.engine.dispose()

@@ -1,10 +1,11 @@
-"""Profile reads: one statement on the read engine, the ORM's answer, on both databases.
+"""Profile reads: one statement per read, the ORM's answer, on both databases.
 
-`ProfileRepository.get` runs a Core statement on the read engine
-(shared/db/reads.py, shared/db/engine.py `make_read_engine`). These tests hold
-it to what an ORM read of the same database returns, with nothing cached
-between reads, and on PostgreSQL to what makes it fast: one round trip, no
-transaction, no pre-ping; and to what makes dropping the pre-ping safe: a
+`ProfileRepository.get` runs a Core statement on the service's read source
+(shared/db/reads.py): the engine on SQLite, an asyncpg pool of its own on
+PostgreSQL. These tests hold it to what an ORM read of the same database
+returns, with nothing cached between reads, and on PostgreSQL to what makes
+it fast: one round trip, no transaction, nothing sent when a connection goes
+back to the pool; and to what makes doing without a pre-ping safe: a
 connection the server closed costs a retry, not an error.
 """
 
@@ -14,14 +15,15 @@ import asyncio
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlmodel import SQLModel
 
-from shared.db.engine import READ_POOL_SIZE, make_engine, make_read_engine, make_sessionmaker
+from shared.db.engine import make_engine, make_sessionmaker
+from shared.db.reads import READ_POOL_SIZE, EngineReads, PoolReads, ReadSource, make_reads
 from user_service.models import Profile
 from user_service.repositories.profiles import ProfileRepository
 from user_service.schemas import ProfileOut, ProfileUpsert
@@ -29,22 +31,21 @@ from user_service.schemas import ProfileOut, ProfileUpsert
 pytestmark = pytest.mark.anyio
 
 
-async def _engines(url: str) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
+async def _engines(url: str) -> AsyncIterator[tuple[AsyncEngine, ReadSource]]:
     engine = make_engine(url)
     async with engine.begin() as conn:
         await conn.run_sync(
             lambda c: SQLModel.metadata.create_all(c, tables=[Profile.__table__])  # type: ignore[attr-defined]
         )
-    reads = make_read_engine(engine)
+    reads = make_reads(engine)
     yield engine, reads
-    if reads is not engine:
-        await reads.dispose()
+    await reads.aclose()
     await engine.dispose()
 
 
 @pytest.fixture
-async def engines(db_urls: dict[str, str]) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
-    """The engine and the read engine, once on SQLite and once on PostgreSQL."""
+async def engines(db_urls: dict[str, str]) -> AsyncIterator[tuple[AsyncEngine, ReadSource]]:
+    """The engine and the read source, once on SQLite and once on PostgreSQL."""
     async for pair in _engines(db_urls["user"]):
         yield pair
 
@@ -52,9 +53,10 @@ async def engines(db_urls: dict[str, str]) -> AsyncIterator[tuple[AsyncEngine, A
 @pytest.fixture
 async def pg_engines(
     pg_databases: dict[str, str],
-) -> AsyncIterator[tuple[AsyncEngine, AsyncEngine]]:
-    async for pair in _engines(pg_databases["user"]):
-        yield pair
+) -> AsyncIterator[tuple[AsyncEngine, PoolReads]]:
+    async for engine, reads in _engines(pg_databases["user"]):
+        assert isinstance(reads, PoolReads)
+        yield engine, reads
 
 
 def _body(pid: uuid.UUID) -> ProfileUpsert:
@@ -69,7 +71,7 @@ def _body(pid: uuid.UUID) -> ProfileUpsert:
 
 
 async def test_read_matches_the_orm_and_sees_every_commit(
-    engines: tuple[AsyncEngine, AsyncEngine],
+    engines: tuple[AsyncEngine, ReadSource],
 ) -> None:
     engine, reads = engines
     sessions = make_sessionmaker(engine)
@@ -91,39 +93,56 @@ async def test_read_matches_the_orm_and_sees_every_commit(
     assert again.job_title == "Engineer"
 
 
+def test_each_database_gets_its_read_source() -> None:
+    sqlite = make_engine("sqlite+aiosqlite:///:memory:")
+    postgres = make_engine("postgresql+asyncpg://u@127.0.0.1:5432/db")
+    pooled = make_engine("postgresql+asyncpg://u@127.0.0.1:6432/db?pool_mode=transaction")
+    assert isinstance(make_reads(sqlite), EngineReads)
+    assert isinstance(make_reads(postgres), PoolReads)
+    # Behind a transaction pooler, reads keep the engine's transactions.
+    assert isinstance(make_reads(pooled), EngineReads)
+
+
 @pytest.mark.postgres
-async def test_on_postgres_a_read_is_one_statement_without_a_transaction(
-    pg_engines: tuple[AsyncEngine, AsyncEngine],
+async def test_on_postgres_a_read_is_one_statement_and_nothing_else(
+    pg_engines: tuple[AsyncEngine, PoolReads],
 ) -> None:
     engine, reads = pg_engines
-    assert reads is not engine
     repo = ProfileRepository(make_sessionmaker(engine), reads)
     pid = uuid.uuid4()
     await repo.upsert(_body(pid))
-    assert await repo.get(pid) is not None  # the pool's one connection, reused below
-    sent: list[str] = []  # what the driver sends outside prepared statements
-    async with reads.connect() as conn:
-        driver = (await conn.get_raw_connection()).driver_connection
-    # asyncpg's own query log: BEGIN, ROLLBACK and the pre-ping's ";" go
-    # through it (prepared statements, which SQLAlchemy uses, do not).
-    driver.add_query_logger(lambda q: sent.append(q.query.split()[0]))
-    statements: list[str] = []
-
-    @event.listens_for(reads.sync_engine, "before_cursor_execute")
-    def _statement(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
-        statements.append(statement.split()[0])
-
+    assert await repo.get(pid) is not None  # opens the pool and one connection
+    pool = reads.pool
+    assert pool is not None
+    sent: list[str] = []
+    # The pool hands out its most recently used connection first: the one
+    # the reads below get. asyncpg's query log sees every statement sent on
+    # it, a transaction's BEGIN or a release's reset included.
+    async with pool.acquire() as conn:
+        conn.add_query_logger(lambda q: sent.append(q.query.split()[0]))
     for _ in range(3):
         assert await repo.get(pid) is not None
     await asyncio.sleep(0.05)  # asyncpg calls its loggers with call_soon
-    assert statements == ["SELECT"] * 3
-    assert sent == []
-    # The log does see what a transaction or a pre-ping would send.
-    await driver.execute("BEGIN")
-    await driver.execute("ROLLBACK")
+    assert sent == ["SELECT"] * 3
+    # And the log does see what a transaction would send.
+    async with pool.acquire() as conn, conn.transaction():
+        await conn.fetchval("SELECT 1")
     await asyncio.sleep(0.05)
-    assert sent == ["BEGIN", "ROLLBACK"]
-    assert reads.pool.size() == READ_POOL_SIZE
+    assert sent == ["SELECT"] * 3 + ["BEGIN;", "SELECT", "COMMIT;"]
+
+
+@pytest.mark.postgres
+async def test_concurrent_reads_share_a_bounded_pool(
+    pg_engines: tuple[AsyncEngine, PoolReads],
+) -> None:
+    engine, reads = pg_engines
+    repo = ProfileRepository(make_sessionmaker(engine), reads)
+    pid = uuid.uuid4()
+    await repo.upsert(_body(pid))
+    answers = await asyncio.gather(*(repo.get(pid) for _ in range(4 * READ_POOL_SIZE)))
+    assert all(a is not None and a.id == pid for a in answers)
+    assert reads.pool is not None
+    assert 1 <= reads.pool.get_size() <= READ_POOL_SIZE
 
 
 async def _terminate_other_connections(engine: AsyncEngine) -> int:
@@ -139,17 +158,47 @@ async def _terminate_other_connections(engine: AsyncEngine) -> int:
 
 
 @pytest.mark.postgres
-async def test_a_connection_the_server_closed_costs_a_retry_not_an_error(
-    pg_engines: tuple[AsyncEngine, AsyncEngine],
+async def test_connections_the_server_closed_cost_a_retry_not_an_error(
+    pg_engines: tuple[AsyncEngine, PoolReads],
 ) -> None:
     engine, reads = pg_engines
     repo = ProfileRepository(make_sessionmaker(engine), reads)
     pid = uuid.uuid4()
     await repo.upsert(_body(pid))
-    assert await repo.get(pid) is not None  # a pooled connection now exists
-    assert await _terminate_other_connections(engine) >= 1
-    # The pooled connection is dead; the read notices, retries once on a
-    # fresh connection, and answers.
-    read = await repo.get(pid)
-    assert read is not None
-    assert read.id == pid
+    # Several pooled connections, as under load.
+    await asyncio.gather(*(repo.get(pid) for _ in range(READ_POOL_SIZE)))
+    assert reads.pool is not None
+    assert reads.pool.get_size() > 1
+    assert await _terminate_other_connections(engine) > 1
+    # Every pooled connection is dead (as after a server restart). The first
+    # read notices, expires them all and retries on a fresh one; the reads
+    # after it never meet a dead connection.
+    for _ in range(READ_POOL_SIZE):
+        read = await repo.get(pid)
+        assert read is not None
+        assert read.id == pid
+
+
+@pytest.mark.postgres
+async def test_a_database_that_is_down_is_an_operational_error(
+    pg_engines: tuple[AsyncEngine, PoolReads],
+) -> None:
+    """Mapped to 503 like every SQLAlchemy error (shared/http/unavailable.py)."""
+    engine, _ = pg_engines
+    statement_timeout_ms = 200
+    reads = make_reads(engine, statement_timeout_ms=statement_timeout_ms)
+    repo = ProfileRepository(make_sessionmaker(engine), reads)
+    pid = uuid.uuid4()
+    await repo.upsert(_body(pid))
+    try:
+        # A lock held past the statement timeout: the server cancels the read.
+        async with engine.connect() as conn:
+            await conn.execute(text("LOCK TABLE profiles IN ACCESS EXCLUSIVE MODE"))
+            with pytest.raises(OperationalError) as caught:
+                await repo.get(pid)
+            await conn.rollback()
+        assert "canceling statement due to statement timeout" in str(caught.value)
+        assert str(pid) not in str(caught.value)  # no parameters in the message
+        assert await repo.get(pid) is not None  # and the pool still serves
+    finally:
+        await reads.aclose()

@@ -20,8 +20,8 @@ from auth_service.models.identity import Identity
 from auth_service.models.webauthn import NewCredential, WebAuthnCredential
 from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
-from shared.db.engine import make_engine, make_read_engine, make_sessionmaker
-from shared.db.reads import KeyedReader
+from shared.db.engine import make_engine, make_sessionmaker
+from shared.db.reads import EngineReads, KeyedReader, ReadSource, make_reads
 
 pytestmark = pytest.mark.anyio
 
@@ -38,11 +38,10 @@ async def engine(db_urls: dict[str, str]) -> AsyncIterator[AsyncEngine]:
 
 
 @pytest.fixture
-async def reads(engine: AsyncEngine) -> AsyncIterator[AsyncEngine]:
-    reads = make_read_engine(engine)
+async def reads(engine: AsyncEngine) -> AsyncIterator[ReadSource]:
+    reads = make_reads(engine)
     yield reads
-    if reads is not engine:
-        await reads.dispose()
+    await reads.aclose()
 
 
 async def _orm_by_email(engine: AsyncEngine, key: str) -> Identity | None:
@@ -62,7 +61,7 @@ async def _new_identity(repo: IdentityRepository, email: str) -> Identity:
 
 
 async def test_identity_by_email_matches_the_orm_and_sees_every_commit(
-    engine: AsyncEngine, reads: AsyncEngine
+    engine: AsyncEngine, reads: ReadSource
 ) -> None:
     repo = IdentityRepository(make_sessionmaker(engine), reads)
     identity = await _new_identity(repo, "Ada@Example.com")
@@ -94,7 +93,7 @@ async def test_identity_by_email_matches_the_orm_and_sees_every_commit(
 
 
 async def test_roles_by_id_match_the_orm_and_see_every_commit(
-    engine: AsyncEngine, reads: AsyncEngine
+    engine: AsyncEngine, reads: ReadSource
 ) -> None:
     repo = IdentityRepository(make_sessionmaker(engine), reads)
     identity = await _new_identity(repo, "grace@example.com")
@@ -112,7 +111,7 @@ async def test_roles_by_id_match_the_orm_and_see_every_commit(
     assert await repo.active_roles_by_id(uuid.uuid4()) is None
 
 
-async def test_passkey_check_matches_the_orm_count(engine: AsyncEngine, reads: AsyncEngine) -> None:
+async def test_passkey_check_matches_the_orm_count(engine: AsyncEngine, reads: ReadSource) -> None:
     sessions = make_sessionmaker(engine)
     identities = IdentityRepository(sessions, reads)
     credentials = CredentialRepository(sessions, reads)
@@ -147,7 +146,7 @@ async def test_passkey_check_matches_the_orm_count(engine: AsyncEngine, reads: A
 async def test_a_key_column_of_another_table_is_refused(engine: AsyncEngine) -> None:
     with pytest.raises(ValueError, match="not a column"):
         KeyedReader(
-            engine,
+            EngineReads(engine),
             Identity.__table__,  # type: ignore[attr-defined]
             key=WebAuthnCredential.__table__.c.user_id,  # type: ignore[attr-defined]
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import pytest
 import redis.asyncio
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -10,10 +12,14 @@ from opentelemetry.sdk.trace.sampling import Decision
 from opentelemetry.trace import SpanKind
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
+from sqlmodel import SQLModel
 
+from shared.db.engine import make_engine
+from shared.db.reads import KeyedReader, make_reads
 from shared.observability.tracing import Tracing
 from tests.conftest import REDIS_URL, Services, new_user
 from tests.observability.conftest import AuditCapture, capture_spans, service_of
+from user_service.models import Profile
 
 pytestmark = pytest.mark.anyio
 
@@ -145,5 +151,42 @@ async def test_sql_is_traced_only_once_something_receives_the_spans() -> None:
         assert len(other.sync_engine.dispatch.before_cursor_execute) == 1
         await other.dispose()
     finally:
+        await engine.dispose()
+        tracing.shutdown()
+
+
+@pytest.mark.postgres
+async def test_pooled_reads_are_traced_once_something_receives_the_spans(
+    pg_databases: dict[str, str],
+) -> None:
+    # The PostgreSQL read pool (shared/db/reads.py) bypasses the engine and
+    # its instrumentation, so it makes its own client span per read: the
+    # statement with its placeholder, the database and the peer, never the key.
+    tracing = Tracing(service_name="t", version="0")
+    engine = make_engine(pg_databases["user"])
+    async with engine.begin() as conn:
+        await conn.run_sync(
+            lambda c: SQLModel.metadata.create_all(c, tables=[Profile.__table__])  # type: ignore[attr-defined]
+        )
+    reads = make_reads(engine)
+    reader = KeyedReader(reads, Profile.__table__)  # type: ignore[attr-defined]
+    tracing.instrument_reads(reads)
+    spans = InMemorySpanExporter()
+    key = uuid.uuid4()
+    try:
+        assert await reader.get(key) is None
+        tracing.add_processor(SimpleSpanProcessor(spans))
+        assert spans.get_finished_spans() == ()  # nothing was made before
+        assert await reader.get(key) is None
+        (span,) = spans.get_finished_spans()
+        assert span.kind is SpanKind.CLIENT
+        assert span.attributes is not None
+        assert span.attributes["db.system"] == "postgresql"
+        assert "FROM profiles WHERE profiles.id = $1" in " ".join(
+            str(span.attributes["db.statement"]).split()
+        )
+        assert str(key) not in str(span.attributes)
+    finally:
+        await reads.aclose()
         await engine.dispose()
         tracing.shutdown()

@@ -15,6 +15,7 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.db.engine import make_engine
+from shared.db.reads import EngineReads
 from shared.observability.setup import Observability
 from shared.runtime.settings import CommonSettings
 from shared.service.app import build_app
@@ -33,8 +34,8 @@ class _Ctx:
     http: httpx.AsyncClient
 
     @property
-    def read_engine(self) -> AsyncEngine:
-        return self.engine  # SQLite: reads share the engine (make_read_engine)
+    def reads(self) -> EngineReads:
+        return EngineReads(self.engine)  # SQLite: reads share the engine (make_reads)
 
 
 def _router() -> APIRouter:

@@ -6,18 +6,18 @@ import uuid
 
 from sqlalchemy import delete, func
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from shared.db.reads import KeyedReader
+from shared.db.reads import KeyedReader, ReadSource
 from user_service.models import Profile, utcnow
 from user_service.schemas import ProfileOut, ProfileUpsert
 
 
 class ProfileRepository:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], reads: AsyncEngine) -> None:
-        """`sessions` write; `reads` is the read engine (shared.db.engine.make_read_engine)."""
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], reads: ReadSource) -> None:
+        """`sessions` write; `reads` runs single-row reads (shared.db.reads)."""
         self._sessions = sessions
         # Only the columns the read model has (shared/db/reads.py: no ORM load).
         self._by_id = KeyedReader(
