@@ -402,9 +402,10 @@ def render_capacity(rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> str
     lines = [
         f"Measured by `make bench` ({meta.get('mode', 'full')} run, {meta.get('started', '')}, "
         f"{meta.get('configuration', '')}) on {meta.get('machine', '')}: one service process "
-        "alone on one core, the load generator on another.",
+        "alone on one core, the load generator on another. A replica is one such process "
+        "(one uvicorn worker uses one core), so these are the rates per replica.",
         "",
-        "| path | per core | note |",
+        "| path | per replica (one core) | note |",
         "|---|---|---|",
     ]
     lines += [f"| {r['path']} | {_fmt(r['per_core'])} {r['unit']} | {r['note']} |" for r in rows]
