@@ -1,5 +1,6 @@
 """Operator CLI for signing keys. Prints kids and times, never key material.
 
+    python -m auth_service.keys init            # a first key, only into an empty store
     python -m auth_service.keys rotate [--activate-after SECONDS] [--bits 2048|3072|4096]
     python -m auth_service.keys list
     python -m auth_service.keys prune --older-than SECONDS
@@ -69,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
         help="delay before the new key signs (default 60; longer than replicas' reload interval)",
     )
     rot.add_argument("--bits", type=int, choices=(2048, 3072, 4096), default=2048)
+    commands.add_parser(
+        "init",
+        parents=[key_dir],
+        help="add a first key, signing at once, when the store has none (else do nothing)",
+    )
     commands.add_parser("list", parents=[key_dir], help="list keys and their state")
     pr = commands.add_parser("prune", parents=[key_dir], help="remove keys whose tokens expired")
     pr.add_argument(
@@ -162,6 +168,11 @@ async def _prune(settings: AuthSettings, older_than: int) -> list[str]:
         return await store.prune(older_than_seconds=older_than)
 
 
+async def _init(settings: AuthSettings) -> SigningKey | None:
+    async with _opened(settings) as store:
+        return await store.add_first_key(clock=time.time, dev=False)
+
+
 async def _reseal(settings: AuthSettings, new_kek: bytes) -> int:
     async with _opened(settings) as store:
         if not isinstance(store, DatabaseKeyStore):
@@ -190,6 +201,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 activates_at=_when(key.activates_at),
                 bits=args.bits,
             )
+            return 0
+        if args.command == "init":
+            # Idempotent: every rollout may run it (the Kubernetes key Job does).
+            first = asyncio.run(_init(settings))
+            if first is None:
+                print("the store has keys already; nothing added")
+                return 0
+            print(f"added {first.kid}: published and signing now (the store had no key)")
+            record_cli_event("key.rotated", outcome="success", kid=first.kid, first=True)
             return 0
         if args.command == "prune":
             removed = asyncio.run(_prune(settings, args.older_than))
@@ -227,8 +247,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_list(settings, time.time()))
     except (NoSigningKeys, ValueError, OSError, RedisError, SQLAlchemyError) as exc:
         print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if args.command in ("rotate", "prune", "revoke", "reseal"):
-            event = {"rotate": "key.rotated", "prune": "key.pruned", "reseal": "key.resealed"}
+        if args.command in ("init", "rotate", "prune", "revoke", "reseal"):
+            event = {
+                "init": "key.rotated",
+                "rotate": "key.rotated",
+                "prune": "key.pruned",
+                "reseal": "key.resealed",
+            }
             record_cli_event(
                 event.get(args.command, "key.revoked"),
                 outcome="failure",

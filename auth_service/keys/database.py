@@ -189,13 +189,14 @@ class DatabaseKeyStore:
         await conn.execute(sa.insert(_TABLE).values(**self._row(key, private_key, dev=dev)))
         return key
 
-    async def add_dev_key_if_empty(self, *, clock: Clock) -> SigningKey | None:
+    async def add_first_key(self, *, clock: Clock, dev: bool) -> SigningKey | None:
+        """A first key, active at once, only into an empty table (`KeyStore.add_first_key`)."""
         private_key = await asyncio.to_thread(generate_key, MIN_RSA_BITS)
         async with self._engine.begin() as conn:
             if await self._begin_writer(conn):
-                return None  # another replica made the first key
+                return None  # another replica, or an earlier `init`, made the first key
             now = clock()
-            return await self._insert(conn, private_key, created_at=now, activates_at=now, dev=True)
+            return await self._insert(conn, private_key, created_at=now, activates_at=now, dev=dev)
 
     async def rotate(
         self, *, activate_after_seconds: int, clock: Clock = time.time, bits: int = 2048

@@ -131,7 +131,7 @@ class KeyRing:
                 raise NoSigningKeys(
                     f"no signing keys in {self._store.where}; run `rotate` or mount them"
                 )
-            if await self._store.add_dev_key_if_empty(clock=self._clock) is not None:
+            if await self._store.add_first_key(clock=self._clock, dev=True) is not None:
                 _log.warning("generated a development signing key in %s", self._store.where)
         entries = await self._store.entries()
         if not self._allow_dev_keys:
@@ -174,7 +174,7 @@ class KeyRing:
         if not store.entries_now():
             if not generate_if_missing:
                 raise NoSigningKeys(f"no signing keys in {key_dir}; run `rotate` or mount them")
-            if store.add_dev_key_if_empty_now(clock=clock) is not None:
+            if store.add_first_key_now(clock=clock, dev=True) is not None:
                 _log.warning("generated a development signing key in %s", key_dir)
         entries = store.entries_now()
         if not allow_dev_keys:

@@ -47,8 +47,12 @@ class KeyStore(Protocol):
         """The private key of one listed entry, checked against its kid."""
         ...
 
-    async def add_dev_key_if_empty(self, *, clock: Clock) -> SigningKey | None:
-        """Development: a first key, active at once, when the store has none."""
+    async def add_first_key(self, *, clock: Clock, dev: bool) -> SigningKey | None:
+        """A first key, active at once, only when the store has none (else None).
+
+        `dev`: made by a development start, which production refuses to use;
+        False for the operator's `init` (the first rollout's key).
+        """
         ...
 
     async def rotate(
@@ -113,7 +117,7 @@ class DirectoryStore:
     async def load(self, entry: KeyEntry) -> SigningKey:
         return await asyncio.to_thread(self.load_now, entry)
 
-    def add_dev_key_if_empty_now(self, *, clock: Clock) -> SigningKey | None:
+    def add_first_key_now(self, *, clock: Clock, dev: bool) -> SigningKey | None:
         with directory.locked(self.key_dir):
             # Another replica may have won the race for the lock.
             if directory.manifest_entries(self.key_dir):
@@ -124,11 +128,11 @@ class DirectoryStore:
                 directory.generate_key(MIN_RSA_BITS),
                 created_at=now,
                 activates_at=now,
-                dev=True,
+                dev=dev,
             )
 
-    async def add_dev_key_if_empty(self, *, clock: Clock) -> SigningKey | None:
-        return await asyncio.to_thread(self.add_dev_key_if_empty_now, clock=clock)
+    async def add_first_key(self, *, clock: Clock, dev: bool) -> SigningKey | None:
+        return await asyncio.to_thread(self.add_first_key_now, clock=clock, dev=dev)
 
     async def rotate(
         self, *, activate_after_seconds: int, clock: Clock = time.time, bits: int = 2048

@@ -307,9 +307,9 @@ async def test_the_ring_adopts_a_key_rotated_by_another_process(
 
 
 async def test_production_refuses_a_development_key_in_the_table(store: DatabaseKeyStore) -> None:
-    dev = await store.add_dev_key_if_empty(clock=time.time)
+    dev = await store.add_first_key(clock=time.time, dev=True)
     assert dev is not None
-    assert await store.add_dev_key_if_empty(clock=time.time) is None, "only into an empty table"
+    assert await store.add_first_key(clock=time.time, dev=True) is None, "only into an empty table"
     with pytest.raises(DevKeysRefused, match=dev.kid):
         await KeyRing.open(store, generate_if_missing=False, allow_dev_keys=False)
 
@@ -345,7 +345,7 @@ async def test_scheduled_rotation_on_the_database_store(
 # --- the CLI and the service on the database store -------------------------------------
 
 
-def test_the_cli_rotates_lists_prunes_and_revokes_in_the_database(
+def test_the_cli_inits_rotates_lists_prunes_revokes_and_reseals_in_the_database(
     db_urls: dict[str, str],
     tmp_path: Path,
     redis_prefix: str,
@@ -364,8 +364,11 @@ def test_the_cli_rotates_lists_prunes_and_revokes_in_the_database(
         "REDIS_PREFIX": redis_prefix,
     }.items():
         monkeypatch.setenv(name, value)
-    assert cli_main(["rotate", "--activate-after", "0"]) == 0
+    # The first rollout's key (the Kubernetes Job): once, whatever the reruns.
+    assert cli_main(["init"]) == 0
     first = capsys.readouterr().out.split()[1].rstrip(":")
+    assert cli_main(["init"]) == 0
+    assert "nothing added" in capsys.readouterr().out
     assert cli_main(["rotate", "--activate-after", "3600"]) == 0
     second = capsys.readouterr().out.split()[1].rstrip(":")
     assert cli_main(["list"]) == 0
