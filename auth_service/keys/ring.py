@@ -129,7 +129,8 @@ class KeyRing:
         if not await self._store.entries():
             if not generate_if_missing:
                 raise NoSigningKeys(
-                    f"no signing keys in {self._store.where}; run `rotate` or mount them"
+                    f"no signing keys in {self._store.where}; run `python -m "
+                    "auth_service.keys init` (or `rotate`) with the service's settings"
                 )
             if await self._store.add_first_key(clock=self._clock, dev=True) is not None:
                 _log.warning("generated a development signing key in %s", self._store.where)

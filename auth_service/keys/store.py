@@ -87,8 +87,9 @@ class DirectoryStore:
 
     def __init__(self, key_dir: Path) -> None:
         self.key_dir = key_dir
-        self._stamp: tuple[int, int, int] | None = None
-        self._entries: list[ManifestEntry] = []
+        # (stamp, entries) in one attribute: reads run in worker threads, and
+        # a stamp must never be paired with another read's entries.
+        self._cache: tuple[tuple[int, int, int], list[ManifestEntry]] | None = None
 
     @property
     def where(self) -> str:
@@ -99,12 +100,14 @@ class DirectoryStore:
         try:
             stamp = directory.manifest_stamp(self.key_dir)
         except FileNotFoundError:
-            self._stamp, self._entries = None, []
+            self._cache = None
             return []
-        if stamp != self._stamp:
+        cache = self._cache
+        if cache is None or cache[0] != stamp:
             # The stamp before the read: a change during it is seen next time.
-            self._entries, self._stamp = directory.manifest_entries(self.key_dir), stamp
-        return list(self._entries)
+            cache = (stamp, directory.manifest_entries(self.key_dir))
+            self._cache = cache
+        return list(cache[1])
 
     def load_now(self, entry: KeyEntry) -> SigningKey:
         if not isinstance(entry, ManifestEntry):

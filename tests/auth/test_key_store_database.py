@@ -436,6 +436,27 @@ async def test_the_services_sign_and_verify_with_keys_from_the_database(
     assert not (tmp_path / "keys" / "manifest.json").exists()
 
 
+async def test_a_service_started_with_another_key_encryption_key_refuses_to_start(
+    tmp_path: Path, redis_prefix: str, db_urls: dict[str, str]
+) -> None:
+    first = {"key_store": "database", "key_encryption_key": secrets.token_urlsafe(32)}
+    async for _ in start_services(
+        tmp_path=tmp_path, redis_prefix=redis_prefix, urls=db_urls, auth=first
+    ):
+        pass  # makes the first (development) key, sealed under the first KEK
+    other = secrets.token_urlsafe(32)
+    with pytest.raises(WrongKeyEncryptionKey, match="KEY_ENCRYPTION_KEY does not open") as caught:
+        async for _ in start_services(
+            tmp_path=tmp_path,
+            redis_prefix=redis_prefix,
+            urls=db_urls,
+            auth={**first, "key_encryption_key": other},
+        ):
+            pass
+    assert other not in str(caught.value)
+    assert first["key_encryption_key"] not in str(caught.value)
+
+
 # --- settings ------------------------------------------------------------------------------
 
 
