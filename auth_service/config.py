@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 
@@ -33,7 +34,15 @@ def usable_cpus() -> int:
 class AuthSettings(CommonSettings):
     service_name: str = "auth-service"
     database_url: str = "sqlite+aiosqlite:///./.data/auth.db"
+    # Where the signing keys live (docs/OPERATIONS.md, "Where the keys live"):
+    # `directory`, KEY_DIR shared by every replica; `database`, the
+    # signing_keys table, private keys sealed under KEY_ENCRYPTION_KEY.
+    key_store: Literal["directory", "database"] = "directory"
     key_dir: Path = Path(".data/keys")
+    # KEY_STORE=database: the AES-256 key-encryption key (32 bytes, base64url)
+    # sealing the private keys in the database. Production refuses to start
+    # without it; elsewhere an empty value means a key made in KEY_DIR.
+    key_encryption_key: SecretStr = SecretStr("")
     access_token_ttl_seconds: int = Field(default=600, ge=30, le=3600)
     refresh_token_ttl_seconds: int = Field(default=14 * 24 * 3600, ge=300)
     # A session nobody refreshed for this long ends (ASVS 7.3.1), well before
@@ -211,12 +220,16 @@ class AuthSettings(CommonSettings):
     def _valid_totp_key(self) -> AuthSettings:
         # After the model is built, not a field validator: pydantic's error
         # would then quote the input, and the input is the key.
-        key = self.totp_encryption_key.get_secret_value()
-        if key:
-            try:
-                decode_key(key)
-            except ValueError as exc:
-                raise ValueError(f"TOTP_ENCRYPTION_KEY: {exc}") from None
+        for name, secret in (
+            ("TOTP_ENCRYPTION_KEY", self.totp_encryption_key),
+            ("KEY_ENCRYPTION_KEY", self.key_encryption_key),
+        ):
+            key = secret.get_secret_value()
+            if key:
+                try:
+                    decode_key(key)
+                except ValueError as exc:
+                    raise ValueError(f"{name}: {exc}") from None
         return self
 
     @model_validator(mode="after")
@@ -228,6 +241,18 @@ class AuthSettings(CommonSettings):
             # per replica: production names its key.
             raise ProductionConfigError(
                 "TOTP_ENCRYPTION_KEY must be set in production (32 random bytes, base64url: "
+                "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+        if (
+            self.is_production
+            and self.key_store == "database"
+            and not self.key_encryption_key.get_secret_value()
+        ):
+            # A generated KEK would sit in a pod's file system, differ per
+            # replica, and seal keys that no other replica could open.
+            raise ProductionConfigError(
+                "KEY_ENCRYPTION_KEY must be set in production with KEY_STORE=database "
+                "(32 random bytes, base64url: "
                 "python -c 'import secrets; print(secrets.token_urlsafe(32))')"
             )
         return self

@@ -37,6 +37,7 @@ from auth_service.config import AuthSettings
 from auth_service.context import AuthContext
 from auth_service.keys import KeyRing
 from auth_service.keys.rotation import RotationPolicy, RotationSchedule
+from auth_service.keys.store import DirectoryStore
 from auth_service.mail import Outbox, SmtpSender
 from auth_service.migrate import MIGRATIONS
 from auth_service.repositories.accounts import AccountRepository
@@ -71,7 +72,7 @@ from auth_service.stores.authorization import AuthorizationStore
 from auth_service.stores.one_time_tokens import OneTimeTokens
 from auth_service.stores.rate_limit import Limit, RateLimiter
 from auth_service.stores.sessions import SessionStore
-from auth_service.wiring import build_second_factor
+from auth_service.wiring import build_second_factor, key_store
 from shared.access.bearer import BearerAuthenticator
 from shared.access.key_revocation import DenyRevokedKeys, RevokedKeys
 from shared.access.revocation import MARKER_OUTLIVES_TOKEN_SECONDS, RedisRevocationChecker
@@ -106,11 +107,17 @@ def _build_context(
     # for REDIS_MIN_REPLICAS_ACK replicas (shared/runtime/redis_durable.py).
     durable = make_durable_writes(settings, redis)
     # Production: no generated keys, and none that a development start made.
-    keyring = KeyRing.load(
-        settings.key_dir,
-        generate_if_missing=not settings.is_production,
-        allow_dev_keys=not settings.is_production,
-    )
+    store = key_store(settings, engine)
+    if isinstance(store, DirectoryStore):
+        # Files: read now, so a start without keys fails before anything else.
+        keyring = KeyRing.load(
+            settings.key_dir,
+            generate_if_missing=not settings.is_production,
+            allow_dev_keys=not settings.is_production,
+        )
+    else:
+        # The database: read by `_running`, after the migrations made its table.
+        keyring = KeyRing(store, allow_dev_keys=not settings.is_production)
     http = httpx.AsyncClient(
         base_url=settings.user_service_url,
         timeout=settings.user_service_timeout_seconds,
@@ -389,22 +396,22 @@ def _build_context(
 async def _keys_revoked(keyring: KeyRing, kids: frozenset[str]) -> None:
     """A signing key was revoked: stop using it now, then load its replacement.
 
-    The CLI edits the key directory before it publishes the revocation, so the
+    The CLI edits the key store before it publishes the revocation, so the
     reload finds the replacement without waiting for KEY_RELOAD_SECONDS.
     """
     keyring.set_revoked(kids)
     try:
-        keyring.reload_if_changed()
+        await keyring.reload()
     except Exception:
         _log.exception("signing key reload after a revocation failed; the next reload retries")
 
 
 async def _reload_keys(ctx: AuthContext) -> None:
-    """Pick up keys rotated by another replica or the CLI (shared key dir)."""
+    """Pick up keys rotated by another replica or the CLI (the shared key store)."""
     while True:
         await asyncio.sleep(ctx.settings.key_reload_seconds)
         try:
-            if ctx.keyring.reload_if_changed():
+            if await ctx.keyring.reload():
                 _log.info("signing keys reloaded")
         except Exception:
             _log.exception("signing key reload failed; keeping the loaded keys")
@@ -414,7 +421,7 @@ async def _rotate_keys(ctx: AuthContext) -> None:
     """Scheduled rotation: every replica ticks, the one holding the lock acts."""
     settings = ctx.settings
     schedule = RotationSchedule(
-        settings.key_dir,
+        ctx.keyring.store,
         RotationPolicy(
             interval_seconds=settings.key_rotation_interval_seconds,
             activation_delay_seconds=settings.key_activation_delay_seconds,
@@ -448,7 +455,7 @@ async def _rotate_keys(ctx: AuthContext) -> None:
                 )
             if outcome.added is not None or outcome.removed:
                 with contextlib.suppress(Exception):  # the reload loop retries
-                    ctx.keyring.reload_if_changed()
+                    await ctx.keyring.reload()
         await asyncio.sleep(settings.key_reload_seconds)
 
 
@@ -456,6 +463,10 @@ async def _rotate_keys(ctx: AuthContext) -> None:
 async def _running(ctx: AuthContext, obs: Observability) -> AsyncIterator[None]:
     """What the auth service runs while it serves: the key-age gauge, the key
     reloader and the mail outbox."""
+    if not ctx.keyring.loaded:
+        # KEY_STORE=database, after the migrations; a start refuses a store it
+        # cannot sign from (no key, a wrong KEY_ENCRYPTION_KEY).
+        await ctx.keyring.load_initial(generate_if_missing=not ctx.settings.is_production)
     obs.add_gauge(
         "idp_signing_key_age_seconds",
         "Seconds since the current signing key was created.",

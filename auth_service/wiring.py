@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth_service.config import AuthSettings
+from auth_service.keys.database import DatabaseKeyStore
 from auth_service.keys.secret_box import SecretBox, decode_key, dev_secret_key
+from auth_service.keys.store import DirectoryStore, KeyStore
 from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.repositories.recovery_codes import RecoveryCodeRepository
@@ -32,6 +34,26 @@ def totp_secret_box(settings: AuthSettings) -> SecretBox:
     if configured:
         return SecretBox(decode_key(configured))
     return SecretBox(dev_secret_key(settings.key_dir))
+
+
+# Development's key-encryption key, beside its TOTP key (never in production).
+DEV_KEK_FILE = "key-encryption.key"
+
+
+def key_store(settings: AuthSettings, engine: AsyncEngine | None) -> KeyStore:
+    """The signing keys' store that KEY_STORE names (the service and the CLI alike).
+
+    KEY_STORE=database seals under KEY_ENCRYPTION_KEY, or (never in
+    production, the settings refuse that) a development key in KEY_DIR; it
+    needs the auth database's engine.
+    """
+    if settings.key_store == "directory":
+        return DirectoryStore(settings.key_dir)
+    if engine is None:
+        raise ValueError("KEY_STORE=database needs the auth database's engine")
+    configured = settings.key_encryption_key.get_secret_value()
+    kek = decode_key(configured) if configured else dev_secret_key(settings.key_dir, DEV_KEK_FILE)
+    return DatabaseKeyStore(engine, kek)
 
 
 def build_second_factor(

@@ -65,7 +65,14 @@ DESCRIPTIONS: dict[str, str] = {
     "audit_stdout": "audit events as JSON lines on stdout (the audit table is always written)",
     "service_name": "name in logs, metrics, traces and audit events",
     # --- auth service (auth_service/config.py) ---
+    "key_store": "where the signing keys live: `directory` (`KEY_DIR`) or `database` (the "
+    "`signing_keys` table, sealed under `KEY_ENCRYPTION_KEY`; no shared volume needed)",
     "key_dir": "signing keys (manifest + PEMs). Production: operator keys, none made by dev mode",
+    "key_encryption_key": (
+        "`KEY_STORE=database`: AES-256 key (32 bytes, base64url) sealing the signing keys in "
+        "the database. Production: required; elsewhere empty means a key made in `KEY_DIR` "
+        "(`key-encryption.key`). Rotate with `keys reseal`"
+    ),
     "access_token_ttl_seconds": "access token lifetime",
     "refresh_token_ttl_seconds": "absolute lifetime of a session and its refresh tokens",
     "refresh_idle_timeout_seconds": "a session not refreshed for this long ends (idle timeout)",

@@ -1,14 +1,18 @@
 """Operator CLI for signing keys. Prints kids and times, never key material.
 
+    python -m auth_service.keys init            # a first key, only into an empty store
     python -m auth_service.keys rotate [--activate-after SECONDS] [--bits 2048|3072|4096]
     python -m auth_service.keys list
     python -m auth_service.keys prune --older-than SECONDS
     python -m auth_service.keys revoke KID      # emergency: a compromised key
+    python -m auth_service.keys reseal          # KEY_STORE=database: a new KEK
 
-Every command takes `--key-dir PATH` (default: $KEY_DIR, else ./.data/keys).
-`revoke` also writes to the Redis at $REDIS_URL under $REDIS_PREFIX, the
-services' own settings (docs/OPERATIONS.md, "Emergency revocation of a
-signing key").
+The store is the service's own, chosen by the same settings: KEY_STORE,
+KEY_DIR (or `--key-dir PATH`, before or after the command) for a directory,
+DATABASE_URL and KEY_ENCRYPTION_KEY for the database. `revoke` also writes to
+the Redis at $REDIS_URL under $REDIS_PREFIX (docs/OPERATIONS.md, "Emergency
+revocation of a signing key"). `reseal` reads the new key-encryption key
+from $NEW_KEY_ENCRYPTION_KEY, never from the command line (which `ps` shows).
 """
 
 from __future__ import annotations
@@ -18,20 +22,27 @@ import asyncio
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from auth_service.cli_audit import record_cli_event
-from auth_service.keys.directory import NoSigningKeys, manifest_entries, prune, remove, rotate
+from auth_service.config import AuthSettings
+from auth_service.keys.database import DatabaseKeyStore
+from auth_service.keys.directory import NoSigningKeys, SigningKey
+from auth_service.keys.secret_box import decode_key
+from auth_service.keys.store import KeyStore
+from auth_service.migrate import MIGRATIONS
+from auth_service.wiring import key_store
 from shared.access.key_revocation import revoked_kids_key
+from shared.db.engine import make_engine
+from shared.db.migrations import prepare_schema
 from shared.runtime.redis_topology import close_client
-from shared.runtime.settings import CommonSettings
 from shared.service.backends import make_redis
-
-_DEFAULT_KEY_DIR = Path(".data/keys")
 
 
 def _when(ts: float) -> str:
@@ -59,6 +70,11 @@ def _parser() -> argparse.ArgumentParser:
         help="delay before the new key signs (default 60; longer than replicas' reload interval)",
     )
     rot.add_argument("--bits", type=int, choices=(2048, 3072, 4096), default=2048)
+    commands.add_parser(
+        "init",
+        parents=[key_dir],
+        help="add a first key, signing at once, when the store has none (else do nothing)",
+    )
     commands.add_parser("list", parents=[key_dir], help="list keys and their state")
     pr = commands.add_parser("prune", parents=[key_dir], help="remove keys whose tokens expired")
     pr.add_argument(
@@ -76,49 +92,62 @@ def _parser() -> argparse.ArgumentParser:
     )
     rev.add_argument("kid", help="the key id (`list` shows them)")
     rev.add_argument("--bits", type=int, choices=(2048, 3072, 4096), default=2048)
+    commands.add_parser(
+        "reseal",
+        parents=[key_dir],
+        help="KEY_STORE=database: seal every key again under $NEW_KEY_ENCRYPTION_KEY",
+    )
     return parser
 
 
-async def _publish_revocation(kid: str, now: float) -> None:
+@asynccontextmanager
+async def _opened(settings: AuthSettings) -> AsyncIterator[KeyStore]:
+    """The service's key store; for the database, on a schema at its head."""
+    if settings.key_store == "directory":
+        yield key_store(settings, None)
+        return
+    engine = make_engine(settings.database_url)
+    try:
+        # Development: upgrade, as the service does; production: only check.
+        await prepare_schema(engine, MIGRATIONS, production=settings.is_production)
+        yield key_store(settings, engine)
+    finally:
+        await engine.dispose()
+
+
+async def _publish_revocation(settings: AuthSettings, kid: str, now: float) -> None:
     # The services' own settings name the Redis (one server, Sentinel or
     # Cluster) and the prefix; the defaults are theirs too.
-    settings = CommonSettings()
-    prefix = settings.redis_prefix
     redis = make_redis(settings)
     try:
         # Kept, not expired: a handful of kids over a platform's life, and a
         # verifier that still caches the key must go on refusing it.
-        await redis.hset(revoked_kids_key(prefix), kid, str(int(now)))
+        await redis.hset(revoked_kids_key(settings.redis_prefix), kid, str(int(now)))
     finally:
         await close_client(redis)
 
 
-def _revoke(key_dir: Path, kid: str, bits: int) -> int:
+async def _revoke(settings: AuthSettings, kid: str, bits: int) -> SigningKey | None:
     now = time.time()
-    # Directory first, Redis second: a replica that reads the revocation
+    # Store first, Redis second: a replica that reads the revocation
     # reloads at once and must find the replacement already there.
-    try:
-        replacement = remove(key_dir, kid, replacement_bits=bits)
-    except NoSigningKeys:
-        print(f"{kid} is not in {key_dir}; revoking it everywhere anyway", file=sys.stderr)
-        replacement = None
-    asyncio.run(_publish_revocation(kid, now))
-    print(f"revoked {kid}: unpublished, and its tokens are refused within a second")
-    if replacement is not None:
-        print(f"added {replacement.kid}: published and signing now (no other key was active)")
-    record_cli_event(
-        "key.revoked",
-        outcome="success",
-        kid=kid,
-        replacement=replacement.kid if replacement else None,
-    )
-    return 0
+    async with _opened(settings) as store:
+        try:
+            replacement = await store.remove(kid, replacement_bits=bits)
+        except NoSigningKeys:
+            print(f"{kid} is not in {store.where}; revoking it everywhere anyway", file=sys.stderr)
+            replacement = None
+    await _publish_revocation(settings, kid, now)
+    return replacement
 
 
-def _list(key_dir: Path, now: float) -> int:
-    entries = sorted(manifest_entries(key_dir), key=lambda e: (e.activates_at, e.created_at))
+async def _list(settings: AuthSettings, now: float) -> int:
+    async with _opened(settings) as store:
+        listed = await store.entries()
+        where = store.where
+    entries = sorted(listed, key=lambda e: (e.activates_at, e.created_at))
     if not entries:
-        print(f"no signing keys in {key_dir}", file=sys.stderr)
+        print(f"no signing keys in {where}", file=sys.stderr)
         return 1
     active = [e for e in entries if e.activates_at <= now]
     current = active[-1] if active else None
@@ -129,13 +158,40 @@ def _list(key_dir: Path, now: float) -> int:
     return 0
 
 
+async def _rotate(settings: AuthSettings, activate_after: int, bits: int) -> SigningKey:
+    async with _opened(settings) as store:
+        return await store.rotate(activate_after_seconds=activate_after, bits=bits)
+
+
+async def _prune(settings: AuthSettings, older_than: int) -> list[str]:
+    async with _opened(settings) as store:
+        return await store.prune(older_than_seconds=older_than)
+
+
+async def _init(settings: AuthSettings) -> SigningKey | None:
+    async with _opened(settings) as store:
+        return await store.add_first_key(clock=time.time, dev=False)
+
+
+async def _reseal(settings: AuthSettings, new_kek: bytes) -> int:
+    async with _opened(settings) as store:
+        if not isinstance(store, DatabaseKeyStore):
+            raise ValueError("reseal needs KEY_STORE=database (a key directory is not sealed)")
+        return await store.reseal(new_kek)
+
+
+def _settings(key_dir: Path | None) -> AuthSettings:
+    settings = AuthSettings()
+    return settings.model_copy(update={"key_dir": key_dir}) if key_dir else settings
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status."""
     args = _parser().parse_args(argv)
-    key_dir: Path = args.key_dir or Path(os.environ.get("KEY_DIR") or _DEFAULT_KEY_DIR)
     try:
+        settings = _settings(args.key_dir)
         if args.command == "rotate":
-            key = rotate(key_dir, activate_after_seconds=args.activate_after, bits=args.bits)
+            key = asyncio.run(_rotate(settings, args.activate_after, args.bits))
             print(f"added {key.kid}: published now, signs from {_when(key.activates_at)}")
             # Audit trail: stderr, and the audit table when DATABASE_URL is set.
             record_cli_event(
@@ -146,8 +202,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                 bits=args.bits,
             )
             return 0
+        if args.command == "init":
+            # Idempotent: every rollout may run it (the Kubernetes key Job does).
+            first = asyncio.run(_init(settings))
+            if first is None:
+                print("the store has keys already; nothing added")
+                return 0
+            print(f"added {first.kid}: published and signing now (the store had no key)")
+            record_cli_event("key.rotated", outcome="success", kid=first.kid, first=True)
+            return 0
         if args.command == "prune":
-            removed = prune(key_dir, older_than_seconds=args.older_than)
+            removed = asyncio.run(_prune(settings, args.older_than))
             for kid in removed:
                 print(f"removed {kid}")
             if not removed:
@@ -157,15 +222,43 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             return 0
         if args.command == "revoke":
-            return _revoke(key_dir, args.kid, args.bits)
-        return _list(key_dir, time.time())
-    except (NoSigningKeys, ValueError, OSError, RedisError) as exc:
-        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
-        if args.command in ("rotate", "prune", "revoke"):
-            event = {"rotate": "key.rotated", "prune": "key.pruned"}.get(
-                args.command, "key.revoked"
+            replacement = asyncio.run(_revoke(settings, args.kid, args.bits))
+            print(f"revoked {args.kid}: unpublished, and its tokens are refused within a second")
+            if replacement is not None:
+                print(
+                    f"added {replacement.kid}: published and signing now (no other key was active)"
+                )
+            record_cli_event(
+                "key.revoked",
+                outcome="success",
+                kid=args.kid,
+                replacement=replacement.kid if replacement else None,
             )
-            record_cli_event(event, outcome="failure", reason=type(exc).__name__[:64])
+            return 0
+        if args.command == "reseal":
+            try:
+                new_kek = decode_key(os.environ.get("NEW_KEY_ENCRYPTION_KEY", ""))
+            except ValueError as exc:
+                raise ValueError(f"NEW_KEY_ENCRYPTION_KEY: {exc}") from None
+            count = asyncio.run(_reseal(settings, new_kek))
+            print(f"sealed {count} keys under the new key-encryption key")
+            record_cli_event("key.resealed", outcome="success", keys=count)
+            return 0
+        return asyncio.run(_list(settings, time.time()))
+    except (NoSigningKeys, ValueError, OSError, RedisError, SQLAlchemyError) as exc:
+        print(f"error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        if args.command in ("init", "rotate", "prune", "revoke", "reseal"):
+            event = {
+                "init": "key.rotated",
+                "rotate": "key.rotated",
+                "prune": "key.pruned",
+                "reseal": "key.resealed",
+            }
+            record_cli_event(
+                event.get(args.command, "key.revoked"),
+                outcome="failure",
+                reason=type(exc).__name__[:64],
+            )
         return 1
 
 

@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
+from typing import Protocol
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -39,10 +40,12 @@ from shared.tokens.jwk import MIN_RSA_BITS, rfc7638_thumbprint, rsa_public_jwk
 
 __all__ = [
     "DevKeysRefused",
+    "KeyEntry",
     "ManifestEntry",
     "NoSigningKeys",
     "SigningKey",
     "manifest_entries",
+    "prunable",
     "prune",
     "remove",
     "rotate",
@@ -63,6 +66,19 @@ class NoSigningKeys(Exception):
 
 class DevKeysRefused(NoSigningKeys):
     """The key directory holds keys a development start generated, and they are not allowed."""
+
+
+class KeyEntry(Protocol):
+    """What a key store lists about one key (`auth_service.keys.store`): no key material."""
+
+    @property
+    def kid(self) -> str: ...
+    @property
+    def created_at(self) -> float: ...
+    @property
+    def activates_at(self) -> float: ...
+    @property
+    def dev(self) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -136,17 +152,7 @@ def manifest_entries(key_dir: Path) -> list[ManifestEntry]:
     return entries
 
 
-def refuse_dev_keys(key_dir: Path, entries: Sequence[ManifestEntry]) -> None:
-    dev = [e.kid for e in entries if e.dev]
-    if dev:
-        raise DevKeysRefused(
-            f"{key_dir} holds signing keys generated in development mode ({', '.join(dev)}); "
-            "production needs keys made with `python -m auth_service.keys rotate` into a "
-            "directory of their own (a Secret), not a copied development data dir"
-        )
-
-
-def _signing_key(private_key: RSAPrivateKey, created_at: float, activates_at: float) -> SigningKey:
+def signing_key(private_key: RSAPrivateKey, created_at: float, activates_at: float) -> SigningKey:
     jwk = rsa_public_jwk(private_key.public_key())
     kid = rfc7638_thumbprint(jwk)
     # use/alg tell verifiers what the key is for (RFC 7517 §4.2, §4.4); the
@@ -161,7 +167,7 @@ def load_key(key_dir: Path, entry: ManifestEntry) -> SigningKey:
     )
     if not isinstance(private_key, RSAPrivateKey) or private_key.key_size < MIN_RSA_BITS:
         raise ValueError(f"{entry.file}: expected an RSA key of at least {MIN_RSA_BITS} bits")
-    key = _signing_key(private_key, entry.created_at, entry.activates_at)
+    key = signing_key(private_key, entry.created_at, entry.activates_at)
     # A manifest that names the wrong file would publish one key and sign with
     # another: every token would fail verification. Refuse instead.
     if key.kid != entry.kid:
@@ -247,7 +253,7 @@ def add_key(
     dev: bool = False,
 ) -> SigningKey:
     """Store a key and list it; the caller holds the lock."""
-    key = _signing_key(private_key, created_at, activates_at)
+    key = signing_key(private_key, created_at, activates_at)
     pem = private_key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -330,26 +336,36 @@ def prune(key_dir: Path, *, older_than_seconds: int, clock: Clock = time.time) -
         entries = manifest_entries(key_dir)
         if not entries:
             raise NoSigningKeys(f"no signing keys in {key_dir}")
-        now = clock()
-        order = sorted(entries, key=lambda e: (e.activates_at, e.created_at))
-        active = [e for e in order if e.activates_at <= now]
-        if not active:
+        doomed_kids = prunable(entries, now=clock(), older_than_seconds=older_than_seconds)
+        if not doomed_kids:
             return []
-        current = active[-1]
-        doomed = [
-            entry
-            for entry, successor in itertools.pairwise(order)
-            if entry is not current
-            and successor.activates_at <= now
-            and now - successor.activates_at > older_than_seconds
-        ]
-        if not doomed:
-            return []
+        doomed = [e for e in entries if e.kid in doomed_kids]
         # Manifest first, files second: a manifest never names a missing file.
         _write_manifest(key_dir, [e for e in entries if e not in doomed])
         for entry in doomed:
             (key_dir / entry.file).unlink(missing_ok=True)
-        return [e.kid for e in doomed]
+        return doomed_kids
+
+
+def prunable(entries: Sequence[KeyEntry], *, now: float, older_than_seconds: float) -> list[str]:
+    """The kids `prune` removes, whatever the store (the rule of `prune` above).
+
+    A key goes when it is not the current signer and its successor in
+    activation order has been active for longer than `older_than_seconds`;
+    pending keys and the current key never go.
+    """
+    order = sorted(entries, key=lambda e: (e.activates_at, e.created_at))
+    active = [e for e in order if e.activates_at <= now]
+    if not active:
+        return []
+    current = active[-1]
+    return [
+        entry.kid
+        for entry, successor in itertools.pairwise(order)
+        if entry is not current
+        and successor.activates_at <= now
+        and now - successor.activates_at > older_than_seconds
+    ]
 
 
 def remove(

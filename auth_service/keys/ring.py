@@ -1,13 +1,16 @@
-"""The key ring the auth service signs with: the keys of the directory, loaded.
+"""The key ring the auth service signs with: the keys of its key store, loaded.
 
-It reads the key directory (`auth_service.keys.directory`: format, rotation,
-pruning), signs with the newest key whose activation time has come,
-publishes every loaded key in the JWKS, and re-reads the directory when its
-manifest changes, so replicas pick up a rotation without a restart.
+It reads a key store (`auth_service.keys.store`: the key directory or the
+database), signs with the newest key whose activation time has come,
+publishes every loaded key in the JWKS, and reloads the store every
+KEY_RELOAD_SECONDS, so replicas pick up a rotation without a restart. A
+reload lists kids and times only and loads (parses, or unseals) just the keys
+it has not seen.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Sequence
@@ -19,20 +22,13 @@ from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from auth_service.keys.directory import (
     ALGORITHM,
-    MANIFEST,
     Clock,
+    KeyEntry,
     NoSigningKeys,
     SigningKey,
-    add_key,
-    generate_key,
-    load_key,
-    locked,
-    manifest_entries,
-    manifest_stamp,
-    refuse_dev_keys,
     warn_if_exposed,
 )
-from shared.tokens.jwk import MIN_RSA_BITS
+from auth_service.keys.store import DirectoryStore, KeyStore, refuse_dev_keys
 
 __all__ = ["KeyRing"]
 
@@ -61,30 +57,38 @@ class KeyRing:
 
     def __init__(
         self,
-        key_dir: Path,
-        keys: Sequence[SigningKey],
+        store: KeyStore,
+        keys: Sequence[SigningKey] = (),
         *,
         clock: Clock = time.time,
-        stamp: tuple[int, int, int] | None = None,
         allow_dev_keys: bool = True,
     ) -> None:
-        """Wrap already loaded keys; `KeyRing.load` is the way to read a key directory."""
-        self._dir = key_dir
+        """A ring over `store`, holding `keys` (none: `open` or `load_initial` fills it)."""
+        self._store = store
         self._clock = clock
-        self._stamp = stamp
         self._allow_dev_keys = allow_dev_keys
         self._loaded: tuple[SigningKey, ...] = ()
         self._keys: tuple[SigningKey, ...] = ()
         self._public: dict[str, RSAPublicKey] = {}
         self._revoked: frozenset[str] = frozenset()
-        self._install(keys)
+        if keys:
+            self._install(keys)
+
+    @property
+    def store(self) -> KeyStore:
+        return self._store
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the ring holds keys (`load_initial` has run, or `load` made it)."""
+        return bool(self._loaded)
 
     def _install(self, keys: Sequence[SigningKey]) -> None:
         if not keys:
-            raise NoSigningKeys(f"no signing keys in {self._dir}")
+            raise NoSigningKeys(f"no signing keys in {self._store.where}")
         self._loaded = tuple(keys)
         # A revoked kid (shared.access.key_revocation) is neither published
-        # nor used, even while the directory still lists it.
+        # nor used, even while the store still lists it.
         usable = [k for k in keys if k.kid not in self._revoked]
         # Key objects are built here, once per key, never per sign/verify call.
         # A kid is the thumbprint of its public key, so a known kid's object is reused.
@@ -99,7 +103,44 @@ class KeyRing:
         """
         if kids != self._revoked:
             self._revoked = kids
-            self._install(self._loaded)
+            if self._loaded:
+                self._install(self._loaded)
+
+    @classmethod
+    async def open(
+        cls,
+        store: KeyStore,
+        *,
+        generate_if_missing: bool,
+        clock: Clock = time.time,
+        allow_dev_keys: bool = True,
+    ) -> KeyRing:
+        """Load a key store (either kind) without blocking the event loop.
+
+        Arguments and errors as `load`; also `WrongKeyEncryptionKey` (a
+        database store whose KEY_ENCRYPTION_KEY cannot open the keys).
+        """
+        ring = cls(store, clock=clock, allow_dev_keys=allow_dev_keys)
+        await ring.load_initial(generate_if_missing=generate_if_missing)
+        return ring
+
+    async def load_initial(self, *, generate_if_missing: bool) -> None:
+        """Fill a ring made empty (the service builds it before its migrations run)."""
+        if not await self._store.entries():
+            if not generate_if_missing:
+                raise NoSigningKeys(
+                    f"no signing keys in {self._store.where}; run `python -m "
+                    "auth_service.keys init` (or `rotate`) with the service's settings"
+                )
+            if await self._store.add_first_key(clock=self._clock, dev=True) is not None:
+                _log.warning("generated a development signing key in %s", self._store.where)
+        entries = await self._store.entries()
+        if not self._allow_dev_keys:
+            refuse_dev_keys(self._store.where, entries)
+        self._install([await self._store.load(e) for e in entries])
+        self.current_signing_key()
+        if isinstance(self._store, DirectoryStore):
+            await asyncio.to_thread(warn_if_exposed, self._store.key_dir)
 
     @classmethod
     def load(
@@ -110,7 +151,7 @@ class KeyRing:
         clock: Clock = time.time,
         allow_dev_keys: bool = True,
     ) -> KeyRing:
-        """Load the key directory, creating a first key in development.
+        """Load a key directory, creating a first key in development (synchronous).
 
         Args:
             key_dir: the key directory (a volume or Secret shared by replicas).
@@ -118,7 +159,7 @@ class KeyRing:
                 RSA-2048 key active at once (development, marked `dev` in the
                 manifest); otherwise refuse.
             clock: wall-clock seconds.
-            allow_dev_keys: False in production: refuse a directory holding
+            allow_dev_keys: False in production: refuse a store holding
                 any key that development generated, now and on every reload.
 
         Returns:
@@ -130,27 +171,17 @@ class KeyRing:
             DevKeysRefused: a development key is present and not allowed.
             ValueError: the manifest or a key file is invalid.
         """
-        if not manifest_entries(key_dir):
+        store = DirectoryStore(key_dir)
+        if not store.entries_now():
             if not generate_if_missing:
                 raise NoSigningKeys(f"no signing keys in {key_dir}; run `rotate` or mount them")
-            with locked(key_dir):
-                # Another replica may have won the race for the lock.
-                if not manifest_entries(key_dir):
-                    now = clock()
-                    add_key(
-                        key_dir,
-                        generate_key(MIN_RSA_BITS),
-                        created_at=now,
-                        activates_at=now,
-                        dev=True,
-                    )
-                    _log.warning("generated a development signing key in %s", key_dir)
-        stamp = manifest_stamp(key_dir)  # before reading: a later change is then seen as one
-        entries = manifest_entries(key_dir)
+            if store.add_first_key_now(clock=clock, dev=True) is not None:
+                _log.warning("generated a development signing key in %s", key_dir)
+        entries = store.entries_now()
         if not allow_dev_keys:
-            refuse_dev_keys(key_dir, entries)
-        keys = [load_key(key_dir, entry) for entry in entries]
-        ring = cls(key_dir, keys, clock=clock, stamp=stamp, allow_dev_keys=allow_dev_keys)
+            refuse_dev_keys(store.where, entries)
+        keys = [store.load_now(entry) for entry in entries]
+        ring = cls(store, keys, clock=clock, allow_dev_keys=allow_dev_keys)
         ring.current_signing_key()
         warn_if_exposed(key_dir)
         return ring
@@ -171,7 +202,7 @@ class KeyRing:
         """
         key = _active(self._keys, self._clock())
         if key is None:
-            raise NoSigningKeys(f"no signing key in {self._dir} is active yet")
+            raise NoSigningKeys(f"no signing key in {self._store.where} is active yet")
         return key
 
     def jwks(self) -> dict[str, list[dict[str, str]]]:
@@ -182,41 +213,75 @@ class KeyRing:
         """The public key for `kid`, or None (`shared.tokens.verify.KeySource`)."""
         return self._public.get(kid)
 
-    def reload_if_changed(self) -> bool:
-        """Re-read the directory when the manifest changed (one stat when it did not).
-
-        Lets replicas that share a key directory or a Kubernetes Secret pick up
-        rotations. Keys already loaded are reused, not parsed again.
-
-        Returns:
-            True when new keys were loaded.
-
-        Raises:
-            NoSigningKeys, ValueError, OSError: the new state is unusable; the
-                loaded keys stay in use and the next call tries again.
-        """
-        try:
-            stamp = manifest_stamp(self._dir)
-        except FileNotFoundError:
-            raise NoSigningKeys(f"{self._dir / MANIFEST} disappeared") from None
-        if stamp == self._stamp:
-            return False
-        entries = manifest_entries(self._dir)
-        if not self._allow_dev_keys:
-            refuse_dev_keys(self._dir, entries)
-        loaded = {(k.kid, k.created_at, k.activates_at): k for k in self._loaded}
-        keys = [
-            loaded.get((entry.kid, entry.created_at, entry.activates_at))
-            or load_key(self._dir, entry)
-            for entry in entries
+    def _unchanged(self, entries: Sequence[KeyEntry]) -> bool:
+        return [(e.kid, e.created_at, e.activates_at) for e in entries] == [
+            (k.kid, k.created_at, k.activates_at) for k in self._loaded
         ]
+
+    def _known(self) -> dict[tuple[str, float, float], SigningKey]:
+        return {(k.kid, k.created_at, k.activates_at): k for k in self._loaded}
+
+    def _adopt(self, keys: Sequence[SigningKey]) -> None:
         # Adopt nothing that could not sign right now: better the old keys
         # (still published by this replica) than a replica that cannot issue.
         usable = [k for k in keys if k.kid not in self._revoked]
         if _active(_newest_first(usable), self._clock()) is None:
-            raise NoSigningKeys(f"{self._dir / MANIFEST} lists no active key; keeping the old")
+            raise NoSigningKeys(f"{self._store.where} lists no active key; keeping the old")
         self._install(keys)
-        self._stamp = stamp
+
+    async def reload(self) -> bool:
+        """Re-read the store; load only the keys not loaded yet (either store kind).
+
+        Keys already loaded are reused, not parsed or unsealed again, so an
+        unchanged store costs one small read (a stat, or one SELECT of kids
+        and times).
+
+        Returns:
+            True when the keys changed.
+
+        Raises:
+            NoSigningKeys, ValueError, OSError, SQLAlchemyError: the new state
+                is unusable or unreadable; the loaded keys stay in use and the
+                next call tries again.
+        """
+        entries = await self._store.entries()
+        if self._unchanged(entries):
+            return False
+        if not self._allow_dev_keys:
+            refuse_dev_keys(self._store.where, entries)
+        known = self._known()
+        keys = []
+        for entry in entries:
+            key = known.get((entry.kid, entry.created_at, entry.activates_at))
+            keys.append(key or await self._store.load(entry))
+        self._adopt(keys)
+        return True
+
+    def reload_if_changed(self) -> bool:
+        """`reload` for a key directory, synchronously (tests, tools; the service awaits `reload`).
+
+        Raises:
+            TypeError: the ring is not over a key directory.
+            NoSigningKeys, ValueError, OSError: as `reload`.
+        """
+        store = self._store
+        if not isinstance(store, DirectoryStore):
+            raise TypeError("reload_if_changed reads a key directory; await reload() instead")
+        try:
+            entries = store.entries_now()
+        except FileNotFoundError:
+            entries = []
+        if not entries:
+            raise NoSigningKeys(f"{store.where}: the manifest disappeared")
+        if self._unchanged(entries):
+            return False
+        if not self._allow_dev_keys:
+            refuse_dev_keys(store.where, entries)
+        known = self._known()
+        keys = [
+            known.get((e.kid, e.created_at, e.activates_at)) or store.load_now(e) for e in entries
+        ]
+        self._adopt(keys)
         return True
 
     def sign(self, claims: dict[str, Any]) -> str:

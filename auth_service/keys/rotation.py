@@ -2,11 +2,13 @@
 
 Every replica runs `RotationSchedule.tick` now and then; the one that takes
 the Redis lock (redis-py's `Lock`, one key: the same on Sentinel and Cluster)
-looks at the shared key directory and, when the newest key is due to be
-replaced, adds a successor that is published at once and signs only
+looks at the key store (the shared key directory or the database,
+`auth_service.keys.store`) and, when the newest key is due to be replaced,
+adds a successor that is published at once and signs only
 `activation_delay_seconds` later; it also prunes keys whose tokens have all
 expired. The lock only keeps two replicas from rotating in the same
-interval; the directory's own `flock` still serialises the writes.
+interval; the store still serialises its writers (the directory's `flock`,
+the database's transaction lock).
 
 Why the delay is safe (docs/OPERATIONS.md, "Scheduled rotation"): a key
 signs only after every replica has reloaded it (`KEY_RELOAD_SECONDS`), every
@@ -20,22 +22,16 @@ names it then.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Protocol
 
 from redis.exceptions import LockError
 
-from auth_service.keys.directory import (
-    Clock,
-    SigningKey,
-    manifest_entries,
-    prune,
-    rotate,
-)
+from auth_service.keys.directory import Clock, KeyEntry, SigningKey
+from auth_service.keys.store import KeyStore
 
 __all__ = ["RotationOutcome", "RotationPolicy", "RotationSchedule", "rotation_due"]
 
@@ -71,14 +67,13 @@ class RotationPolicy:
             )
 
 
-def rotation_due(key_dir: Path, policy: RotationPolicy, now: float) -> bool:
+def rotation_due(entries: Sequence[KeyEntry], policy: RotationPolicy, now: float) -> bool:
     """Whether a successor should be published now.
 
     Due when no key is pending and the newest active key will have signed for
     `interval_seconds` by the time a key published now activates. No key at
     all is not "due": production's first key is the operator's.
     """
-    entries = manifest_entries(key_dir)
     if any(e.activates_at > now for e in entries):
         return False  # a successor is already on its way
     active = [e.activates_at for e in entries if e.activates_at <= now]
@@ -110,14 +105,14 @@ class RotationSchedule:
 
     def __init__(
         self,
-        key_dir: Path,
+        store: KeyStore,
         policy: RotationPolicy,
         *,
         redis: _LockingClient,
         lock_name: str,
         clock: Clock = time.time,
     ) -> None:
-        self._dir = key_dir
+        self._store = store
         self._policy = policy
         self._redis = redis
         self._lock_name = lock_name
@@ -127,20 +122,18 @@ class RotationSchedule:
         """Rotate and prune if due, under the Redis lock; a no-op without it.
 
         Raises:
-            RedisError, OSError, ValueError: Redis or the key directory failed;
-                the next tick tries again.
+            RedisError, OSError, ValueError, SQLAlchemyError, NoSigningKeys: Redis
+                or the key store failed; the next tick tries again.
         """
         lock = self._redis.lock(self._lock_name, timeout=_LOCK_TIMEOUT_SECONDS, blocking=False)
         if not await lock.acquire(blocking=False):
             return RotationOutcome(locked=False)
         try:
-            # Decided from the directory itself, under the lock: never from a
+            # Decided from the store itself, under the lock: never from a
             # replica's possibly older in-memory ring.
             added = None
-            if rotation_due(self._dir, self._policy, self._clock()):
-                added = await asyncio.to_thread(
-                    rotate,
-                    self._dir,
+            if rotation_due(await self._store.entries(), self._policy, self._clock()):
+                added = await self._store.rotate(
                     activate_after_seconds=int(self._policy.activation_delay_seconds),
                     clock=self._clock,
                     bits=self._policy.bits,
@@ -150,11 +143,8 @@ class RotationSchedule:
                     added.kid,
                     added.activates_at,
                 )
-            removed = await asyncio.to_thread(
-                prune,
-                self._dir,
-                older_than_seconds=int(self._policy.retire_after_seconds),
-                clock=self._clock,
+            removed = await self._store.prune(
+                older_than_seconds=int(self._policy.retire_after_seconds), clock=self._clock
             )
             return RotationOutcome(locked=True, added=added, removed=tuple(removed))
         finally:
@@ -162,5 +152,5 @@ class RotationSchedule:
                 await lock.release()
             except LockError:
                 # The lock timed out under us: another replica may hold it now,
-                # which only costs it one more look at a directory it can see.
+                # which only costs it one more look at a store it can see.
                 _log.warning("key rotation lock expired before its release")

@@ -29,6 +29,7 @@ from auth_service.keys.directory import locked
 __all__ = [
     "DEV_KEY_FILE",
     "KEY_BYTES",
+    "AeadBox",
     "SealedSecretUnreadable",
     "SecretBox",
     "decode_key",
@@ -67,13 +68,13 @@ def encode_key(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def dev_secret_key(key_dir: Path) -> bytes:
-    """The development key in `key_dir`, made on first use (never in production).
+def dev_secret_key(key_dir: Path, file: str = DEV_KEY_FILE) -> bytes:
+    """The development key `file` in `key_dir`, made on first use (never in production).
 
     Made under the key directory's writer lock, so replicas starting together
     agree on one key.
     """
-    path = key_dir / DEV_KEY_FILE
+    path = key_dir / file
     with locked(key_dir):
         if not path.exists():
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -82,20 +83,49 @@ def dev_secret_key(key_dir: Path) -> bytes:
         return decode_key(path.read_text())
 
 
+class AeadBox:
+    """AES-256-GCM with a purpose of its own: `v1.` + base64url(nonce || ciphertext).
+
+    The domain goes into the associated data with the caller's binding, so a
+    value sealed for one purpose (a TOTP secret) never opens as another (a
+    signing key) even under the same key.
+    """
+
+    def __init__(self, key: bytes, domain: bytes) -> None:
+        self._aead = AESGCM(key)
+        self._domain = domain
+
+    def seal(self, binding: bytes, plaintext: bytes) -> str:
+        nonce = secrets.token_bytes(_NONCE_BYTES)
+        sealed = self._aead.encrypt(nonce, plaintext, self._domain + binding)
+        return f"{_VERSION}.{encode_key(nonce + sealed)}"
+
+    def open(self, binding: bytes, sealed: str) -> bytes:
+        """The plaintext of `sealed`.
+
+        Raises:
+            SealedSecretUnreadable: wrong key, wrong binding, or tampered.
+        """
+        version, _, body = sealed.partition(".")
+        if version != _VERSION:
+            raise SealedSecretUnreadable("unknown format")
+        try:
+            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
+            return self._aead.decrypt(
+                raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], self._domain + binding
+            )
+        except (InvalidTag, ValueError, binascii.Error):
+            raise SealedSecretUnreadable("cannot open") from None
+
+
 class SecretBox:
     """Seal and open short secrets, each bound to its owner's id."""
 
     def __init__(self, key: bytes) -> None:
-        self._aead = AESGCM(key)
-
-    @staticmethod
-    def _aad(owner: uuid.UUID) -> bytes:
-        return _DOMAIN + owner.bytes
+        self._box = AeadBox(key, _DOMAIN)
 
     def seal(self, owner: uuid.UUID, plaintext: str) -> str:
-        nonce = secrets.token_bytes(_NONCE_BYTES)
-        sealed = self._aead.encrypt(nonce, plaintext.encode(), self._aad(owner))
-        return f"{_VERSION}.{encode_key(nonce + sealed)}"
+        return self._box.seal(owner.bytes, plaintext.encode())
 
     def open(self, owner: uuid.UUID, sealed: str) -> str:
         """The plaintext of `sealed`.
@@ -103,12 +133,4 @@ class SecretBox:
         Raises:
             SealedSecretUnreadable: wrong key, wrong owner, or tampered.
         """
-        version, _, body = sealed.partition(".")
-        if version != _VERSION:
-            raise SealedSecretUnreadable("unknown format")
-        try:
-            raw = base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))
-            plain = self._aead.decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], self._aad(owner))
-        except (InvalidTag, ValueError, binascii.Error):
-            raise SealedSecretUnreadable("cannot open") from None
-        return plain.decode()
+        return self._box.open(owner.bytes, sealed).decode()

@@ -17,6 +17,7 @@ from sqlalchemy import Table
 
 from auth_service.models.client import OAuthClient
 from auth_service.models.identity import Identity
+from auth_service.models.signing_key import SigningKeyRow
 from auth_service.models.totp import TotpSecret
 from auth_service.models.webauthn import RecoveryCode, WebAuthnCredential
 from shared.audit.store import AUDIT_TABLE
@@ -27,6 +28,7 @@ AUTH_TABLES = [
     RecoveryCode.__table__,  # type: ignore[attr-defined]
     TotpSecret.__table__,  # type: ignore[attr-defined]
     OAuthClient.__table__,  # type: ignore[attr-defined]
+    SigningKeyRow.__table__,  # type: ignore[attr-defined]
     AUDIT_TABLE,  # this service's audit trail (shared.audit.store)
 ]
 
@@ -49,6 +51,7 @@ __all__ = [
     "Identity",
     "OAuthClient",
     "RecoveryCode",
+    "SigningKeyRow",
     "TotpSecret",
     "WebAuthnCredential",
 ]

@@ -18,6 +18,7 @@ from auth_service.keys import KeyRing, NoSigningKeys, rotate
 from auth_service.keys.__main__ import main as cli_main
 from auth_service.keys.directory import manifest_entries, remove
 from auth_service.keys.rotation import RotationPolicy, RotationSchedule, rotation_due
+from auth_service.keys.store import DirectoryStore
 from shared.access.key_revocation import DenyRevokedKeys, RevokedKeys, revoked_kids_key
 from shared.tokens.verify import KeysUnavailable, TokenRejected, TokenVerifier
 from tests.conftest import REDIS_URL
@@ -72,12 +73,16 @@ def _verifier(source: Any) -> TokenVerifier:
 def test_rotation_is_due_one_activation_delay_before_the_interval_ends(tmp_path: Path) -> None:
     clock = FakeClock()
     rotate(tmp_path, activate_after_seconds=0, clock=clock)
-    assert not rotation_due(tmp_path, POLICY, T0 + 79)
+    assert not rotation_due(manifest_entries(tmp_path), POLICY, T0 + 79)
     # Published at 80, it signs at 100: the old key signed exactly the interval.
-    assert rotation_due(tmp_path, POLICY, T0 + 80)
+    assert rotation_due(manifest_entries(tmp_path), POLICY, T0 + 80)
     rotate(tmp_path, activate_after_seconds=20, clock=FakeClock(T0 + 80))
-    assert not rotation_due(tmp_path, POLICY, T0 + 90), "a successor is pending already"
-    assert not rotation_due(tmp_path / "empty", POLICY, T0), "production's first key is manual"
+    assert not rotation_due(manifest_entries(tmp_path), POLICY, T0 + 90), (
+        "a successor is pending already"
+    )
+    assert not rotation_due(manifest_entries(tmp_path / "empty"), POLICY, T0), (
+        "production's first key is manual"
+    )
 
 
 async def test_one_replica_rotates_though_all_tick_at_once(
@@ -88,7 +93,11 @@ async def test_one_replica_rotates_though_all_tick_at_once(
     clock.now = T0 + 85
     replicas = [
         RotationSchedule(
-            tmp_path, POLICY, redis=redis, lock_name=f"{redis_prefix}lock", clock=clock
+            DirectoryStore(tmp_path),
+            POLICY,
+            redis=redis,
+            lock_name=f"{redis_prefix}lock",
+            clock=clock,
         )
         for _ in range(4)
     ]
@@ -109,7 +118,7 @@ async def test_a_scheduled_key_is_published_before_it_signs_and_the_old_one_reti
     ring = KeyRing.load(tmp_path, generate_if_missing=False, clock=clock)
     old = ring.current_signing_key().kid
     schedule = RotationSchedule(
-        tmp_path, POLICY, redis=redis, lock_name=f"{redis_prefix}lock", clock=clock
+        DirectoryStore(tmp_path), POLICY, redis=redis, lock_name=f"{redis_prefix}lock", clock=clock
     )
     clock.now = T0 + 80
     new = (await schedule.tick()).added

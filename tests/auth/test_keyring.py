@@ -277,6 +277,9 @@ async def test_a_broken_manifest_keeps_the_loaded_keys(key_dir: Path, clock: Fak
     token = ring.sign(claims())  # still signing, still verifying
     await verifier_for(ring).verify(token)
     (key_dir / "manifest.json").write_bytes(good)
+    # Readable again, and listing the keys already loaded: nothing to adopt.
+    assert not ring.reload_if_changed()
+    rotate(key_dir, activate_after_seconds=0, clock=clock)
     assert ring.reload_if_changed()
 
 

@@ -21,7 +21,6 @@ import pytest
 import yaml
 
 from auth_service.config import AuthSettings
-from auth_service.keys import rotate
 from user_service.config import UserSettings
 
 REPO = Path(__file__).resolve().parents[2]
@@ -46,38 +45,15 @@ def _docs(text: str) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def k8s_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """deploy/k8s copied, with each overlay's git-ignored secrets/ filled the way
-    docs/OPERATIONS.md says: env files from secrets.example, a key Secret made
-    from a key directory by `kubectl create secret ... --dry-run=client`."""
+    docs/OPERATIONS.md says: the env files from secrets.example (the signing
+    keys are in the database, KEY_STORE=database: no key Secret to make)."""
     tree = tmp_path_factory.mktemp("k8s") / "k8s"
     shutil.copytree(K8S, tree, ignore=shutil.ignore_patterns("secrets"))
-    keys = tmp_path_factory.mktemp("keys") / "signing-keys"
-    rotate(keys, activate_after_seconds=0)
     for overlay in OVERLAYS:
         secrets = tree / "overlays" / overlay / "secrets"
         secrets.mkdir()
         for env in (K8S / "secrets.example").glob("*.env"):
             shutil.copy(env, secrets / env.name)
-        kubectl = shutil.which("kubectl")
-        if kubectl:
-            secret = subprocess.run(
-                [
-                    *(kubectl, "create", "secret", "generic", "idp-signing-keys"),
-                    *(f"--from-file={keys}", "--dry-run=client", "-o", "yaml"),
-                ],
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        else:
-            secret = yaml.safe_dump(
-                {
-                    "apiVersion": "v1",
-                    "kind": "Secret",
-                    "metadata": {"name": "idp-signing-keys"},
-                    "stringData": {p.name: p.read_text() for p in keys.iterdir()},
-                }
-            )
-        (secrets / "signing-keys.yaml").write_text(secret)
     return tree
 
 
@@ -227,7 +203,7 @@ def test_services_migrate_in_a_job_and_pods_wait_for_it(
         for name, s in _by_kind(rendered, "Service").items()
         if "selector" in s["spec"]
     }
-    assert set(jobs) == {"idp-auth-migrate", "idp-user-migrate"}
+    assert set(jobs) == {"idp-auth-migrate", "idp-user-migrate", "idp-auth-keys-init"}
     for svc in ("auth", "user"):
         pod = deployments[f"idp-{svc}"]["spec"]["template"]["spec"]
         job = jobs[f"idp-{svc}-migrate"]
@@ -351,19 +327,41 @@ def test_redis_and_postgres_are_external(rendered: list[dict[str, Any]]) -> None
     assert "StatefulSet" not in kinds
 
 
-def test_signing_keys_come_from_a_secret_mounted_as_a_directory(
+def test_signing_keys_live_in_the_database_and_rotate_on_a_schedule(
     rendered: list[dict[str, Any]],
 ) -> None:
+    """No ReadWriteMany volume and no read-only key Secret: KEY_STORE=database,
+    sealed under KEY_ENCRYPTION_KEY from the auth secrets, scheduled rotation on."""
     auth = _by_kind(rendered, "Deployment")["idp-auth"]["spec"]["template"]["spec"]
-    (volume,) = [v for v in auth["volumes"] if "secret" in v]
-    assert volume["secret"]["secretName"] == "idp-signing-keys"
-    (mount,) = [m for m in auth["containers"][0]["volumeMounts"] if m["name"] == volume["name"]]
-    assert "subPath" not in mount, "subPath mounts never see a rotated Secret"
+    assert not [v for v in auth["volumes"] if "secret" in v or "persistentVolumeClaim" in v]
+    assert "idp-signing-keys" not in _by_kind(rendered, "Secret")
     config = {k: v for r in _by_kind(rendered, "ConfigMap").values() for k, v in r["data"].items()}
-    assert config["KEY_DIR"] == mount["mountPath"]
+    assert config["KEY_STORE"] == "database"
+    assert "KEY_DIR" not in config
+    assert "KEY_ENCRYPTION_KEY" not in config, "a secret, never in a ConfigMap"
     assert config["ENV"] == "production"
     assert config["DOCS_ENABLED"] == "false"
-    assert "idp-signing-keys" in _by_kind(rendered, "Secret")
+    # The settings the pods get pass the service's own rotation checks.
+    interval = int(config["KEY_ROTATION_INTERVAL_SECONDS"])
+    assert 7 * 86400 <= interval <= 90 * 86400
+    settings = AuthSettings(
+        **{k.lower(): v for k, v in config.items() if k.startswith(("KEY_", "JWKS_"))}
+    )
+    assert settings.key_rotation_interval_seconds == interval
+    # KEY_ENCRYPTION_KEY reaches the container from the auth Secret, with a
+    # placeholder in the example (production refuses to start without a key).
+    envs = auth["containers"][0]["envFrom"]
+    (secret_ref,) = [e["secretRef"]["name"] for e in envs if "secretRef" in e]
+    assert secret_ref.startswith("idp-auth-secrets")
+    example = (K8S / "secrets.example" / "auth.env").read_text().splitlines()
+    assert "KEY_ENCRYPTION_KEY=CHANGE-ME" in example
+    # The first key: a Job after the schema, idempotent, the service's own env.
+    job = _by_kind(rendered, "Job")["idp-auth-keys-init"]["spec"]["template"]["spec"]
+    (container,) = job["containers"]
+    assert container["command"] == ["python", "-m", "auth_service.keys", "init"]
+    assert container["envFrom"] == auth["containers"][0]["envFrom"]
+    (wait,) = job["initContainers"]
+    assert wait["command"][:4] == ["python", "-m", "auth_service.migrate", "check"]
 
 
 def test_config_maps_set_only_real_settings(rendered: list[dict[str, Any]]) -> None:

@@ -1,16 +1,18 @@
 """Key rotation and emergency revocation with real processes while requests flow.
 
-Two auth replicas share a key directory and rotate on a short schedule (one
-of them, by the Redis lock); a user service verifies every token. Refreshes
-and profile reads go on throughout: not one verification may fail. Then the
+Two auth replicas share a key store and rotate on a short schedule (one of
+them, by the Redis lock); a user service verifies every token. Refreshes and
+profile reads go on throughout: not one verification may fail. Then the
 signing key is revoked with the CLI, and the user service must refuse its
-tokens within a second.
+tokens within a second. Once with a key directory on SQLite (`make run`,
+compose), once with KEY_STORE=database on PostgreSQL (Kubernetes).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -21,7 +23,7 @@ import httpx
 import jwt
 import pytest
 
-from tests.conftest import REDIS_URL, new_user
+from tests.conftest import PG_ADMIN_URL, REDIS_URL, new_user
 from tests.e2e.processes import ROOT, ServiceProcess
 
 pytestmark = pytest.mark.e2e
@@ -32,8 +34,19 @@ USER_PORT = 25103
 
 
 class Cluster:
-    def __init__(self, tmp: Path, prefix: str) -> None:
+    def __init__(self, tmp: Path, prefix: str, *, auth_db: str | None = None) -> None:
         self.key_dir = tmp / "keys"
+        # auth_db: KEY_STORE=database on that (PostgreSQL) database, shared by
+        # both replicas; otherwise a key directory and SQLite.
+        self.store_env = (
+            {
+                "KEY_STORE": "database",
+                "DATABASE_URL": auth_db,
+                "KEY_ENCRYPTION_KEY": secrets.token_urlsafe(32),
+            }
+            if auth_db
+            else {"DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/auth.db"}
+        )
         common = {
             "REDIS_URL": REDIS_URL,
             "REDIS_PREFIX": prefix,
@@ -43,7 +56,7 @@ class Cluster:
         }
         auth_env = {
             **common,
-            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/auth.db",
+            **self.store_env,
             "KEY_DIR": str(self.key_dir),
             "USER_SERVICE_URL": f"http://127.0.0.1:{USER_PORT}",
             # A rotation every 6 s, each key published 3 s before it signs.
@@ -82,9 +95,24 @@ class Cluster:
             a.stop()
 
 
-@pytest.fixture
-def cluster(tmp_path: Path, redis_prefix: str) -> Iterator[Cluster]:
-    c = Cluster(tmp_path, redis_prefix)
+@pytest.fixture(params=["directory", "database"])
+def cluster(request: pytest.FixtureRequest, tmp_path: Path, redis_prefix: str) -> Iterator[Cluster]:
+    auth_db = None
+    if request.param == "database":
+        urls: dict[str, str] = request.getfixturevalue("pg_databases")
+        auth_db = urls["auth"]
+        # A clean schema: the replicas migrate it and make the first key in it.
+        subprocess.run(
+            [
+                "psql",
+                PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + auth_db.rsplit("/", 1)[1],
+                "-qc",
+                "DROP SCHEMA public CASCADE; CREATE SCHEMA public;",
+            ],
+            check=True,
+            capture_output=True,
+        )
+    c = Cluster(tmp_path, redis_prefix, auth_db=auth_db)
     c.start()
     try:
         yield c
@@ -176,6 +204,8 @@ def test_rotation_while_requests_flow_fails_no_verification(cluster: Cluster) ->
     assert len(kids) >= 3, kids
     assert counts["read"] > 100, counts
     assert counts.get("login", 0) >= 5, counts
+    if "KEY_STORE" in cluster.store_env:
+        assert not (cluster.key_dir / "manifest.json").exists(), "keys in the database only"
     print(f"rotation under load: {counts}, kids {len(kids)}, failures 0")
 
 
@@ -199,6 +229,8 @@ def test_a_revoked_key_is_refused_by_the_running_user_service_within_a_second(
         "REDIS_PREFIX": cluster.prefix,
     }
     env.pop("DATABASE_URL", None)
+    if "KEY_STORE" in cluster.store_env:
+        env.update(cluster.store_env)  # the service's own settings pick the store
     done = subprocess.run(
         [sys.executable, "-m", "auth_service.keys", "revoke", kid],
         env=env,
