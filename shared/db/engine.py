@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.pool import NullPool
@@ -19,10 +19,8 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 __all__ = [
     "make_engine",
     "make_sessionmaker",
-    "make_sync_sqlite_engine",
     "migration_engine",
     "postgres_target",
-    "sqlite_file_url",
 ]
 
 
@@ -125,29 +123,3 @@ def _sqlite_pragmas(engine: Engine, statement_timeout_ms: int) -> None:
         cur.execute(f"PRAGMA busy_timeout={int(statement_timeout_ms)}")
         cur.execute("PRAGMA foreign_keys=ON")
         cur.close()
-
-
-def sqlite_file_url(url: URL) -> bool:
-    """Whether `url` is a SQLite database in a file (which a second connection sees)."""
-    if url.get_backend_name() != "sqlite":
-        return False
-    database = url.database or ""
-    memory = database in ("", ":memory:") or url.query.get("mode") == "memory"
-    return not memory and not database.startswith("file:")
-
-
-def make_sync_sqlite_engine(url: URL, *, statement_timeout_ms: int = 5000) -> Engine:
-    """A blocking engine on the same SQLite file as an async one, same pragmas.
-
-    For work that runs in a thread of its own (the audit table writer): the
-    same dialect and type processors as the async engine, so rows written
-    through it read back identically, without aiosqlite's per-call thread hops.
-    """
-    if not sqlite_file_url(url):
-        raise ValueError("a file SQLite URL is required")
-    engine = create_engine(
-        url.set(drivername="sqlite"),
-        connect_args={"timeout": statement_timeout_ms / 1000, "check_same_thread": False},
-    )
-    _sqlite_pragmas(engine, statement_timeout_ms)
-    return engine
