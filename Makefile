@@ -64,8 +64,9 @@ fmt: check-uv ## format and autofix
 bench: check-uv ## benchmark suite, ~12 min (BENCH_ARGS=--quick: ~2 min); bench/README.md
 	@$(UV) sync --frozen --quiet
 	@# The services under test import what a deployment has: the lock's runtime
-	@# dependencies, no dev tools (bench/README.md, "How it measures").
-	@UV_PROJECT_ENVIRONMENT=.venv-runtime $(UV) sync --frozen --no-dev --quiet
+	@# dependencies, no dev tools, compiled to bytecode as the image's are
+	@# (bench/README.md, "How it measures"; P7).
+	@UV_PROJECT_ENVIRONMENT=.venv-runtime $(UV) sync --frozen --no-dev --compile-bytecode --quiet
 	BENCH_PROJECT_PYTHON=$(CURDIR)/.venv-runtime/bin/python \
 	  $(UV) run --with-requirements bench/requirements.txt python -m bench $(BENCH_ARGS)
 

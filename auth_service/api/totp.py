@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import segno
 from fastapi import APIRouter, Request, Response
 
 from auth_service.api.auditing import audited
@@ -25,6 +24,10 @@ router = APIRouter(prefix="/totp", tags=["totp"])
 
 
 def _qr_svg(uri: str) -> str:
+    # Imported on the first enrolment, not at start: QR rendering is ~1.7 MB of
+    # every auth process's memory for a route an account uses once (bench/README.md, P7).
+    import segno
+
     # Error correction M, the usual for otpauth URIs; a quiet zone of 4 modules.
     return str(segno.make(uri, error="m").svg_data_uri(scale=4, border=4))
 

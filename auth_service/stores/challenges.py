@@ -18,14 +18,13 @@ challenge bounds the key length whatever a client sends.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-
-from webauthn.helpers import base64url_to_bytes, bytes_to_base64url
 
 from shared.runtime.redis_topology import RedisClient
 
@@ -50,6 +49,17 @@ class PendingCeremony:
 
 def _digest(value: bytes) -> str:
     return hashlib.sha256(value).hexdigest()
+
+
+# Unpadded base64url, as py_webauthn writes challenges, without importing it:
+# py_webauthn and its CBOR/ASN.1 stack load on the first passkey ceremony
+# (services/webauthn/ceremonies.py), not for a password login's MFA step.
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _from_b64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 class ChallengeStore:
@@ -94,7 +104,7 @@ class ChallengeStore:
         value = json.loads(raw)
         return PendingCeremony(
             ceremony=ceremony,
-            challenge=base64url_to_bytes(value["challenge"]),
+            challenge=_from_b64url(value["challenge"]),
             user_id=value["user_id"],
         )
 
@@ -105,7 +115,7 @@ class ChallengeStore:
         challenge = self._random(_CHALLENGE_BYTES)
         await self._put(
             self._key(ceremony, _digest(challenge)),
-            {"challenge": bytes_to_base64url(challenge), "user_id": user_id},
+            {"challenge": _b64url(challenge), "user_id": user_id},
             self._ttl[ceremony],
         )
         return challenge
@@ -119,11 +129,11 @@ class ChallengeStore:
 
     async def begin_mfa(self, *, user_id: str) -> tuple[str, bytes]:
         """Start the second step of a login; returns (mfa_token, challenge)."""
-        token = bytes_to_base64url(self._random(32))  # 256-bit opaque bearer secret
+        token = _b64url(self._random(32))  # 256-bit opaque bearer secret
         challenge = self._random(_CHALLENGE_BYTES)
         await self._put(
             self._key(Ceremony.MFA, _digest(token.encode())),
-            {"challenge": bytes_to_base64url(challenge), "user_id": user_id},
+            {"challenge": _b64url(challenge), "user_id": user_id},
             self._mfa_ttl,
         )
         return token, challenge

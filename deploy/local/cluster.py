@@ -177,6 +177,7 @@ def render_gateway_config(
     listen: str,
     source_address: str | None = None,
     metrics_log: Path | None = None,
+    internal_port: int | None = None,
 ) -> Path:
     """Write `<prefix>/gateway.conf` from the template and create logs/ and tmp/.
 
@@ -187,6 +188,8 @@ def render_gateway_config(
             (`proxy_bind`, in proxy_bind.conf which the template includes).
         metrics_log: also write the lines the gateway's metrics exporter
             reads (log_format gateway_metrics) to this file.
+        internal_port: also listen on 127.0.0.1:internal_port for the auth
+            service's calls to the user service (internal.conf, below).
     """
     for sub in ("logs", "tmp"):
         (prefix / sub).mkdir(parents=True, exist_ok=True)
@@ -200,6 +203,10 @@ def render_gateway_config(
     else:
         metrics_log.touch()  # mtail tails it from the start, before the first request
         include.write_text(f'access_log "{metrics_log}" gateway_metrics;\n')
+    internal = prefix / "internal.conf"  # the template's `include internal*.conf`
+    internal.unlink(missing_ok=True)
+    if internal_port is not None:
+        internal.write_text(INTERNAL_SERVER.format(port=internal_port))
     # safe_substitute: nginx's own $variables are not placeholders. Several
     # replicas ("a,b"): one `server` line each in the template's upstream block.
     rendered = string.Template(GATEWAY_TEMPLATE.read_text()).safe_substitute(
@@ -213,6 +220,29 @@ def render_gateway_config(
     config = prefix / "gateway.conf"
     config.write_text(rendered)
     return config
+
+
+# Service-to-service only: loopback, so nothing off this machine reaches it,
+# and every path, /internal/ included, goes to the user replicas; one that
+# refuses the connection is passed over (`proxy_next_upstream error`, nginx's
+# default; nothing was sent, so a POST is safe to pass on). Its own
+# proxy_set_header list replaces the public server's: the caller's trace
+# context and request id are the auth service's own and pass through, while
+# the address headers are still replaced with the peer. Its own access log
+# keeps these calls out of the gateway's metrics log.
+INTERNAL_SERVER = """\
+server {{
+    listen 127.0.0.1:{port};
+    server_name _;
+    access_log logs/internal.log gateway_json;
+    proxy_set_header Connection "";
+    proxy_set_header Host $http_host;
+    proxy_set_header X-Forwarded-For $remote_addr;
+    proxy_set_header X-Real-IP $remote_addr;
+    proxy_set_header Forwarded $gateway_forwarded;
+    location / {{ proxy_pass http://user_service; }}
+}}
+"""
 
 
 def _servers(upstreams: str) -> str:
@@ -616,9 +646,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=int(os.environ.get("REPLICAS") or 1),
         help="processes per service, on port + 10*i (default: $REPLICAS, else 1)",
     )
+    # Several replicas: the gateway's loopback listener for the auth service's
+    # calls to the user service (INTERNAL_SERVER); 0 takes any free port.
+    parser.add_argument("--gateway-internal-port", type=int, default=0)
     args = parser.parse_args(argv)
     if not 1 <= args.replicas <= 9:
         parser.error("--replicas: expected 1 to 9")
+    if args.replicas > 1 and args.gateway_internal_port == 0:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            args.gateway_internal_port = probe.getsockname()[1]
     if args.gateway_metrics_port == 0:
         # 0: any free port (the test suite runs several clusters at once).
         with socket.socket() as probe:
@@ -662,6 +699,7 @@ def start_gateway(
             listen=str(args.gateway_port) if any_host else f"{bracketed}:{args.gateway_port}",
             source_address=source_address,
             metrics_log=metrics_log,
+            internal_port=args.gateway_internal_port if args.replicas > 1 else None,
         )
         child = start_child("gateway", nginx_command(nginx, prefix), os.environ)
         return child, "nginx", f"access log (JSON): {prefix / 'logs' / 'access.log'}"
@@ -674,6 +712,8 @@ def start_gateway(
     argv += ["--auth-upstream", ",".join(auth_urls), "--user-upstream", ",".join(user_urls)]
     if source_address is not None:
         argv += ["--source-address", source_address]
+    if args.replicas > 1:
+        argv += ["--internal-port", str(args.gateway_internal_port)]
     return start_child("gateway", argv, os.environ), "python fallback", "access log: this terminal"
 
 
@@ -702,6 +742,8 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
         *(("user", p) for p in replica_ports(args.user_port, args.replicas)),
     ):
         ensure_port_free(host, port, what)
+    if args.replicas > 1:
+        ensure_port_free("127.0.0.1", args.gateway_internal_port, "gateway-internal")
     # The gateway's metrics: mtail on nginx's metrics log (nginx only; the
     # Python fallback has no limit_req to count). Optional, like nginx.
     mtail = find_mtail() if nginx is not None else None
@@ -720,7 +762,12 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
             **os.environ,
             **redis_handle.env,
             "KEY_DIR": str(data_dir / "keys"),
-            "USER_SERVICE_URL": user_url,
+            # One replica: the user service directly. Several: the gateway's
+            # loopback listener (INTERNAL_SERVER), which reaches every user
+            # replica and passes over a dead one, as a Kubernetes Service does.
+            "USER_SERVICE_URL": (
+                f"http://127.0.0.1:{args.gateway_internal_port}" if args.replicas > 1 else user_url
+            ),
             # One replica: the auth service directly. Several: through the
             # gateway, which passes over a dead replica, as a Kubernetes
             # Service would; a user replica that cannot fetch a rotated key

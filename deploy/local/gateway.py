@@ -5,9 +5,15 @@ problem+json answers for what is not routed, the same forwarding headers,
 security headers and body limit. It does not rate-limit (the auth service has
 its own limits) and is meant for `make run` only, never for production.
 
+With --internal-port it also listens on 127.0.0.1:<port> for the auth
+service's calls to the user service (`REPLICAS=2 make run`): every path,
+/internal/ included, goes to the user replicas, passing over a dead one, as
+the nginx template's internal.conf does. The public listener never routes
+/internal/.
+
 Run: python deploy/local/gateway.py --port 8000 \
         --auth-upstream http://127.0.0.1:8001 --user-upstream http://127.0.0.1:8002 \
-        [--source-address 127.0.0.2]
+        [--source-address 127.0.0.2] [--internal-port 8009]
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import socket
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookiejar import DefaultCookiePolicy
@@ -93,12 +100,17 @@ _REQUEST_HEADERS_SET_HERE = frozenset(
         "x-forwarded-proto",
         "x-real-ip",
         "x-request-id",
+    }
+    | {
         # Client trace context is dropped, as nginx does (see its template).
         "traceparent",
         "tracestate",
         "baggage",
     }
 )
+# The internal listener's caller is the auth service: its trace context is its
+# own and passes through (nginx: INTERNAL_SERVER in cluster.py).
+_KEPT_FROM_SERVICES = frozenset({"traceparent", "tracestate", "baggage"})
 # Like nginx, the proxy answers with its own Date and no upstream Server.
 _RESPONSE_HEADERS_SET_HERE = frozenset({"date", "server", "x-request-id"}) | set(SECURITY_HEADERS)
 
@@ -129,6 +141,14 @@ def route(method: str, path: str) -> str | None:
     return None
 
 
+def internal_route(path: str) -> str | None:
+    """The internal listener's routing: everything to the user service, but
+    dot segments are refused there too (nginx resolves them before matching)."""
+    if any(segment in {".", ".."} for segment in path.split("/")):
+        return None
+    return "user"
+
+
 def forwarded_for(address: str) -> str:
     """RFC 7239 `Forwarded: for=...`; an IPv6 address quoted and bracketed (section 6)."""
     return f'for="[{address}]"' if ":" in address else f"for={address}"
@@ -150,6 +170,7 @@ class Gateway:
         user_upstream: str,
         client: httpx.AsyncClient | None = None,
         source_address: str | None = None,
+        internal: bool = False,
     ) -> None:
         # Each may be a comma-separated list (`REPLICAS=2 make run`): requests
         # go round robin, and one that cannot connect tries the next replica,
@@ -160,6 +181,13 @@ class Gateway:
             for name, value in (("auth", auth_upstream), ("user", user_upstream))
         }
         self._turn = {"auth": 0, "user": 0}
+        # internal: the loopback listener for service-to-service calls (module doc).
+        self._internal = internal
+        self._dropped = (
+            _REQUEST_HEADERS_SET_HERE - _KEPT_FROM_SERVICES
+            if internal
+            else _REQUEST_HEADERS_SET_HERE
+        )
         # trust_env=False: an HTTP(S)_PROXY in the environment must not capture
         # traffic to the local services. source_address, like nginx's
         # proxy_bind: the address the services believe forwarded headers from.
@@ -193,11 +221,11 @@ class Gateway:
             await _respond(send, status, headers, body, request_id)
 
         method, path = scope["method"], scope["path"]
-        if path == "/healthz":
+        if path == "/healthz" and not self._internal:
             health = b'{"status":"ok"}'
             await _respond(send, 200, [("content-type", "application/json")], health, request_id)
             return
-        upstream = route(method, path)
+        upstream = internal_route(path) if self._internal else route(method, path)
         if upstream is None:
             await answer(404, "Not Found")
             return
@@ -218,9 +246,7 @@ class Gateway:
         peer = scope.get("client") or ("", 0)
         host = _header(request_headers, "host") or ""
         headers = [
-            (k, v)
-            for k, v in request_headers
-            if k not in _HOP_BY_HOP and k not in _REQUEST_HEADERS_SET_HERE
+            (k, v) for k, v in request_headers if k not in _HOP_BY_HOP and k not in self._dropped
         ]
         headers += [
             # The edge REPLACES the client address headers with the peer, as
@@ -283,15 +309,40 @@ class Gateway:
         finally:
             await response.aclose()
 
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
     async def _lifespan(self, receive: Receive, send: Send) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await self._client.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await _lifespan(receive, send, self)
+
+
+async def _lifespan(receive: Receive, send: Send, *gateways: Gateway) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            for gateway in gateways:
+                await gateway.aclose()
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+class Listeners:
+    """One process, two listeners: requests that came in on the internal port
+    (the socket's own address, not anything the client sent) go to the
+    internal gateway, all others to the public one."""
+
+    def __init__(self, public: Gateway, internal: Gateway, internal_port: int) -> None:
+        self._public, self._internal, self._internal_port = public, internal, internal_port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send, self._public, self._internal)
+            return
+        server = scope.get("server") or ("", 0)
+        internal = server[0] == "127.0.0.1" and server[1] == self._internal_port
+        await (self._internal if internal else self._public)(scope, receive, send)
 
 
 def _header(headers: list[tuple[str, bytes]], name: str) -> str | None:
@@ -353,23 +404,38 @@ def main() -> None:
         default=None,
         help="local address to connect to the services from (the one they trust)",
     )
-    args = parser.parse_args()
-    app = Gateway(
-        auth_upstream=args.auth_upstream,
-        user_upstream=args.user_upstream,
-        source_address=args.source_address,
+    parser.add_argument(
+        "--internal-port",
+        type=int,
+        default=None,
+        help="also listen on 127.0.0.1:PORT for service-to-service calls to the user service",
     )
+    args = parser.parse_args()
+
+    def gateway(*, internal: bool) -> Gateway:
+        return Gateway(
+            auth_upstream=args.auth_upstream,
+            user_upstream=args.user_upstream,
+            source_address=args.source_address,
+            internal=internal,
+        )
+
+    public = gateway(internal=False)
     # proxy_headers=False: this process IS the proxy; the client address must be
     # the socket peer, never an X-Forwarded-For a local client made up.
     # server_header=False: no "server: uvicorn" (nginx runs with server_tokens off).
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        proxy_headers=False,
-        server_header=False,
-        log_level="info",
-    )
+    options: dict[str, Any] = {"proxy_headers": False, "server_header": False, "log_level": "info"}
+    if args.internal_port is None:
+        uvicorn.run(public, host=args.host, port=args.port, **options)
+        return
+    # One server on two sockets (two servers would fight over the signal handlers).
+    app = Listeners(public, gateway(internal=True), args.internal_port)
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sockets = [
+        socket.create_server((args.host, args.port), family=family),
+        socket.create_server(("127.0.0.1", args.internal_port)),
+    ]
+    uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=sockets)
 
 
 if __name__ == "__main__":

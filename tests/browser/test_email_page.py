@@ -4,7 +4,6 @@ resend, and an email change finished from the link mailed to the new address."""
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -15,25 +14,10 @@ from tests.support.mail import (
     CHANGED_SUBJECT,
     VERIFY_SUBJECT,
     messages_to,
-    verify_link,
+    wait_for_link,
 )
 
 pytestmark = pytest.mark.browser
-
-
-def _wait_for_link(
-    mail_dir: Path, address: str, subject: str, *, count: int = 1, timeout: float = 15.0
-) -> str:
-    """The link of the newest mail with `subject` to `address`, once the sink
-    holds `count` of them."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = messages_to(mail_dir, address, subject) if mail_dir.exists() else []
-        if len(found) >= count:
-            return verify_link(found[-1])[0]
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {subject!r} mail to {address} in {mail_dir}")
-        time.sleep(0.1)
 
 
 def _confirm_from(ui: PasskeyPage, link: str) -> None:
@@ -58,7 +42,7 @@ def test_register_open_the_mailed_link_and_see_the_profile_verified(
     page = ui.page
     ui.open()
     ui.register(email)
-    first = _wait_for_link(mail, email, VERIFY_SUBJECT)
+    first = wait_for_link(mail, email, VERIFY_SUBJECT)[0]
     assert first.startswith(f"{cluster.base_url}/?verify_token=")
 
     ui.password_login(email)
@@ -68,7 +52,7 @@ def test_register_open_the_mailed_link_and_see_the_profile_verified(
     # A new link; the first one stops working.
     page.get_by_role("button", name="Mail me a new verification link").click()
     ui.expect_status("A new verification link has been sent")
-    link = _wait_for_link(mail, email, VERIFY_SUBJECT, count=2)
+    link = wait_for_link(mail, email, VERIFY_SUBJECT, count=2)[0]
     assert link != first
     ui.logout()
 
@@ -110,7 +94,7 @@ def test_change_the_email_address_from_the_page(ui: PasskeyPage, cluster: Cluste
     page.get_by_role("button", name="Change email address").click()
     ui.expect_status("A link has been sent to the new address")
     expect(page.locator("#user-email")).to_have_text(email)  # nothing moved yet
-    link = _wait_for_link(mail, new, CHANGE_SUBJECT)
+    link = wait_for_link(mail, new, CHANGE_SUBJECT)[0]
     ui.logout()
 
     _confirm_from(ui, link)

@@ -6,30 +6,15 @@ message under <data dir>/mail/), and its link is opened as a person would.
 
 from __future__ import annotations
 
-import time
-from pathlib import Path
-
 import pytest
 from playwright.sync_api import expect
 
 from tests.browser.conftest import PASSWORD, Cluster, PasskeyPage, new_email
-from tests.support.mail import RESET_SUBJECT, messages_to, reset_link
+from tests.support.mail import RESET_SUBJECT, wait_for_link
 
 pytestmark = pytest.mark.browser
 
 NEW = "velvet-orbit-plum-harbour-42"
-
-
-def _wait_for_mail(mail_dir: Path, address: str, timeout: float = 15.0) -> str:
-    """The reset link of the newest mail to `address`, once the sink has it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        found = messages_to(mail_dir, address, RESET_SUBJECT) if mail_dir.exists() else []
-        if found:
-            return reset_link(found[-1])[0]
-        if time.monotonic() > deadline:
-            pytest.fail(f"no mail to {address} in {mail_dir}")
-        time.sleep(0.1)
 
 
 def test_change_password_then_log_in_with_the_new_one(ui: PasskeyPage) -> None:
@@ -76,7 +61,7 @@ def test_reset_from_the_mailed_link(ui: PasskeyPage, cluster: Cluster) -> None:
     page.locator("#forgot-email").fill(email)
     page.get_by_role("button", name="Mail me a reset link").click()
     ui.expect_status("If an account uses this email")
-    link = _wait_for_mail(cluster.data_dir / "mail", email)
+    link = wait_for_link(cluster.data_dir / "mail", email, RESET_SUBJECT)[0]
     assert link.startswith(f"{cluster.base_url}/?reset_token=")
     token = link.split("reset_token=", 1)[1]
 

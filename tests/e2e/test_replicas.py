@@ -3,7 +3,10 @@
 Bounded load flows through the nginx gateway while one replica of each
 service is killed (SIGKILL) and the signing key rotates: only requests in
 flight on a killed process may fail, and a logout still reaches every user
-replica, the restarted one included, within a second.
+replica, the restarted one included, within a second. The auth service's own
+calls to the user service (a registration creates the profile through
+/internal/profiles) go through the gateway's loopback listener, so they too
+pass over a dead user replica.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import contextlib
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -31,6 +35,14 @@ pytestmark = pytest.mark.e2e
 # This suite's own ports (its range: 25000-25999); replica 2 is port + 10.
 GATEWAY, AUTH, USER, GATEWAY_METRICS = 25400, 25401, 25402, 25403
 WORKERS = 4
+
+
+def _refuses_connections(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except ConnectionRefusedError:
+        return True
+    return False
 
 
 def _pid_on(port: int) -> int:
@@ -165,6 +177,37 @@ def test_killing_a_replica_of_each_service_while_keys_rotate(cluster: Path) -> N
         while httpx.get(url, headers=bearer).status_code != 401:
             assert time.monotonic() - t0 < 1.0, f"replica on {port} still accepts the token"
 
+    # The first user replica (the one USER_SERVICE_URL used to name) is dead:
+    # a registration, whose profile the auth service creates through the user
+    # service's /internal/profiles, still succeeds through the other one. The
+    # cluster restarts the killed replica within seconds; the answer counts
+    # only if it came while the replica still refused connections.
+    assert httpx.get(f"{base}/internal/profiles").status_code == 404  # never public
+    for _ in range(5):
+        os.kill(_pid_on(USER), signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while not _refuses_connections(USER):
+            assert time.monotonic() < deadline, "the killed replica's port stayed open"
+            time.sleep(0.05)
+        body = new_user()
+        registered = httpx.post(f"{base}/users", json=body, timeout=10)
+        if _refuses_connections(USER):
+            break
+        time.sleep(5)  # it came back first; let it settle and try again
+    else:
+        pytest.fail("the killed user replica always came back before the registration ended")
+    assert registered.status_code == 201, registered.text
+    new_id = registered.json()["id"]
+    tok = httpx.post(
+        f"{base}/login", json={"email": body["email"], "password": body["password"]}
+    ).json()
+    profile = httpx.get(
+        f"http://127.0.0.1:{USER + 10}/users/{new_id}",
+        headers={"Authorization": f"Bearer {tok['access_token']}"},
+    )
+    assert profile.status_code == 200, profile.text
+    assert profile.json()["email"] == body["email"]
+
 
 def test_the_python_gateway_passes_over_a_replica_that_refuses_connections(tmp_path: Path) -> None:
     # deploy/local/gateway.py, the fallback without nginx: a dead replica
@@ -172,8 +215,9 @@ def test_the_python_gateway_passes_over_a_replica_that_refuses_connections(tmp_p
     from tests.e2e.test_cluster_script import _load
 
     gateway_module = _load("gateway")
-    (tmp_path / "users").mkdir()
-    (tmp_path / "users" / "x").write_text("from the live replica")
+    for folder in ("users", "internal"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "x").write_text("from the live replica")
     live = subprocess.Popen(
         [sys.executable, "-m", "http.server", "25497", "--bind", "127.0.0.1"],
         cwd=tmp_path,
@@ -189,18 +233,31 @@ def test_the_python_gateway_passes_over_a_replica_that_refuses_connections(tmp_p
             assert time.monotonic() < deadline
             time.sleep(0.1)
 
-        async def run() -> list[httpx.Response]:
-            app = gateway_module.Gateway(
-                auth_upstream="http://127.0.0.1:25498,http://127.0.0.1:25497",
-                user_upstream="http://127.0.0.1:25498,http://127.0.0.1:25497",
-            )
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://gw") as client:
-                return [await client.get("/users/x") for _ in range(4)]
+        upstreams = "http://127.0.0.1:25498,http://127.0.0.1:25497"
 
-        for response in asyncio.run(run()):
+        def gateway(*, internal: bool) -> object:
+            return gateway_module.Gateway(
+                auth_upstream=upstreams, user_upstream=upstreams, internal=internal
+            )
+
+        async def run(app: object, base_url: str, path: str) -> list[httpx.Response]:
+            transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+            async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+                return [await client.get(path) for _ in range(4)]
+
+        public = gateway(internal=False)
+        for response in asyncio.run(run(public, "http://gw", "/users/x")):
             assert response.status_code == 200
             assert response.text == "from the live replica"
+        # The internal listener (service-to-service, --internal-port) passes
+        # /internal/ paths to the user replicas, over the dead one; the public
+        # one never does. Which one answers is the socket's own address.
+        app = gateway_module.Listeners(public, gateway(internal=True), 25496)
+        for response in asyncio.run(run(app, "http://127.0.0.1:25496", "/internal/x")):
+            assert response.status_code == 200
+            assert response.text == "from the live replica"
+        for response in asyncio.run(run(app, "http://127.0.0.1:25495", "/internal/x")):
+            assert response.status_code == 404
     finally:
         live.terminate()
         live.wait(timeout=10)

@@ -6,11 +6,14 @@ from __future__ import annotations
 import importlib.util
 import re
 import sys
+import time
 from email import message_from_bytes, policy
 from email.message import EmailMessage
 from pathlib import Path
 from types import ModuleType
 from typing import cast
+
+import pytest
 
 SINK_PATH = Path(__file__).resolve().parents[2] / "deploy" / "local" / "mail_sink.py"
 RESET_LINK = re.compile(r"(\S+/\?reset_token=([A-Za-z0-9_-]+))")
@@ -78,3 +81,30 @@ def verify_link(message: EmailMessage) -> tuple[str, str]:
     found = VERIFY_LINK.search(text_of(message))
     assert found, "no verification link in the mail"
     return found.group(1), found.group(2)
+
+
+# Which link each kind of mail carries.
+_LINK_OF = {RESET_SUBJECT: reset_link, VERIFY_SUBJECT: verify_link, CHANGE_SUBJECT: verify_link}
+
+
+def newest_link(mail_dir: Path, address: str, subject: str) -> tuple[str, str]:
+    """(the link, its token) of the newest mail with `subject` to `address`;
+    fails when there is none (in-process tests: drain the outbox first)."""
+    found = messages_to(mail_dir, address, subject)
+    assert found, f"no {subject!r} mail to {address}"
+    return _LINK_OF[subject](found[-1])
+
+
+def wait_for_link(
+    mail_dir: Path, address: str, subject: str, *, count: int = 1, timeout: float = 15.0
+) -> tuple[str, str]:
+    """`newest_link` once the sink holds `count` such mails: a cluster's sink
+    (another process) writes them when the outbox gets to it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = messages_to(mail_dir, address, subject) if mail_dir.exists() else []
+        if len(found) >= count:
+            return _LINK_OF[subject](found[-1])
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {subject!r} mail to {address} in {mail_dir}")
+        time.sleep(0.1)

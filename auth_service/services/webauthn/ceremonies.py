@@ -21,28 +21,20 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from webauthn import verify_authentication_response, verify_registration_response
-from webauthn.helpers import (
-    base64url_to_bytes,
-    bytes_to_base64url,
-    parse_authentication_credential_json,
-    parse_authenticator_data,
-    parse_client_data_json,
-    parse_registration_credential_json,
-)
-from webauthn.helpers.exceptions import WebAuthnException
-from webauthn.helpers.structs import (
-    AuthenticationCredential,
-    ClientDataType,
-    CredentialDeviceType,
-    RegistrationCredential,
-)
+from typing import TYPE_CHECKING, Any
 
 from auth_service.errors import CeremonyFailed
 from auth_service.models.webauthn import MAX_CREDENTIAL_ID_BYTES, NewCredential
 from auth_service.services.webauthn.relying_party import RelyingParty
+
+# py_webauthn is imported where it is used, as in options.py: ~5 MB of every
+# auth process's memory that only passkey ceremonies need (bench/README.md, P7).
+if TYPE_CHECKING:
+    from webauthn.helpers.structs import (
+        AuthenticationCredential,
+        ClientDataType,
+        RegistrationCredential,
+    )
 
 __all__ = [
     "Assertion",
@@ -53,9 +45,13 @@ __all__ = [
     "verify_registration",
 ]
 
-# Anything py_webauthn (or the CBOR/COSE parsing under it) raises on hostile
-# input. Parsing untrusted bytes must end in a 4xx, never in a 500.
-_PARSE_ERRORS = (WebAuthnException, ValueError, KeyError, TypeError, IndexError)
+
+def _parse_errors() -> tuple[type[Exception], ...]:
+    """Anything py_webauthn (or the CBOR/COSE parsing under it) raises on hostile
+    input. Parsing untrusted bytes must end in a 4xx, never in a 500."""
+    from webauthn.helpers.exceptions import WebAuthnException
+
+    return (WebAuthnException, ValueError, KeyError, TypeError, IndexError)
 
 
 @dataclass(frozen=True)
@@ -68,6 +64,8 @@ class Assertion:
 
 
 def _b64decode(value: str) -> bytes:
+    from webauthn.helpers import base64url_to_bytes
+
     return base64url_to_bytes(value)
 
 
@@ -80,11 +78,13 @@ def client_challenge(credential: Mapping[str, Any]) -> bytes:
     Raises:
         CeremonyFailed: `malformed` when there is no readable challenge.
     """
+    from webauthn.helpers import parse_client_data_json
+
     try:
         response = credential["response"]
         raw = _b64decode(response["clientDataJSON"])
         return parse_client_data_json(raw).challenge
-    except _PARSE_ERRORS:
+    except _parse_errors():
         raise CeremonyFailed("malformed") from None
 
 
@@ -94,9 +94,11 @@ def assertion_credential_id(credential: Mapping[str, Any]) -> str:
     Raises:
         CeremonyFailed: `malformed`.
     """
+    from webauthn.helpers import bytes_to_base64url, parse_authentication_credential_json
+
     try:
         parsed = parse_authentication_credential_json(dict(credential))
-    except _PARSE_ERRORS:
+    except _parse_errors():
         raise CeremonyFailed("malformed") from None
     return bytes_to_base64url(parsed.raw_id)
 
@@ -104,11 +106,13 @@ def assertion_credential_id(credential: Mapping[str, Any]) -> str:
 def _check_client_data(
     raw: bytes, *, expected_type: ClientDataType, expected_origins: Sequence[str]
 ) -> None:
+    from webauthn.helpers import parse_client_data_json
+
     # py_webauthn checks type and origin too; checking here first gives each
     # failure its own audit reason (wrong ceremony vs. phishing origin).
     try:
         data = parse_client_data_json(raw)
-    except _PARSE_ERRORS:
+    except _parse_errors():
         raise CeremonyFailed("malformed") from None
     if data.type != expected_type:
         raise CeremonyFailed("wrong_ceremony_type")
@@ -119,9 +123,11 @@ def _check_client_data(
 
 
 def _check_authenticator_data(raw: bytes, *, expected_rp_id: str) -> None:
+    from webauthn.helpers import parse_authenticator_data
+
     try:
         auth_data = parse_authenticator_data(raw)
-    except _PARSE_ERRORS:
+    except _parse_errors():
         raise CeremonyFailed("malformed") from None
     if auth_data.rp_id_hash != hashlib.sha256(expected_rp_id.encode()).digest():
         raise CeremonyFailed("rp_id_mismatch")
@@ -147,9 +153,13 @@ def verify_registration(
     Raises:
         CeremonyFailed: with a `reason` naming the first failed check.
     """
+    from webauthn import verify_registration_response
+    from webauthn.helpers import bytes_to_base64url, parse_registration_credential_json
+    from webauthn.helpers.structs import ClientDataType, CredentialDeviceType
+
     try:
         parsed: RegistrationCredential = parse_registration_credential_json(dict(credential))
-    except _PARSE_ERRORS:
+    except _parse_errors():
         raise CeremonyFailed("malformed") from None
     _check_client_data(
         parsed.response.client_data_json,
@@ -165,7 +175,7 @@ def verify_registration(
             require_user_presence=True,
             require_user_verification=True,
         )
-    except _PARSE_ERRORS as exc:
+    except _parse_errors() as exc:
         raise CeremonyFailed(_registration_reason(str(exc))) from None
     if len(verified.credential_id) > MAX_CREDENTIAL_ID_BYTES:
         raise CeremonyFailed("credential_id_too_long")  # L3 §7.1 step 24
@@ -227,9 +237,13 @@ def verify_assertion(
     Raises:
         CeremonyFailed: with a `reason` naming the first failed check.
     """
+    from webauthn import verify_authentication_response
+    from webauthn.helpers import bytes_to_base64url, parse_authentication_credential_json
+    from webauthn.helpers.structs import ClientDataType, CredentialDeviceType
+
     try:
         parsed: AuthenticationCredential = parse_authentication_credential_json(dict(credential))
-    except _PARSE_ERRORS:
+    except _parse_errors():
         raise CeremonyFailed("malformed") from None
     handle = parsed.response.user_handle
     if handle is None and require_user_handle:
@@ -253,7 +267,7 @@ def verify_assertion(
             credential_current_sign_count=0,
             require_user_verification=True,
         )
-    except _PARSE_ERRORS as exc:
+    except _parse_errors() as exc:
         reason = "challenge_mismatch" if "challenge" in str(exc).lower() else "signature_invalid"
         raise CeremonyFailed(reason) from None
     new = verified.new_sign_count

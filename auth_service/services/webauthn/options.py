@@ -12,20 +12,16 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
-
-from webauthn import generate_authentication_options, generate_registration_options, options_to_json
-from webauthn.helpers import base64url_to_bytes
-from webauthn.helpers.structs import (
-    AttestationConveyancePreference,
-    AuthenticatorSelectionCriteria,
-    AuthenticatorTransport,
-    PublicKeyCredentialDescriptor,
-    ResidentKeyRequirement,
-    UserVerificationRequirement,
-)
+from typing import TYPE_CHECKING, Any
 
 from auth_service.services.webauthn.relying_party import RelyingParty
+
+# py_webauthn is imported where it is used, not here: with the CBOR, ASN.1
+# and pyOpenSSL modules under it, it is ~5 MB of every auth process's memory
+# (bench/README.md, P7), and only passkey ceremonies need it. The first one
+# loads it (once, a fraction of a second).
+if TYPE_CHECKING:
+    from webauthn.helpers.structs import PublicKeyCredentialDescriptor
 
 __all__ = ["KnownCredential", "authentication_options", "options_dict", "registration_options"]
 
@@ -39,6 +35,8 @@ class KnownCredential:
 
 
 def _descriptors(creds: Sequence[KnownCredential]) -> list[PublicKeyCredentialDescriptor]:
+    from webauthn.helpers.structs import AuthenticatorTransport, PublicKeyCredentialDescriptor
+
     out = []
     for c in creds:
         transports = [AuthenticatorTransport(t) for t in c.transports if _is_transport(t)]
@@ -51,10 +49,14 @@ def _descriptors(creds: Sequence[KnownCredential]) -> list[PublicKeyCredentialDe
 
 
 def _is_transport(value: str) -> bool:
+    from webauthn.helpers.structs import AuthenticatorTransport
+
     return value in {t.value for t in AuthenticatorTransport}
 
 
 def _b64decode(value: str) -> bytes:
+    from webauthn.helpers import base64url_to_bytes
+
     return base64url_to_bytes(value)
 
 
@@ -75,6 +77,14 @@ def registration_options(
     registered twice (L3 §5.4, excludeCredentials); attestation "none" (L3
     §5.4.7): see docs/PASSKEYS.md for why no attestation trust is evaluated.
     """
+    from webauthn import generate_registration_options, options_to_json
+    from webauthn.helpers.structs import (
+        AttestationConveyancePreference,
+        AuthenticatorSelectionCriteria,
+        ResidentKeyRequirement,
+        UserVerificationRequirement,
+    )
+
     options = generate_registration_options(
         rp_id=rp.rp_id,
         rp_name=rp.rp_name,
@@ -101,6 +111,9 @@ def authentication_options(
     (L3 §5.5, allowCredentials), which is what passwordless login sends: it
     names no account, so it reveals nothing about which accounts exist.
     """
+    from webauthn import generate_authentication_options, options_to_json
+    from webauthn.helpers.structs import UserVerificationRequirement
+
     options = generate_authentication_options(
         rp_id=rp.rp_id,
         challenge=challenge,
