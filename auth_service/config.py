@@ -55,9 +55,10 @@ class AuthSettings(CommonSettings):
     service_token_ttl_seconds: int = Field(default=120, ge=30, le=600)
     user_service_url: str = "http://127.0.0.1:8002"
     user_service_timeout_seconds: float = Field(default=3.0, gt=0, le=30)
-    # argon2id cost (OWASP minimum is m=19 MiB, t=2, p=1; the hasher refuses less).
-    argon2_time_cost: int = 2
-    argon2_memory_kib: int = 19456
+    # argon2id cost: OWASP's m=12 MiB, t=3, p=1. The hasher refuses anything
+    # below all of OWASP's equal-defence rows (services/passwords.py).
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 12288
     argon2_parallelism: int = 1
     # Concurrent hashes: one per core. More only queues memory, not throughput.
     hash_concurrency: int = Field(default_factory=usable_cpus, ge=1)

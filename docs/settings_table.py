@@ -83,8 +83,11 @@ DESCRIPTIONS: dict[str, str] = {
     "service_token_ttl_seconds": "lifetime of the auth service's tokens to the user service",
     "user_service_url": "where POST /internal/profiles goes",
     "user_service_timeout_seconds": "timeout of calls to the user service",
-    "argon2_time_cost": "argon2id iterations (OWASP minimum 2)",
-    "argon2_memory_kib": "argon2id memory per hash (OWASP minimum 19456)",
+    "argon2_time_cost": (
+        "argon2id passes (with the memory, at or above one of OWASP's rows: "
+        "46 MiB t=1, 19 MiB t=2, 12 MiB t=3, 9 MiB t=4, 7 MiB t=5)"
+    ),
+    "argon2_memory_kib": "argon2id memory per hash, KiB (see ARGON2_TIME_COST)",
     "argon2_parallelism": "argon2id lanes",
     "hash_concurrency": "concurrent hashes; set it to the container's CPU limit",
     "rate_limit_enabled": "per-IP and per-account limits. Production: must stay true",

@@ -1,7 +1,9 @@
 """Password hashing: argon2id, run off the event loop, with a bound on concurrent hashes.
 
 Design: docs/ARCHITECTURE.md "Accounts and passwords". Parameters: OWASP Password Storage
-Cheat Sheet, argon2id with m=19 MiB, t=2, p=1 as the floor. Unicode handling:
+Cheat Sheet, whose five argon2id configurations (m=46 MiB t=1, 19 MiB t=2, 12 MiB t=3,
+9 MiB t=4, 7 MiB t=5; p=1) "provide an equal level of defense"; anything at or above
+one of them is accepted, and the default is 12 MiB, t=3. Unicode handling:
 NIST SP 800-63B-4 §3.1.1.2 (800-63B-3 §5.1.1.2) says to normalise with NFKC or
 NFKD before hashing, so that the same password typed on two keyboards (composed
 "é" vs "e" + combining accent) verifies.
@@ -33,17 +35,31 @@ from argon2.low_level import ARGON2_VERSION, Type
 
 __all__ = [
     "DEFAULT_THREAD_NICENESS",
-    "OWASP_MIN_MEMORY_COST_KIB",
-    "OWASP_MIN_TIME_COST",
+    "OWASP_CONFIGURATIONS",
     "Argon2Params",
     "PasswordHasher",
+    "meets_owasp",
 ]
 
 _log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
-OWASP_MIN_MEMORY_COST_KIB = 19_456  # 19 MiB
-OWASP_MIN_TIME_COST = 2
+# (memory_cost_kib, time_cost) of OWASP's argon2id configurations, p=1: equal
+# defence, trading memory for passes (their memory x time is ~constant, and
+# so is an attacker's cost per guess on a GPU or ASIC).
+OWASP_CONFIGURATIONS: tuple[tuple[int, int], ...] = (
+    (47_104, 1),
+    (19_456, 2),
+    (12_288, 3),
+    (9_216, 4),
+    (7_168, 5),
+)
+# The default: 12 MiB, t=3. Each concurrent hash holds its memory (and the
+# hashing thread keeps the block for the next one), so 7 MiB less than the
+# 19 MiB row on every auth replica, for the same defence and about the same
+# time per hash (bench/README.md, "Changes measured on PostgreSQL", P10).
+DEFAULT_MEMORY_COST_KIB = 12_288
+DEFAULT_TIME_COST = 3
 _HASH_LEN = 32  # bytes; argon2-cffi's default
 _SALT_LEN = 16  # bytes; argon2-cffi's default, RFC 9106 §3.1 recommends 16
 # How much nicer than the process the hashing threads run (Linux; 0 = as nice).
@@ -52,10 +68,10 @@ DEFAULT_THREAD_NICENESS = 10
 
 @dataclass(frozen=True, slots=True)
 class Argon2Params:
-    """argon2id cost parameters. The defaults are OWASP's minimum (m=19 MiB, t=2, p=1)."""
+    """argon2id cost parameters. The defaults are OWASP's m=12 MiB, t=3, p=1."""
 
-    time_cost: int = OWASP_MIN_TIME_COST
-    memory_cost_kib: int = OWASP_MIN_MEMORY_COST_KIB
+    time_cost: int = DEFAULT_TIME_COST
+    memory_cost_kib: int = DEFAULT_MEMORY_COST_KIB
     parallelism: int = 1
 
     def __post_init__(self) -> None:
@@ -71,13 +87,21 @@ class Argon2Params:
             )
 
 
+def meets_owasp(params: Argon2Params) -> bool:
+    """At or above one of OWASP's argon2id configurations, on both memory and passes."""
+    return any(
+        params.memory_cost_kib >= memory and params.time_cost >= passes
+        for memory, passes in OWASP_CONFIGURATIONS
+    )
+
+
 class PasswordHasher:
     """Hash and verify passwords with argon2id, off the event loop.
 
     The argon2 work runs in a dedicated pool of ``max_concurrent_hashes``
     threads (argon2-cffi releases the GIL), entered through an
-    ``anyio.CapacityLimiter`` of the same size. One hash at 19 MiB blocks for
-    tens of milliseconds and holds 19 MiB. Without a bound, a login flood would
+    ``anyio.CapacityLimiter`` of the same size. One hash at 12 MiB blocks for
+    tens of milliseconds and holds 12 MiB. Without a bound, a login flood would
     run anyio's default 40 threads at once, and more threads do not finish
     hashes faster than there are cores. With it, extra requests wait in a
     queue (rate limiting belongs to the API layer).
@@ -85,7 +109,7 @@ class PasswordHasher:
     Why a pool of its own rather than anyio's shared worker threads:
 
     - memory: glibc gives each thread that allocates its own malloc arena and
-      keeps a freed 19 MiB block there for reuse. Hashes spread over anyio's
+      keeps a freed block (12 MiB) there for reuse. Hashes spread over anyio's
       40 threads left up to 40 such blocks resident; a fixed set of threads
       keeps at most ``max_concurrent_hashes * memory_cost``;
     - priority: on Linux the hashing threads run ``thread_niceness`` steps
@@ -109,8 +133,8 @@ class PasswordHasher:
             process does).
 
     Raises:
-        ValueError: parameters below the OWASP minimum (memory_cost_kib < 19456 or
-            time_cost < 2) without ``allow_weak_for_tests``,
+        ValueError: parameters below every OWASP configuration (`meets_owasp`)
+            without ``allow_weak_for_tests``,
             ``max_concurrent_hashes < 1``, or ``thread_niceness`` outside 0-19.
     """
 
@@ -123,15 +147,12 @@ class PasswordHasher:
         thread_niceness: int = DEFAULT_THREAD_NICENESS,
     ) -> None:
         params = params if params is not None else Argon2Params()
-        if not allow_weak_for_tests and (
-            params.memory_cost_kib < OWASP_MIN_MEMORY_COST_KIB
-            or params.time_cost < OWASP_MIN_TIME_COST
-        ):
+        if not allow_weak_for_tests and not meets_owasp(params):
+            rows = ", ".join(f"m={m} t={t}" for m, t in OWASP_CONFIGURATIONS)
             raise ValueError(
-                "argon2id parameters below the OWASP minimum: expected "
-                f"memory_cost_kib >= {OWASP_MIN_MEMORY_COST_KIB} and "
-                f"time_cost >= {OWASP_MIN_TIME_COST}, got memory_cost_kib="
-                f"{params.memory_cost_kib} and time_cost={params.time_cost} "
+                "argon2id parameters below every OWASP configuration: expected "
+                f"memory_cost_kib and time_cost at or above one of ({rows}), got "
+                f"memory_cost_kib={params.memory_cost_kib} and time_cost={params.time_cost} "
                 "(allow_weak_for_tests=True is for test suites only)"
             )
         limit = max_concurrent_hashes if max_concurrent_hashes is not None else os.cpu_count() or 1
@@ -173,7 +194,7 @@ class PasswordHasher:
         """Hash a password (NFKC-normalised first) with argon2id and a random salt.
 
         Returns:
-            The PHC-format string, e.g. ``$argon2id$v=19$m=19456,t=2,p=1$<salt>$<hash>``.
+            The PHC-format string, e.g. ``$argon2id$v=19$m=12288,t=3,p=1$<salt>$<hash>``.
 
         Raises:
             ValueError: the password is not valid Unicode text (a lone surrogate).

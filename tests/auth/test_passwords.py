@@ -17,7 +17,7 @@ from argon2.low_level import Type
 
 from auth_service import config
 from auth_service.services import passwords
-from auth_service.services.passwords import Argon2Params, PasswordHasher
+from auth_service.services.passwords import Argon2Params, PasswordHasher, meets_owasp
 
 PASSWORD = "Str0ngP@ssw0rd!!"
 WEAK = Argon2Params(time_cost=1, memory_cost_kib=8, parallelism=1)
@@ -45,7 +45,7 @@ def fast() -> PasswordHasher:
 async def test_hash_is_argon2id_with_owasp_parameters(hasher: PasswordHasher) -> None:
     encoded = await hasher.hash(PASSWORD)
 
-    assert encoded.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert encoded.startswith("$argon2id$v=19$m=12288,t=3,p=1$")
     _, _, _, _, salt, digest = encoded.split("$")
     assert len(_b64decode(salt)) == 16
     assert len(_b64decode(digest)) == 32
@@ -57,8 +57,10 @@ async def test_hash_is_salted(hasher: PasswordHasher) -> None:
     assert await hasher.hash(PASSWORD) != await hasher.hash(PASSWORD)
 
 
-def test_default_params_are_owasp_minimum() -> None:
-    assert Argon2Params() == Argon2Params(time_cost=2, memory_cost_kib=19456, parallelism=1)
+def test_default_params_are_an_owasp_configuration() -> None:
+    # OWASP's m=12 MiB, t=3, p=1 row: the same defence as 19 MiB, t=2, in
+    # 7 MiB less per concurrent hash.
+    assert Argon2Params() == Argon2Params(time_cost=3, memory_cost_kib=12288, parallelism=1)
     with pytest.raises(AttributeError):
         Argon2Params().time_cost = 1  # type: ignore[misc]
 
@@ -114,7 +116,7 @@ async def test_verify_unknown_account_does_the_same_work_and_answers_false(
     dummy = seen[1]
     assert seen[2] == dummy  # precomputed once, not per call
     assert dummy != known
-    assert dummy.startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert dummy.startswith("$argon2id$v=19$m=12288,t=3,p=1$")
     assert not hasher.needs_rehash(dummy)  # same type, params, salt and hash length
 
 
@@ -176,8 +178,12 @@ async def test_needs_rehash_when_parameters_change(
     # The old hash still verifies under its own parameters, so login can upgrade it.
     assert await hasher.verify(old, PASSWORD) is True
 
-    stronger = PasswordHasher(Argon2Params(time_cost=3))
+    stronger = PasswordHasher(Argon2Params(time_cost=4))
     assert stronger.needs_rehash(await hasher.hash(PASSWORD)) is True
+    # A hash made at the former default (19 MiB, t=2) is upgraded at the
+    # next login too: every stored hash converges on the configured row.
+    former = PasswordHasher(Argon2Params(time_cost=2, memory_cost_kib=19456))
+    assert hasher.needs_rehash(await former.hash(PASSWORD)) is True
 
 
 def test_needs_rehash_when_type_is_not_argon2id(hasher: PasswordHasher) -> None:
@@ -196,16 +202,29 @@ def test_needs_rehash_true_for_unparseable_hash(hasher: PasswordHasher, corrupt:
 
 
 @pytest.mark.parametrize(
-    "params",
+    ("memory", "passes"),
     [
-        Argon2Params(memory_cost_kib=19455),
-        Argon2Params(time_cost=1),
-        Argon2Params(time_cost=1, memory_cost_kib=8),
+        (47103, 1),
+        (19455, 2),
+        (12287, 3),
+        (9215, 4),
+        (7167, 5),
+        (7168, 4),  # each row's memory needs that row's passes
+        (8, 100),
     ],
 )
-def test_refuses_parameters_below_owasp_minimum(params: Argon2Params) -> None:
-    with pytest.raises(ValueError, match="below the OWASP minimum"):
-        PasswordHasher(params)
+def test_refuses_parameters_below_every_owasp_configuration(memory: int, passes: int) -> None:
+    with pytest.raises(ValueError, match="below every OWASP configuration"):
+        PasswordHasher(Argon2Params(time_cost=passes, memory_cost_kib=memory))
+
+
+@pytest.mark.parametrize(
+    ("memory", "passes"), [(47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5), (8192, 9)]
+)
+def test_accepts_each_owasp_configuration_and_above(memory: int, passes: int) -> None:
+    params = Argon2Params(time_cost=passes, memory_cost_kib=memory)
+    assert meets_owasp(params)
+    assert PasswordHasher(params).params == params
 
 
 def test_weak_parameters_only_with_explicit_test_flag() -> None:
@@ -295,7 +314,7 @@ async def test_hashing_does_not_block_the_event_loop(monkeypatch: pytest.MonkeyP
         done.set()
 
     assert len(results) == 4
-    assert all(r.startswith("$argon2id$v=19$m=19456,t=2,p=1$") for r in results)
+    assert all(r.startswith("$argon2id$v=19$m=12288,t=3,p=1$") for r in results)
     assert len(advances) == 4
     assert min(advances) >= 3, advances
     assert ticks >= 3
