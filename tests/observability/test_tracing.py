@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import redis.asyncio
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import Decision
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from shared.observability.tracing import Tracing
-from tests.conftest import REDIS_URL, Services, new_user
-from tests.observability.conftest import AuditCapture, capture_spans, service_of
+from tests.conftest import PG_ADMIN_URL, REDIS_URL, Services, new_user, start_services
+from tests.observability.conftest import (
+    AuditCapture,
+    account,
+    bearer,
+    capture_spans,
+    service_of,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -147,3 +156,104 @@ async def test_sql_is_traced_only_once_something_receives_the_spans() -> None:
     finally:
         await engine.dispose()
         tracing.shutdown()
+
+
+async def test_only_slow_or_failed_statements_make_spans() -> None:
+    # TRACING_SQL_MIN_MS: a statement answered in time makes no span; one that
+    # took longer does, and so does one that failed, whatever its duration.
+    tracing = Tracing(service_name="t", version="0", sql_min_ms=20)
+    spans = InMemorySpanExporter()
+    tracing.add_processor(SimpleSpanProcessor(spans))
+    engine = create_async_engine(PG_ADMIN_URL.replace("postgresql://", "postgresql+asyncpg://"))
+    tracing.instrument_engine(engine)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT CAST(:n AS INTEGER)"), {"n": 1})
+            assert spans.get_finished_spans() == ()
+            await conn.execute(text("SELECT pg_sleep(0.05), CAST(:n AS INTEGER)"), {"n": 7331})
+            (slow,) = spans.get_finished_spans()
+            with pytest.raises(DBAPIError):
+                await conn.execute(
+                    text("SELECT * FROM no_such_table WHERE secret = :s"), {"s": "hunter2-value"}
+                )
+        slow, failed = spans.get_finished_spans()
+        assert slow.name == "SELECT postgres"
+        assert slow.kind is SpanKind.CLIENT
+        assert slow.attributes is not None
+        assert slow.attributes["db.system"] == "postgresql"
+        assert slow.attributes["db.name"] == "postgres"
+        assert slow.attributes["db.statement"] == "SELECT pg_sleep(0.05), CAST($1 AS INTEGER)"
+        assert slow.end_time is not None
+        assert slow.start_time is not None
+        assert slow.end_time - slow.start_time >= 50_000_000
+        assert "7331" not in str(slow.attributes)
+        assert failed.status.status_code is StatusCode.ERROR
+        # The exception's type only: a driver's message may quote a value.
+        assert failed.status.description == "ProgrammingError"
+        assert "hunter2" not in f"{failed.attributes} {failed.status.description} {failed.events}"
+    finally:
+        await engine.dispose()
+        tracing.shutdown()
+
+
+async def test_a_statement_span_joins_the_current_trace() -> None:
+    from opentelemetry import trace
+
+    tracing = Tracing(service_name="t", version="0")  # 0: every statement
+    spans = InMemorySpanExporter()
+    tracing.add_processor(SimpleSpanProcessor(spans))
+    engine = create_async_engine("sqlite+aiosqlite:///:memory:")
+    tracing.instrument_engine(engine)
+    tracer = tracing.provider.get_tracer("test")
+    try:
+        with tracer.start_as_current_span("request") as parent:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        statement = next(s for s in spans.get_finished_spans() if s.name.startswith("SELECT"))
+        assert statement.parent is not None
+        assert statement.parent.span_id == parent.get_span_context().span_id
+        assert statement.context.trace_id == parent.get_span_context().trace_id
+        assert statement.resource.attributes["service.name"] == "t"
+        # A caller that did not sample: the statement makes no span either.
+        unsampled = trace.NonRecordingSpan(
+            trace.SpanContext(1, 2, is_remote=True, trace_flags=trace.TraceFlags(0))
+        )
+        before = len(spans.get_finished_spans())
+        with trace.use_span(unsampled):
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        assert len(spans.get_finished_spans()) == before
+    finally:
+        await engine.dispose()
+        tracing.shutdown()
+
+
+async def test_a_profile_read_is_one_span_as_deployed(
+    tmp_path: Path, redis_prefix: str, sqlite_urls: dict[str, str]
+) -> None:
+    # The deployed default (TRACING_SQL_MIN_MS=10): GET /users/{id} is its
+    # server span, with what an investigation uses; its fast SELECT is not a
+    # second span to export.
+    async for s in start_services(tmp_path=tmp_path, redis_prefix=redis_prefix, urls=sqlite_urls):
+        assert s.user_settings.tracing_sql_min_ms == 10
+        uid, _, tokens = await account(s)
+        spans = capture_spans(s.user_app)
+        r = await s.user.get(f"/users/{uid}", headers={**bearer(tokens), "User-Agent": "ua/1"})
+        assert r.status_code == 200
+        finished = spans.get_finished_spans()
+        # (A Redis span may be there: the revocation check asks Redis until
+        # the feed's subscription is up, which in process can be after this.)
+        assert [
+            sp.name for sp in finished if (sp.attributes or {}).get("db.system") == "sqlite"
+        ] == []
+        (server,) = [sp for sp in finished if sp.kind is SpanKind.SERVER]
+        assert server.name == "GET /users/{user_id}"
+        assert server.attributes is not None
+        assert dict(server.attributes) == {
+            "http.method": "GET",
+            "http.target": f"/users/{uid}",
+            "http.user_agent": "ua/1",
+            "net.peer.ip": "127.0.0.1",
+            "http.route": "/users/{user_id}",
+            "http.status_code": 200,
+        }
