@@ -48,7 +48,9 @@ __all__ = ["StatementSpans"]
 
 # Where a statement's start waits for its end: the connection's own `info`
 # dict (SQLAlchemy's place for user data), since one connection runs one
-# statement at a time.
+# statement at a time. The entry names its statement's execution context,
+# so a start left behind (a skipped or interrupted statement) never times
+# another statement.
 _STARTED: Final = "shared.observability.sql_spans.started"
 _SCOPE = InstrumentationScope("shared.observability.sql_spans")
 _SAMPLED = TraceFlags(TraceFlags.SAMPLED)
@@ -122,7 +124,7 @@ class StatementSpans:
         _cursor: Any,
         _statement: str,
         _parameters: Any,
-        _context: Any,
+        context: Any,
         _executemany: bool,
     ) -> None:
         if not is_instrumentation_enabled():
@@ -130,7 +132,7 @@ class StatementSpans:
         parent = trace.get_current_span().get_span_context()
         if self._sampler is None and parent.is_valid and not parent.trace_flags.sampled:
             return  # the default sampler follows the parent: never recorded
-        conn.info[_STARTED] = (time.time_ns(), time.perf_counter_ns(), parent)
+        conn.info[_STARTED] = (context, time.time_ns(), time.perf_counter_ns(), parent)
 
     def _after(
         self,
@@ -138,26 +140,33 @@ class StatementSpans:
         _cursor: Any,
         statement: str,
         _parameters: Any,
-        _context: Any,
+        context: Any,
         _executemany: bool,
     ) -> None:
         started = conn.info.pop(_STARTED, None)
-        if started is not None and time.perf_counter_ns() - started[1] >= self._min_ns:
+        if (
+            started is not None
+            and started[0] is context
+            and time.perf_counter_ns() - started[2] >= self._min_ns
+        ):
             self._record(started, statement, None)
 
     def _failed(self, context: ExceptionContext) -> None:
         conn = context.connection
-        started = None if conn is None else conn.info.pop(_STARTED, None)
-        if started is not None:
+        try:
+            started = None if conn is None else conn.info.pop(_STARTED, None)
+        except Exception:  # a broken connection: no span, and never a different error
+            return
+        if started is not None and started[0] is context.execution_context:
             self._record(started, context.statement or "", context.original_exception)
 
     def _record(
         self,
-        started: tuple[int, int, SpanContext],
+        started: tuple[Any, int, int, SpanContext],
         statement: str,
         error: BaseException | None,
     ) -> None:
-        start_ns, start_perf, parent = started
+        _, start_ns, start_perf, parent = started
         end_ns = start_ns + (time.perf_counter_ns() - start_perf)
         has_parent = parent.is_valid
         trace_id = parent.trace_id if has_parent else self._ids.generate_trace_id()

@@ -257,3 +257,27 @@ async def test_a_profile_read_is_one_span_as_deployed(
             "http.route": "/users/{user_id}",
             "http.status_code": 200,
         }
+
+
+async def test_a_connection_lost_mid_statement_keeps_its_own_error() -> None:
+    # The server ends the session during the statement: the caller sees the
+    # driver's disconnect (which the read path retries on), and the span says
+    # the statement failed; recording it never raises an error of its own.
+    tracing = Tracing(service_name="t", version="0", sql_min_ms=1000)
+    spans = InMemorySpanExporter()
+    tracing.add_processor(SimpleSpanProcessor(spans))
+    engine = create_async_engine(PG_ADMIN_URL.replace("postgresql://", "postgresql+asyncpg://"))
+    tracing.instrument_engine(engine)
+    try:
+        async with engine.connect() as conn:
+            with pytest.raises(DBAPIError) as raised:
+                await conn.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
+            assert raised.value.connection_invalidated
+        (failed,) = spans.get_finished_spans()
+        assert failed.status.status_code is StatusCode.ERROR
+        async with engine.connect() as conn:  # the pool recovers; fast: no span
+            assert (await conn.execute(text("SELECT 1"))).scalar() == 1
+        assert len(spans.get_finished_spans()) == 1
+    finally:
+        await engine.dispose()
+        tracing.shutdown()
