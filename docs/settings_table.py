@@ -61,6 +61,10 @@ DESCRIPTIONS: dict[str, str] = {
     "log_level": "Python log level",
     "metrics_enabled": "serve Prometheus /metrics",
     "tracing_enabled": "OpenTelemetry tracing",
+    "tracing_sql_min_ms": (
+        "a successful SQL statement gets a span only when it took this long "
+        "(failed ones always); 0: every statement"
+    ),
     "otel_exporter_otlp_endpoint": "OTLP/HTTP base URL for traces; empty: nothing exported",
     "audit_stdout": "audit events as JSON lines on stdout (the audit table is always written)",
     "service_name": "name in logs, metrics, traces and audit events",

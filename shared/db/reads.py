@@ -34,9 +34,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import asyncpg  # type: ignore[import-untyped]
-from opentelemetry.trace import SpanKind, Tracer
-from opentelemetry.util.types import AttributeValue
 from sqlalchemy import Column, Table, bindparam, literal_column, select
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Select
@@ -48,6 +47,7 @@ __all__ = [
     "PoolReads",
     "ReadSource",
     "Row",
+    "StatementTrace",
     "make_reads",
 ]
 
@@ -76,6 +76,18 @@ _CONNECTION_LOST: tuple[type[BaseException], ...] = (
 )
 
 
+class StatementTrace(Protocol):
+    """Spans for statements (shared.observability.sql_spans.StatementRecorder)."""
+
+    def start(self) -> Any | None:
+        """A statement starts; None: it will not be recorded."""
+        ...
+
+    def end(self, started: Any, statement: str, error: BaseException | None = None) -> None:
+        """It ended (`error`: it failed)."""
+        ...
+
+
 class ReadSource(Protocol):
     """Runs the statements of `KeyedReader`s (see the module's docstring)."""
 
@@ -83,8 +95,13 @@ class ReadSource(Protocol):
         """A function running `statement` (one bind parameter named "key")."""
         ...
 
-    def trace(self, tracer: Tracer) -> None:
-        """Make a client span per statement from now on."""
+    @property
+    def traced_url(self) -> URL | None:
+        """The database whose statements `trace` would record; None: traced elsewhere."""
+        ...
+
+    def trace(self, spans: StatementTrace) -> None:
+        """Record the statements from now on (as the engine's are: shared/observability)."""
         ...
 
     async def aclose(self) -> None: ...
@@ -162,8 +179,12 @@ class EngineReads:
 
         return read
 
-    def trace(self, tracer: Tracer) -> None:
-        """Nothing to do: the engine's own instrumentation traces these statements."""
+    @property
+    def traced_url(self) -> URL | None:
+        return None  # the engine's own instrumentation traces these statements
+
+    def trace(self, spans: StatementTrace) -> None:
+        """Nothing to do (`traced_url`)."""
 
     async def aclose(self) -> None:
         """Nothing to do: the engine belongs to the service."""
@@ -190,11 +211,10 @@ class PoolReads:
             # second later so a live server's clearer error wins.
             "command_timeout": statement_timeout_ms / 1000 + 1,
         }
-        self._peer = (str(params.get("host") or ""), int(params.get("port") or 5432))
-        self._database = str(params.get("database") or "")
+        self._url = engine.url
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
-        self._tracer: Tracer | None = None
+        self._spans: StatementTrace | None = None
 
     def prepare(self, statement: Select[Any]) -> Read:
         compiled = statement.compile(
@@ -213,14 +233,6 @@ class PoolReads:
             for c in statement.selected_columns
         ]
         converts = any(p is not None for p in from_db)
-        span_name = f"SELECT {self._database}"
-        attributes: dict[str, AttributeValue] = {
-            "db.system": "postgresql",
-            "db.name": self._database,
-            "db.statement": sql,  # placeholders only, never the key
-            "net.peer.name": self._peer[0],
-            "net.peer.port": self._peer[1],
-        }
 
         def to_row(record: asyncpg.Record) -> Row:
             if not converts:
@@ -236,13 +248,18 @@ class PoolReads:
             return None if record is None else to_row(record)
 
         async def read(key: object) -> Row | None:
-            tracer = self._tracer
-            if tracer is None:
+            spans = self._spans
+            started = None if spans is None else spans.start()
+            if started is None:
                 return await fetch(key)
-            with tracer.start_as_current_span(
-                span_name, kind=SpanKind.CLIENT, attributes=attributes
-            ):
-                return await fetch(key)
+            assert spans is not None
+            try:
+                row = await fetch(key)
+            except Exception as exc:
+                spans.end(started, sql, exc)  # the statement's placeholders, never the key
+                raise
+            spans.end(started, sql)
+            return row
 
         return read
 
@@ -251,8 +268,12 @@ class PoolReads:
         """The asyncpg pool once the first read opened it (for inspection)."""
         return self._pool
 
-    def trace(self, tracer: Tracer) -> None:
-        self._tracer = tracer
+    @property
+    def traced_url(self) -> URL | None:
+        return self._url
+
+    def trace(self, spans: StatementTrace) -> None:
+        self._spans = spans
 
     async def aclose(self) -> None:
         pool, self._pool = self._pool, None

@@ -76,6 +76,7 @@ class Observability:
         off = sdk_disabled()
         self._tracing_enabled = settings.tracing_enabled and not off
         self._otlp_endpoint = "" if off else settings.otel_exporter_otlp_endpoint
+        self._sql_min_ms = settings.tracing_sql_min_ms
         self._stdout = settings.audit_stdout
         self._writer: AuditTableWriter | None = None
         self._otlp_logs: OtlpAuditLogs | None = None  # with an OTLP endpoint
@@ -101,7 +102,10 @@ class Observability:
             metrics.initialise_requests(known_requests(app.routes))
         if self._tracing_enabled:
             self.tracing = Tracing(
-                service_name=self.service, version=app.version, otlp_endpoint=self._otlp_endpoint
+                service_name=self.service,
+                version=app.version,
+                otlp_endpoint=self._otlp_endpoint,
+                sql_min_ms=self._sql_min_ms,
             )
             # The span middleware records the request metrics too: one
             # middleware per request instead of two (bench/README.md, target 6).

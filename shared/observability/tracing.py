@@ -1,4 +1,4 @@
-"""OpenTelemetry tracing of one service: FastAPI, httpx, Redis and SQL spans.
+"""OpenTelemetry tracing of one service: server, httpx, Redis and (slow or failed) SQL spans.
 
 Each app gets its own `TracerProvider` (resource `service.name`) instead of
 the global one, so two apps in one test process keep their identities and
@@ -29,7 +29,6 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 from opentelemetry.instrumentation.redis import RedisInstrumentor
-from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
 from opentelemetry.metrics import NoOpMeterProvider
 from opentelemetry.sdk.resources import SERVICE_NAME, SERVICE_VERSION, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
@@ -43,6 +42,7 @@ from starlette.types import ASGIApp
 from shared.db.reads import ReadSource
 from shared.observability.metrics import ServiceMetrics
 from shared.observability.server_span import ServerSpanMiddleware
+from shared.observability.sql_spans import StatementRecorder, StatementSpans, url_attributes
 
 __all__ = ["FASTAPI_TELEMETRY_OFF", "Tracing", "sdk_disabled"]
 
@@ -169,9 +169,18 @@ class Tracing:
         service_name: `service.name` of every span.
         version: `service.version`.
         otlp_endpoint: OTLP/HTTP base URL; empty: no exporter at all.
+        sql_min_ms: a successful SQL statement makes a span only when it took
+            at least this long (`shared/observability/sql_spans.py`); 0: every one.
     """
 
-    def __init__(self, *, service_name: str, version: str, otlp_endpoint: str = "") -> None:
+    def __init__(
+        self,
+        *,
+        service_name: str,
+        version: str,
+        otlp_endpoint: str = "",
+        sql_min_ms: float = 0.0,
+    ) -> None:
         resource = _Resource.of(
             Resource.create({SERVICE_NAME: service_name, SERVICE_VERSION: version})
         )
@@ -185,6 +194,7 @@ class Tracing:
             sampler=_WhileReceived(self._processors, self.provider.sampler),
             shutdown_on_exit=False,
         )
+        self._sql_min_ms = sql_min_ms
         # Engines and read sources waiting for a processor before they are
         # traced (`instrument_engine`, `instrument_reads`).
         self._engines: list[AsyncEngine] = []
@@ -205,7 +215,7 @@ class Tracing:
             self._trace_engine(engine)
         sources, self._reads = self._reads, []
         for reads in sources:
-            reads.trace(self._leaf_provider.get_tracer("shared.db.reads"))
+            self._trace_reads(reads)
 
     def instrument_app(self, app: FastAPI, *, metrics: ServiceMetrics | None = None) -> None:
         """Trace every request of `app` (`ServerSpanMiddleware`, outermost).
@@ -239,12 +249,12 @@ class Tracing:
     def instrument_engine(self, engine: AsyncEngine) -> None:
         """Trace `engine`'s statements, from when a span processor is attached.
 
-        Without a processor every SQL span is dropped (`_WhileReceived`), yet
-        the instrumentation's listeners still ran on each statement (its
-        attributes, a span started and ended) and on each pool checkout and
-        checkin: 7% of a profile read's CPU as shipped, for no output
-        (bench/README.md, "Changes measured on PostgreSQL", P3). So the
-        listeners are registered only once a processor is there to receive.
+        Without a processor nothing would receive a SQL span, yet listeners
+        on each statement cost CPU for no output (7% of a profile read's as
+        shipped with the instrumentation's: bench/README.md, "Changes
+        measured on PostgreSQL", P3). So they are registered only once a
+        processor is there to receive. Which statements then make spans:
+        `shared/observability/sql_spans.py` (slow or failed ones, P4).
         """
         if self._processors:
             self._trace_engine(engine)
@@ -252,20 +262,38 @@ class Tracing:
             self._engines.append(engine)
 
     def instrument_reads(self, reads: ReadSource) -> None:
-        """Trace the single-row reads (`shared.db.reads`), from when a span
+        """Trace the single-row reads that bypass the engine (`shared.db.reads`),
+        with the same rules as the engine's statements, from when a span
         processor is attached, for the same reason as `instrument_engine`."""
+        if reads.traced_url is None:
+            return
         if self._processors:
-            reads.trace(self._leaf_provider.get_tracer("shared.db.reads"))
+            self._trace_reads(reads)
         else:
             self._reads.append(reads)
 
+    def _trace_reads(self, reads: ReadSource) -> None:
+        url = reads.traced_url
+        assert url is not None
+        reads.trace(
+            StatementRecorder(
+                url_attributes(url),
+                provider=self.provider,
+                processors=self._processors,
+                min_duration_ms=self._sql_min_ms,
+            )
+        )
+
     def _trace_engine(self, engine: AsyncEngine) -> None:
-        # EngineTracer directly: SQLAlchemyInstrumentor().instrument() is a
-        # process-wide singleton and would trace only the first app's engine.
         # Statements are recorded with their placeholders, never parameters.
-        tracer = self._leaf_provider.get_tracer("opentelemetry.instrumentation.sqlalchemy")
-        usage = _NO_METRICS.get_meter(__name__).create_up_down_counter("db.client.connections")
-        EngineTracer(tracer, engine.sync_engine, usage)  # type: ignore[no-untyped-call]
+        # The leaf provider's processors are this provider's; its sampler
+        # only adds "drop while none is attached", which holds here.
+        StatementSpans(
+            engine.sync_engine,
+            provider=self.provider,
+            processors=self._processors,
+            min_duration_ms=self._sql_min_ms,
+        )
 
     def shutdown(self) -> None:
         """Flush and stop the exporter (blocks briefly; call at shutdown)."""

@@ -106,6 +106,11 @@ class CommonSettings(BaseSettings):
     # never switched off.
     metrics_enabled: bool = True
     tracing_enabled: bool = True
+    # A successful SQL statement gets a span only when it took at least this
+    # long (failed ones always do); 0: every statement. Fast statements told
+    # nothing the request's span does not, at twice the export cost
+    # (shared/observability/sql_spans.py).
+    tracing_sql_min_ms: float = Field(default=10.0, ge=0)
     # OTLP/HTTP base URL (".../v1/traces" is appended); empty: nothing is exported.
     otel_exporter_otlp_endpoint: str = ""
     # Audit events as JSON lines on stdout (the database copy is always written).

@@ -5,17 +5,40 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from tests.conftest import REDIS_URL, Services, new_user
+from tests.conftest import REDIS_URL, Services, new_user, start_services
 from tests.support.audit import AuditCapture
 
 __all__ = ["AuditCapture"]
+
+# Every SQL statement gets a span in this suite (TRACING_SQL_MIN_MS=0), so
+# what a statement's span holds is checked on every flow (test_no_secrets).
+# Deployed, only slow or failed statements do (test_tracing checks both).
+EVERY_STATEMENT: dict[str, Any] = {"tracing_sql_min_ms": 0}
+
+
+@pytest.fixture
+async def services(
+    tmp_path: Path, redis_prefix: str, sqlite_urls: dict[str, str]
+) -> AsyncIterator[Services]:
+    """Both services on SQLite + real Redis, in-process, tracing every statement."""
+    async for s in start_services(
+        tmp_path=tmp_path,
+        redis_prefix=redis_prefix,
+        urls=sqlite_urls,
+        auth=EVERY_STATEMENT,
+        user=EVERY_STATEMENT,
+    ):
+        yield s
 
 
 def capture_spans(*apps: FastAPI) -> InMemorySpanExporter:

@@ -56,6 +56,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         OTEL_EXPORTER_OTLP_ENDPOINT=otlp.endpoint,
         OTEL_BSP_SCHEDULE_DELAY="100",  # ms: spans arrive while the test waits
         OTEL_BLRP_SCHEDULE_DELAY="100",
+        TRACING_SQL_MIN_MS="0",  # every statement: the trace below holds both services' SQL
         # Limits on, low enough to trip once, high enough for the rest.
         RATE_LIMIT_ENABLED="true",
         LOGIN_ACCOUNT_LIMIT="3",
