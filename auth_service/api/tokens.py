@@ -21,6 +21,7 @@ from auth_service.api.oauth_forms import (
     oauth_error,
     rate_limited,
     read_form,
+    token_json,
     token_response,
 )
 from auth_service.api.problems import to_problem
@@ -79,10 +80,7 @@ async def login(
     responses=problem_responses(401, 422, 429, 503),
     summary="Rotate a refresh token",
 )
-async def refresh(
-    body: RefreshRequest, request: Request, response: Response, ctx: Ctx
-) -> TokenResponse:
-    _no_store(response)
+async def refresh(body: RefreshRequest, request: Request, ctx: Ctx) -> Response:
     async with audited("token.refresh", request) as audit:
         if body.client_id not in (None, USER_CLIENT_ID) and await ctx.clients.get(body.client_id):
             # A registered application authenticates at POST /token (RFC 6749
@@ -95,7 +93,7 @@ async def refresh(
             client_id=body.client_id,
         )
         audit.success(user_id=grant.user_id, session_id=grant.sid)
-    return token_response(grant)
+    return token_json(grant)
 
 
 @router.post(
@@ -195,4 +193,4 @@ async def token(request: Request, ctx: Ctx) -> Any:
     async with audited(event, request, problem=_oauth_problem, grant=grant_type) as audit:
         grant = await issue(ip=ip_of(request), user_agent=user_agent_of(request))
         audit.success(user_id=grant.user_id, session_id=grant.sid)
-    return JSONResponse(token_response(grant).model_dump(mode="json"), headers=NO_STORE)
+    return token_json(grant)

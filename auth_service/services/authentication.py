@@ -24,8 +24,9 @@ from auth_service.models.identity import Identity
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.services.service import service
 from auth_service.services.tokens import USER_CLIENT_ID, USER_SCOPE, TokenIssuer
+from auth_service.stores.keys import SID_LENGTH, tag_of
 from auth_service.stores.rate_limit import Limit, RateLimiter, client_network
-from auth_service.stores.sessions import SessionStore
+from auth_service.stores.sessions import SessionStore, owner_hint
 from shared.http.fields import email_key
 
 _log = logging.getLogger(__name__)
@@ -230,18 +231,27 @@ class Authenticator:
             decision = await self.limiter.hit(self.limits.refresh_per_ip, ip)
             if not decision.allowed:
                 raise RateLimited(decision.retry_after, self.limits.refresh_per_ip.scope)
-        owner = await self.sessions.owner(refresh_token)
-        if owner is None:
-            raise RefreshTokenInvalid
-        sid, user_id, _ = owner
+        # Whose token: the token says (no round trip), or, for a token minted
+        # before tokens carried their owner, its record does. The hint is
+        # unverified here; the rotation below refuses a record of anyone else.
+        user_id = owner_hint(refresh_token)
+        if user_id is None:
+            owner = await self.sessions.owner(refresh_token)
+            if owner is None:
+                raise RefreshTokenInvalid
+            user_id = owner[1]
         # Re-read the account: a deleted or disabled identity must not keep
         # minting tokens, and role changes take effect at the next refresh.
         roles = await self.identities.active_roles_by_id(uuid.UUID(user_id))
         if roles is None:
-            await self.sessions.revoke(sid)
+            sid = tag_of(refresh_token, SID_LENGTH)
+            if sid is not None:
+                # Only a session of that account: the hint is the presenter's
+                # word, and must not end anyone else's session.
+                await self.sessions.revoke(sid, owner=user_id)
             raise RefreshTokenInvalid
         rot = await self.sessions.rotate(
-            refresh_token, ip=ip, user_agent=user_agent, client_id=client_id
+            refresh_token, ip=ip, user_agent=user_agent, client_id=client_id, owner=user_id
         )
         if rot.outcome == "reused":
             raise RefreshTokenReused(rot.sid, rot.user_id)

@@ -13,8 +13,9 @@ and Redis Cluster (docs/CONTRACTS.md, "Redis keys"):
 Tags in use:
 
 - `{<sid>}`: a session, its refresh tokens and its revocation marker; a
-  refresh token starts with its sid (22 characters, then the secret), so the
-  presented token names its slot before anything is read.
+  refresh token starts with its sid (22 characters, then its owner's id in
+  22 and the secret), so the presented token names its slot before anything
+  is read.
 - `{<user_id>}`: the index of a user's sessions (`usess`), updated alone.
 - `{<tag>}` of a one-time token: 16 hex digits derived from its subject,
   carried at the front of the token (16 characters, then the secret), shared
@@ -37,6 +38,7 @@ import re
 from shared.access.revocation import revoked_key
 
 __all__ = [
+    "OWNER_LENGTH",
     "SID_LENGTH",
     "TAG_LENGTH",
     "AuthorizationKeys",
@@ -46,6 +48,7 @@ __all__ = [
 ]
 
 SID_LENGTH = 22  # secrets.token_urlsafe(16)
+OWNER_LENGTH = 22  # a UUID's 16 bytes in unpadded base64url
 TAG_LENGTH = 16  # TokenKeys.tag
 # A presented token is the client's: only the base64url alphabet, bounded,
 # ever becomes part of a key. Anything else is no token of ours.

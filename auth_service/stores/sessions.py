@@ -16,9 +16,11 @@ that token can open it, so the dump still hands out nothing.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import secrets
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -26,7 +28,7 @@ from typing import Any, Literal
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from auth_service.stores.keys import SID_LENGTH, SessionKeys, tag_of
+from auth_service.stores.keys import OWNER_LENGTH, SID_LENGTH, SessionKeys, tag_of
 from shared.access.revocation import revocation_channel
 from shared.runtime.redis_durable import DurableWrites
 from shared.runtime.redis_topology import RedisClient, register_script
@@ -37,13 +39,17 @@ from shared.runtime.redis_topology import RedisClient, register_script
 # ARGV: prefix of this session's refresh records, now ms, ip, ua, marker ttl,
 # idle ms (0: no idle limit), retry grace ms, client id presented, client id
 # of records made before the binding, the successor sealed under the
-# presented token, the successor's hash, the revocation channel, sid.
+# presented token, the successor's hash, the revocation channel, sid, the
+# owner the caller read the account of ('' = any).
 _ROTATE = """
 local now = tonumber(ARGV[2])
 local rt = redis.call('HMGET', KEYS[1], 'sid', 'user_id', 'state', 'client_id',
                       'next', 'rotated_at', 'sealed')
 local sid, uid, state = rt[1], rt[2], rt[3]
 if not sid or sid ~= ARGV[13] then return {'unknown'} end
+-- The caller vetted this account before the commit: a record of anyone
+-- else's is not rotated on that account's say-so.
+if ARGV[14] ~= '' and uid ~= ARGV[14] then return {'unknown'} end
 -- Bound to the client it was issued to (RFC 6749 section 6). Checked first
 -- and changing nothing: another client's presentation is no theft signal.
 if (rt[4] or ARGV[9]) ~= ARGV[8] then return {'wrong_client'} end
@@ -111,12 +117,48 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def new_refresh_token(sid: str) -> str:
-    # The sid, then 256 random bits: unguessable; the sid in front only routes
-    # the lookup to the session's Cluster slot (its holder knows the sid
-    # anyway: it is in every access token of the session).
+_SECRET_LENGTH = 43  # secrets.token_urlsafe(32)
+
+
+def new_refresh_token(sid: str, user_id: str | None = None) -> str:
+    """The sid, the owner's id (when it is a UUID), then 256 random bits.
+
+    Unguessable; the sid in front only routes the lookup to the session's
+    Cluster slot, and the owner's id lets a refresh read the account without
+    first asking Redis whose token it is (`owner_hint`). Neither is a secret
+    from the token's holder: every access token of the session carries both
+    (`sid`, `sub`). The record's key is the hash of the whole token, so
+    neither part can be changed without making the token unknown.
+    """
     assert len(sid) == SID_LENGTH
-    return sid + secrets.token_urlsafe(32)
+    owner = _owner_part(user_id)
+    return sid + owner + secrets.token_urlsafe(32)
+
+
+def _owner_part(user_id: str | None) -> str:
+    # 22 base64url characters for a UUID; nothing for any other id (tests
+    # use plain strings), whose tokens take the lookup path.
+    try:
+        raw = uuid.UUID(user_id).bytes if user_id else None
+    except ValueError:
+        raw = None
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode() if raw else ""
+
+
+def owner_hint(token: str) -> str | None:
+    """The owner's id a refresh token carries, unverified; None for a token
+    that carries none (one minted before tokens did, or no token of ours).
+
+    A hint only: the rotation checks it against the record (`rotate`'s
+    `owner`), and the record is found by the hash of the whole token.
+    """
+    if len(token) != SID_LENGTH + OWNER_LENGTH + _SECRET_LENGTH:
+        return None
+    part = token[SID_LENGTH : SID_LENGTH + OWNER_LENGTH]
+    try:
+        return str(uuid.UUID(bytes=base64.urlsafe_b64decode(part + "==")))
+    except (binascii.Error, ValueError):
+        return None
 
 
 # Each key seals exactly one successor (a token is rotated once), so a fixed
@@ -296,7 +338,7 @@ class SessionStore:
         what the user granted it (refreshes keep both); the page by default.
         """
         sid = secrets.token_urlsafe(16)  # SID_LENGTH characters
-        token = new_refresh_token(sid)
+        token = new_refresh_token(sid, user_id)
         rt = self._keys.refresh(sid, hash_token(token))
         now = self._now_ms()
         # The index first (its own `{user_id}` slot): a session is never
@@ -372,13 +414,25 @@ class SessionStore:
         )
 
     async def rotate(
-        self, token: str, *, ip: str, user_agent: str, client_id: str | None = None
+        self,
+        token: str,
+        *,
+        ip: str,
+        user_agent: str,
+        client_id: str | None = None,
+        owner: str | None = None,
     ) -> Rotation:
+        """Present a refresh token: rotate it, or say why not (`Rotation`).
+
+        `owner`: the account the caller vetted before this commit (refresh
+        reads it first); a token of any other account is `unknown` and
+        changes nothing. None: any owner.
+        """
         sid = tag_of(token, SID_LENGTH)
         if sid is None:
             return Rotation("unknown")
         key = self._keys.refresh(sid, hash_token(token))
-        new_token = new_refresh_token(sid)
+        new_token = new_refresh_token(sid, owner)
         res: list[Any] = await self._security_write(
             self._rotate,
             [
@@ -401,6 +455,7 @@ class SessionStore:
                 hash_token(new_token),
                 self.channel,
                 sid,
+                owner or "",
             ],
         )
         outcome = _s(res[0])
