@@ -15,14 +15,39 @@ The same code runs on SQLite and PostgreSQL; only the engine differs.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Column, RowMapping, Table, bindparam, literal, select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.sql import Select
+from sqlalchemy.sql import Executable, Select
 
-__all__ = ["KeyedReader"]
+__all__ = ["KeyedReader", "read_first"]
+
+
+async def read_first(
+    engine: AsyncEngine, statement: Executable, params: Mapping[str, Any]
+) -> RowMapping | None:
+    """Run one read-only statement on the read engine; its first row as a mapping, or None.
+
+    One retry, only when the connection turned out dead (the server
+    restarted, a proxy dropped it): SQLAlchemy has then invalidated the
+    pool, so the retry gets a fresh connection. The read engine has no
+    pre-ping (shared.db.engine.make_read_engine says why); a read is safe
+    to repeat. Build `statement` once and reuse it: its compiled form is
+    then cached.
+    """
+    for attempt in (1, 2):
+        try:
+            async with engine.connect() as conn:
+                result = await conn.execute(statement, params)
+                row: RowMapping | None = result.mappings().first()
+                return row
+        except DBAPIError as exc:
+            if attempt == 2 or not exc.connection_invalidated:
+                raise
+    raise AssertionError("unreachable")
 
 
 class KeyedReader:
@@ -65,17 +90,4 @@ class KeyedReader:
         return await self._execute(self._exists, key) is not None
 
     async def _execute(self, statement: Select[Any], key: object) -> RowMapping | None:
-        # One retry, only when the connection turned out dead (the server
-        # restarted, a proxy dropped it): SQLAlchemy has then invalidated the
-        # pool, so the retry gets a fresh connection. The read engine has no
-        # pre-ping (make_read_engine says why); a read is safe to repeat.
-        for attempt in (1, 2):
-            try:
-                async with self._engine.connect() as conn:
-                    result = await conn.execute(statement, {"key": key})
-                    row: RowMapping | None = result.mappings().first()
-                    return row
-            except DBAPIError as exc:
-                if attempt == 2 or not exc.connection_invalidated:
-                    raise
-        raise AssertionError("unreachable")
+        return await read_first(self._engine, statement, {"key": key})
