@@ -8,7 +8,12 @@ one test process do not write each other's events.
 The table writer never blocks the event loop: `emit` only enqueues, and the
 rows are inserted in batches, in their own transaction, so a failed request
 still leaves its audit row. On PostgreSQL (and in-memory SQLite) a background
-task writes through the service's async engine; on a SQLite file one
+task writes them: on PostgreSQL through one autocommit connection of its own,
+where a batch is one INSERT, its own transaction, one round trip (through the
+write engine each batch also paid its pool's pre-ping, BEGIN and COMMIT:
+four round trips more, ~0.4 ms of event-loop CPU a login; bench/README.md,
+P5). A batch stays all or nothing, so a retried batch is never stored twice.
+On a SQLite file one
 dedicated thread writes through a blocking engine on the same file: the
 event loop then only appends to a queue, instead of paying aiosqlite's two
 thread hops per batch (issue 6: ~20% of a refresh's wall time at
@@ -35,7 +40,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.audit.events import AUDIT_LOGGER
 from shared.audit.store import AUDIT_TABLE, AuditStore, row_from_record
-from shared.db.engine import make_sync_sqlite_engine, sqlite_file_url
+from shared.db.engine import make_autocommit_engine, make_sync_sqlite_engine, sqlite_file_url
 
 __all__ = [
     "AuditCallbackHandler",
@@ -159,6 +164,8 @@ class AuditTableWriter:
         linger_seconds: float = 0.005,
     ) -> None:
         self._engine = engine
+        # The async path's own engine (`start`); the service's until then.
+        self._appends = engine
         self._store = AuditStore(engine)
         self._service = service
         self._on_drop = on_drop
@@ -200,6 +207,10 @@ class AuditTableWriter:
             return
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
+        # One connection: one task writes, one batch at a time. No pre-ping:
+        # a batch that met a dead connection is retried on a fresh one.
+        self._appends = make_autocommit_engine(self._engine, pool_size=1)
+        self._store = AuditStore(self._appends)
         self._task = asyncio.create_task(self._run(), name=f"audit-writer-{self._service}")
 
     def _enqueue(self, event: Mapping[str, Any]) -> None:
@@ -363,6 +374,9 @@ class AuditTableWriter:
             await self._task
         self._task = None
         self._loop = None
+        if self._appends is not self._engine:
+            await self._appends.dispose()
+        self._appends = self._engine
 
 
 def attach(*handlers: logging.Handler) -> None:
