@@ -45,6 +45,7 @@ from auth_service.repositories.clients import ClientRepository
 from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
 from auth_service.repositories.recovery_codes import RecoveryCodeRepository
+from auth_service.repositories.second_factors import SecondFactorReads
 from auth_service.repositories.totp import TotpRepository
 from auth_service.services.authentication import Authenticator, LoginLimits
 from auth_service.services.lifecycle import (
@@ -207,7 +208,9 @@ def _build_context(
     )
     credentials = CredentialRepository(make_sessionmaker(engine), reads)
     totp_secrets = TotpRepository(make_sessionmaker(engine))
-    factors = AccountFactors(credentials=credentials, totp=totp_secrets)
+    factors = AccountFactors(
+        credentials=credentials, totp=totp_secrets, any_factor=SecondFactorReads(reads)
+    )
     authenticator = Authenticator(
         identities=identities,
         hasher=hasher,

@@ -27,6 +27,8 @@ from typing import Any, Literal
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from redis.asyncio.cluster import RedisCluster
+from redis.typing import EncodableT, FieldT
 
 from auth_service.stores.keys import OWNER_LENGTH, SID_LENGTH, SessionKeys, tag_of
 from shared.access.revocation import revocation_channel
@@ -298,6 +300,9 @@ class SessionStore:
         self._revoke = register_script(redis, _REVOKE)
         self._forget = register_script(redis, _FORGET)
         self._durable = durable
+        # Everything but a Cluster holds every key in one slot space, so one
+        # transaction may span a session and its user's index.
+        self._one_slot_space = not isinstance(redis, RedisCluster)
 
     async def _security_write(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         if self._durable is None:
@@ -341,39 +346,41 @@ class SessionStore:
         token = new_refresh_token(sid, user_id)
         rt = self._keys.refresh(sid, hash_token(token))
         now = self._now_ms()
-        # The index first (its own `{user_id}` slot): a session is never
-        # live without being listed; a failure after it leaves an entry that
-        # list() tidies. Then the session and its token in one transaction.
-        async with self._r.pipeline(transaction=False) as pipe:
-            pipe.sadd(self._usess(user_id), sid)
-            pipe.expire(self._usess(user_id), self._session_ttl)
-            await pipe.execute()
+        session: dict[FieldT, EncodableT] = {
+            "user_id": user_id,
+            "created_at": now,
+            "last_used_at": now,
+            "ip": ip,
+            "user_agent": user_agent[:256],
+            "amr": " ".join(amr),
+            "auth_time": auth_time,
+            "scope": scope,
+            # The family's first token: where _FORGET starts its walk.
+            "first": hash_token(token),
+        }
+        record: dict[FieldT, EncodableT] = {
+            "sid": sid,
+            "user_id": user_id,
+            "state": "active",
+            "client_id": client_id or self._default_client,
+        }
+        # A session is never live without being listed in the user's index
+        # (its own `{user_id}` slot). One server or Sentinel: the index, the
+        # session and its token in one transaction, one round trip a login.
+        # A Cluster cannot take two slots in one transaction: there the index
+        # goes first, and a failure after it leaves an entry that list() tidies.
+        if not self._one_slot_space:
+            async with self._r.pipeline(transaction=False) as index:
+                index.sadd(self._usess(user_id), sid)
+                index.expire(self._usess(user_id), self._session_ttl)
+                await index.execute()
         async with self._r.pipeline(transaction=True) as pipe:
-            pipe.hset(
-                self._sess(sid),
-                mapping={
-                    "user_id": user_id,
-                    "created_at": now,
-                    "last_used_at": now,
-                    "ip": ip,
-                    "user_agent": user_agent[:256],
-                    "amr": " ".join(amr),
-                    "auth_time": auth_time,
-                    "scope": scope,
-                    # The family's first token: where _FORGET starts its walk.
-                    "first": hash_token(token),
-                },
-            )
+            if self._one_slot_space:
+                pipe.sadd(self._usess(user_id), sid)
+                pipe.expire(self._usess(user_id), self._session_ttl)
+            pipe.hset(self._sess(sid), mapping=session)
             pipe.expire(self._sess(sid), self._session_ttl)
-            pipe.hset(
-                rt,
-                mapping={
-                    "sid": sid,
-                    "user_id": user_id,
-                    "state": "active",
-                    "client_id": client_id or self._default_client,
-                },
-            )
+            pipe.hset(rt, mapping=record)
             pipe.expire(rt, self._session_ttl)
             await pipe.execute()
         return sid, token

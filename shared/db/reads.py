@@ -220,8 +220,11 @@ class PoolReads:
         compiled = statement.compile(
             dialect=self._dialect, compile_kwargs={"render_postcompile": True}
         )
-        if list(compiled.positiontup or ()) != ["key"]:
-            raise ValueError(f"expected one bind parameter named 'key' in {compiled}")
+        # One parameter, "key", which a statement may use more than once.
+        positions = list(compiled.positiontup or ())
+        if not positions or set(positions) != {"key"}:
+            raise ValueError(f"expected bind parameters named 'key' only in {compiled}")
+        repeats = len(positions)
         sql = str(compiled)
         dialect = self._dialect
         # SQLAlchemy's type conversions, as its own execution would apply them
@@ -244,7 +247,7 @@ class PoolReads:
 
         async def fetch(key: object) -> Row | None:
             arg = key if to_db is None else to_db(key)
-            record = await self._fetchrow(sql, arg)
+            record = await self._fetchrow(sql, (arg,) * repeats)
             return None if record is None else to_row(record)
 
         async def read(key: object) -> Row | None:
@@ -284,29 +287,31 @@ class PoolReads:
         except TimeoutError:
             pool.terminate()
 
-    async def _fetchrow(self, sql: str, arg: object) -> asyncpg.Record | None:
+    async def _fetchrow(self, sql: str, args: tuple[object, ...]) -> asyncpg.Record | None:
         pool = self._pool or await self._open()
         try:
             try:
-                return await self._fetchrow_on(pool, sql, arg)
+                return await self._fetchrow_on(pool, sql, args)
             except _CONNECTION_LOST:
                 # Expire every pooled connection (a restart ended them all)
                 # and retry once on a fresh one: a read is safe to repeat.
                 # This replaces a pre-ping, which cost a round trip per read.
                 await pool.expire_connections()
-                return await self._fetchrow_on(pool, sql, arg)
+                return await self._fetchrow_on(pool, sql, args)
         except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             # The services map SQLAlchemy's errors to 503 (shared/http/
             # unavailable.py). No parameters: the key may be an email address.
             raise OperationalError(sql, None, exc) from exc
 
     @staticmethod
-    async def _fetchrow_on(pool: asyncpg.Pool, sql: str, arg: object) -> asyncpg.Record | None:
+    async def _fetchrow_on(
+        pool: asyncpg.Pool, sql: str, args: tuple[object, ...]
+    ) -> asyncpg.Record | None:
         # Waiting for a free connection is bounded like the engine's pool
         # (TimeoutError, an OSError: 503 in the services).
         async with pool.acquire(timeout=_ACQUIRE_TIMEOUT_SECONDS) as conn:
             try:
-                return await conn.fetchrow(sql, arg)
+                return await conn.fetchrow(sql, *args)
             except TimeoutError:
                 # The server stopped answering (command_timeout). asyncpg
                 # would now send a cancel request over a new connection and

@@ -1,9 +1,10 @@
 """The login and refresh reads answer exactly as the ORM does, on SQLite and PostgreSQL.
 
-Login reads the identity by email and asks whether the account has a passkey;
-refresh reads the identity's roles by id. Each is one statement on the read
-engine (shared/db/reads.py). Every test compares with an ORM read of the same
-database, and checks that nothing is cached between reads.
+Login reads the identity by email and asks whether the account has a second
+factor (a passkey or a confirmed TOTP); refresh reads the identity's roles by
+id. Each is one statement on the read engine (shared/db/reads.py). Every test
+compares with an ORM read of the same database, and checks that nothing is
+cached between reads.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from auth_service.models.identity import Identity
 from auth_service.models.webauthn import NewCredential, WebAuthnCredential
 from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
+from auth_service.repositories.second_factors import SecondFactorReads
+from auth_service.repositories.totp import TotpRepository
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.reads import EngineReads, KeyedReader, ReadSource, make_reads
 
@@ -111,6 +114,18 @@ async def test_roles_by_id_match_the_orm_and_see_every_commit(
     assert await repo.active_roles_by_id(uuid.uuid4()) is None
 
 
+def _credential(credential_id: str) -> NewCredential:
+    return NewCredential(
+        credential_id=credential_id,
+        public_key=b"\x01\x02",
+        sign_count=0,
+        transports=("internal",),
+        aaguid="00000000-0000-0000-0000-000000000000",
+        backup_eligible=False,
+        backed_up=False,
+    )
+
+
 async def test_passkey_check_matches_the_orm_count(engine: AsyncEngine, reads: ReadSource) -> None:
     sessions = make_sessionmaker(engine)
     identities = IdentityRepository(sessions, reads)
@@ -120,19 +135,7 @@ async def test_passkey_check_matches_the_orm_count(engine: AsyncEngine, reads: R
 
     assert await credentials.enrolled(owner.id) is False
     assert await credentials.count(owner.id) == 0
-    row = await credentials.add(
-        user_id=owner.id,
-        new=NewCredential(
-            credential_id="Y3JlZA",
-            public_key=b"\x01\x02",
-            sign_count=0,
-            transports=("internal",),
-            aaguid="00000000-0000-0000-0000-000000000000",
-            backup_eligible=False,
-            backed_up=False,
-        ),
-        label="laptop",
-    )
+    row = await credentials.add(user_id=owner.id, new=_credential("Y3JlZA"), label="laptop")
     assert row is not None
     # Seen by the very next read, for its owner only.
     assert await credentials.enrolled(owner.id) is True
@@ -150,3 +153,46 @@ async def test_a_key_column_of_another_table_is_refused(engine: AsyncEngine) -> 
             Identity.__table__,  # type: ignore[attr-defined]
             key=WebAuthnCredential.__table__.c.user_id,  # type: ignore[attr-defined]
         )
+
+
+async def test_second_factor_check_matches_the_orm_reads(
+    engine: AsyncEngine, reads: ReadSource
+) -> None:
+    """The login gate (one statement) answers as the two ORM reads it replaced:
+    a passkey or a confirmed TOTP is a second factor, a TOTP enrolment in
+    progress is not; each account answers for itself; no caching."""
+    sessions = make_sessionmaker(engine)
+    identities = IdentityRepository(sessions, reads)
+    credentials = CredentialRepository(sessions, reads)
+    totp = TotpRepository(sessions)
+    factors = SecondFactorReads(reads)
+    owner = await _new_identity(identities, "emmy@example.com")
+    other = await _new_identity(identities, "olga@example.com")
+
+    async def orm(user_id: uuid.UUID) -> bool:
+        return await credentials.count(user_id) > 0 or await totp.enrolled(user_id)
+
+    async def both(user_id: uuid.UUID) -> bool:
+        fast = await factors.any_enrolled(user_id)
+        assert fast is await orm(user_id)
+        return fast
+
+    assert await both(owner.id) is False
+    assert await both(uuid.uuid4()) is False  # no such account
+    assert await totp.start(owner.id, "sealed-1")
+    assert await both(owner.id) is False  # enrolment started, not confirmed
+    assert await totp.confirm(owner.id, sealed="sealed-1", step=1)
+    assert await both(owner.id) is True
+    assert await both(other.id) is False
+    assert await totp.remove(owner.id) == (True, True)
+    assert await both(owner.id) is False
+
+    row = await credentials.add(user_id=other.id, new=_credential("b3RoZXI"), label="phone")
+    assert row is not None
+    assert await both(other.id) is True  # a passkey alone
+    assert await totp.start(other.id, "sealed-2")
+    assert await totp.confirm(other.id, sealed="sealed-2", step=1)
+    assert await both(other.id) is True  # both kinds
+    await credentials.remove(user_id=other.id, row_id=row.id, allow_last=True)
+    assert await both(other.id) is True  # TOTP still
+    assert await both(owner.id) is False
