@@ -73,6 +73,9 @@ _CONNECTION_LOST: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.CrashShutdownError,
     asyncpg.exceptions.CannotConnectNowError,
     ConnectionError,
+    # The client's protocol state after the server ended the connection
+    # under it ("cannot switch to state ..."): that connection is dropped.
+    asyncpg.exceptions.InternalClientError,
 )
 
 
@@ -245,24 +248,10 @@ class PoolReads:
                 for name, process, value in zip(names, from_db, record, strict=True)
             }
 
-        async def fetch(key: object) -> Row | None:
+        async def read(key: object) -> Row | None:
             arg = key if to_db is None else to_db(key)
             record = await self._fetchrow(sql, (arg,) * repeats)
             return None if record is None else to_row(record)
-
-        async def read(key: object) -> Row | None:
-            spans = self._spans
-            started = None if spans is None else spans.start()
-            if started is None:
-                return await fetch(key)
-            assert spans is not None
-            try:
-                row = await fetch(key)
-            except Exception as exc:
-                spans.end(started, sql, exc)  # the statement's placeholders, never the key
-                raise
-            spans.end(started, sql)
-            return row
 
         return read
 
@@ -298,27 +287,41 @@ class PoolReads:
                 # This replaces a pre-ping, which cost a round trip per read.
                 await pool.expire_connections()
                 return await self._fetchrow_on(pool, sql, args)
-        except (asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except (
+            asyncpg.PostgresError,
+            asyncpg.InterfaceError,
+            asyncpg.exceptions.InternalClientError,
+        ) as exc:
             # The services map SQLAlchemy's errors to 503 (shared/http/
             # unavailable.py). No parameters: the key may be an email address.
             raise OperationalError(sql, None, exc) from exc
 
-    @staticmethod
     async def _fetchrow_on(
-        pool: asyncpg.Pool, sql: str, args: tuple[object, ...]
+        self, pool: asyncpg.Pool, sql: str, args: tuple[object, ...]
     ) -> asyncpg.Record | None:
         # Waiting for a free connection is bounded like the engine's pool
         # (TimeoutError, an OSError: 503 in the services).
         async with pool.acquire(timeout=_ACQUIRE_TIMEOUT_SECONDS) as conn:
+            # Timed from here: a span's duration is the statement's, not the
+            # wait for a connection or for the event loop.
+            spans = self._spans
+            started = None if spans is None else spans.start()
             try:
-                return await conn.fetchrow(sql, *args)
-            except TimeoutError:
-                # The server stopped answering (command_timeout). asyncpg
-                # would now send a cancel request over a new connection and
-                # wait for it when the connection goes back to the pool: a
-                # server that does not answer answers neither. Drop it.
-                conn.terminate()
+                record = await conn.fetchrow(sql, *args)
+            except Exception as exc:
+                if spans is not None and started is not None:
+                    spans.end(started, sql, exc)  # the placeholders, never the key
+                if isinstance(exc, TimeoutError | asyncpg.exceptions.InternalClientError):
+                    # The server stopped answering (command_timeout): asyncpg
+                    # would now send a cancel request over a new connection
+                    # and wait for it when the connection goes back to the
+                    # pool; a server that does not answer answers neither.
+                    # Or the connection's protocol state is broken. Drop it.
+                    conn.terminate()
                 raise
+            if spans is not None and started is not None:
+                spans.end(started, sql)
+            return record
 
     async def _open(self) -> asyncpg.Pool:
         async with self._opening:

@@ -35,6 +35,11 @@ async def engine(db_urls: dict[str, str]) -> AsyncIterator[AsyncEngine]:
     async with engine.begin() as conn:
         await conn.run_sync(AUDIT_TABLE.create)
     yield engine
+    # The database outlives this test (tests/conftest.py `pg_databases`); a
+    # table left here, outside any migration, would stop the next service
+    # that migrates it.
+    async with engine.begin() as conn:
+        await conn.run_sync(AUDIT_TABLE.drop)
     await engine.dispose()
 
 
