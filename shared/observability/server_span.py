@@ -194,33 +194,25 @@ class ServerSpanMiddleware:
             await self._unspanned(scope, receive, send)
             return
         start_ns = time.time_ns()
-        started = time.perf_counter()  # monotonic, for the latency histogram
-        known = scope["method"] in _METHODS
-        method = scope["method"] if known else "HTTP"  # no client-chosen span names
-        carrier: dict[str, str] = {}
+        # Monotonic: the latency histogram, and the span's end (start + elapsed).
+        started = time.perf_counter_ns()
+        method = scope["method"]
+        if method not in _METHODS:
+            method = "HTTP"  # no client-chosen span names
+        carrier: dict[str, str] | None = None
         user_agent = ""
         fields = self._fields
         for name, value in scope["headers"]:
             if name in fields:
+                if carrier is None:
+                    carrier = {}
                 carrier[name.decode("latin-1")] = value.decode("latin-1")
             elif name == b"user-agent":
                 user_agent = value.decode("latin-1")[:_MAX_USER_AGENT]
-        # Only what an investigation uses: every attribute is paid for on
-        # every request, when recorded and again when exported.
-        names = self._names
-        attributes: dict[str, AttributeValue] = {}
-        for key in names.method:
-            attributes[key] = method if known else "_OTHER"
-        for key in names.path:
-            # The path only: a query string may carry anything a client put there.
-            attributes[key] = scope["path"]
-        if user_agent:
-            for key in names.user_agent:
-                attributes[key] = user_agent
-        client = scope.get("client")
-        if client:
-            for key in names.peer:
-                attributes[key] = client[0]
+        # The attributes are built when the span is (`_finish`): a request
+        # that is not recorded (no exporter, not sampled) never needs them,
+        # unless a configured sampler asks to see them first.
+        attributes: dict[str, AttributeValue] | None = None
 
         live = trace.get_current_span().get_span_context()
         if live.is_valid:
@@ -237,6 +229,7 @@ class ServerSpanMiddleware:
         if self._sampler is None:
             sampled = parent is None or parent.trace_flags.sampled
         else:
+            attributes = self._attributes(scope, method, user_agent)
             result = self._sampler.should_sample(parent_ctx, trace_id, method, kind, attributes)
             # RECORD_ONLY spans would never be exported: not recorded either.
             sampled = result.decision is Decision.RECORD_AND_SAMPLE
@@ -270,15 +263,46 @@ class ServerSpanMiddleware:
             # No processor (tracing on for its ids only): nobody to hand a span to.
             record_span = sampled and bool(self._processors)
             if self._metrics is not None or record_span:
+                elapsed_ns = time.perf_counter_ns() - started
                 template = route_template(scope)
                 if self._metrics is not None:
                     self._metrics.observe_request(
-                        metrics_method(scope), template, status, time.perf_counter() - started
+                        metrics_method(scope), template, status, elapsed_ns / 1e9
                     )
                 if record_span:
+                    if attributes is None:
+                        attributes = self._attributes(scope, method, user_agent)
                     self._finish(
-                        template, method, attributes, context, parent, kind, status, error, start_ns
+                        template,
+                        method,
+                        attributes,
+                        context,
+                        parent,
+                        kind,
+                        status,
+                        error,
+                        start_ns,
+                        start_ns + elapsed_ns,
                     )
+
+    def _attributes(self, scope: Scope, method: str, user_agent: str) -> dict[str, AttributeValue]:
+        """The request's attributes: only what an investigation uses, since
+        every attribute is paid for when recorded and again when exported."""
+        names = self._names
+        attributes: dict[str, AttributeValue] = {}
+        for key in names.method:
+            attributes[key] = "_OTHER" if method == "HTTP" else method
+        for key in names.path:
+            # The path only: a query string may carry anything a client put there.
+            attributes[key] = scope["path"]
+        if user_agent:
+            for key in names.user_agent:
+                attributes[key] = user_agent
+        client = scope.get("client")
+        if client:
+            for key in names.peer:
+                attributes[key] = client[0]
+        return attributes
 
     def _finish(
         self,
@@ -291,6 +315,7 @@ class ServerSpanMiddleware:
         status: int,
         error: BaseException | None,
         start_ns: int,
+        end_ns: int,
     ) -> None:
         name = method
         if template != UNMATCHED:
@@ -316,7 +341,7 @@ class ServerSpanMiddleware:
             instrumentation_scope=_SCOPE,
             status=outcome,
             start_time=start_ns,
-            end_time=time.time_ns(),
+            end_time=end_ns,
         )
         for processor in self._processors:
             processor.on_end(span)

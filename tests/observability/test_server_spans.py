@@ -5,17 +5,25 @@ What each span holds, and its parent.
 
 from __future__ import annotations
 
+import asyncio
+import time
+from collections.abc import Sequence
+
 import httpx
 import pytest
 from fastapi import FastAPI, Response
 from opentelemetry import baggage, trace
 from opentelemetry import context as otel_context
+from opentelemetry.context import Context
 from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
+from opentelemetry.trace import Link, SpanKind, StatusCode, TraceState
+from opentelemetry.util.types import Attributes
 
+from shared.observability.server_span import ServerSpanMiddleware
 from shared.observability.tracing import Tracing, _Resource
 
 pytestmark = pytest.mark.anyio
@@ -229,3 +237,75 @@ async def test_the_callers_context_is_restored_and_its_values_reach_the_request(
     finally:
         otel_context.detach(token)
     assert [s.name for s in exporter.get_finished_spans()] == ["GET /baggage"]
+
+
+async def test_a_configured_sampler_sees_the_request_attributes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The attributes are built only for spans that are recorded, except when
+    # a configured sampler must see them first: it gets the same ones.
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "always_on")
+    seen: list[dict[str, object]] = []
+
+    class Watching(Sampler):
+        def should_sample(
+            self,
+            parent_context: Context | None,
+            trace_id: int,
+            name: str,
+            kind: SpanKind | None = None,
+            attributes: Attributes = None,
+            links: Sequence[Link] | None = None,
+            trace_state: TraceState | None = None,
+        ) -> SamplingResult:
+            seen.append(dict(attributes or {}))
+            return SamplingResult(Decision.RECORD_AND_SAMPLE, {"sampler.note": "yes"})
+
+        def get_description(self) -> str:
+            return "Watching"
+
+    app = FastAPI()
+
+    @app.get("/items/{item_id}")
+    async def item(item_id: str) -> dict[str, str]:
+        return {"id": item_id}
+
+    exporter = InMemorySpanExporter()
+    stack = app.build_middleware_stack()
+    provider = TracerProvider(sampler=Watching())
+    traced = ServerSpanMiddleware(
+        stack, provider=provider, processors=[SimpleSpanProcessor(exporter)]
+    )
+    transport = httpx.ASGITransport(traced)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+        await client.get("/items/7?secret=1", headers={"User-Agent": "probe/1"})
+    assert seen == [
+        {
+            "http.method": "GET",
+            "http.target": "/items/7",
+            "http.user_agent": "probe/1",
+            "net.peer.ip": "127.0.0.1",
+        }
+    ]
+    attrs = dict(_only(exporter).attributes or {})
+    assert attrs["sampler.note"] == "yes"
+    assert attrs["http.route"] == "/items/{item_id}"
+    assert attrs["http.status_code"] == 200
+
+
+async def test_a_span_lasts_as_long_as_its_request() -> None:
+    app, _, exporter = _app()
+
+    @app.get("/slow")
+    async def slow() -> dict[str, str]:
+        await asyncio.sleep(0.05)
+        return {}
+
+    before = time.time_ns()
+    await _get(app, "/slow")
+    after = time.time_ns()
+    span = _only(exporter)
+    assert span.start_time is not None
+    assert span.end_time is not None
+    assert before <= span.start_time < span.end_time <= after + 1_000_000
+    assert span.end_time - span.start_time >= 50_000_000

@@ -349,3 +349,61 @@ async def test_a_connection_lost_mid_statement_keeps_its_own_error() -> None:
     finally:
         await engine.dispose()
         tracing.shutdown()
+
+
+def test_a_statement_is_judged_when_it_ends() -> None:
+    # `StatementRecorder.start` only reads the clock; suppression, the
+    # parent and its sampling decision are read in `end`, which runs in the
+    # statement's own context (the same coroutine or greenlet as `start`).
+    import time
+
+    from opentelemetry import trace
+    from opentelemetry.instrumentation.utils import suppress_instrumentation
+    from sqlalchemy.engine import make_url
+
+    from shared.observability.sql_spans import StatementRecorder, url_attributes
+
+    tracing = Tracing(service_name="t", version="0")
+    spans = InMemorySpanExporter()
+    tracing.add_processor(SimpleSpanProcessor(spans))
+
+    def recorder(min_ms: float) -> StatementRecorder:
+        return StatementRecorder(
+            url_attributes(make_url("postgresql+asyncpg://app@db.internal:5432/users")),
+            provider=tracing.provider,
+            processors=[SimpleSpanProcessor(spans)],
+            min_duration_ms=min_ms,
+        )
+
+    every, slow_only = recorder(0), recorder(60_000)
+    try:
+        with suppress_instrumentation():
+            every.end(every.start(), "SELECT 1")  # the audit writer's case
+        slow_only.end(slow_only.start(), "SELECT 1")  # fast and successful
+        assert spans.get_finished_spans() == ()
+
+        with tracing.provider.get_tracer("test").start_as_current_span("request") as parent:
+            before = time.time_ns()
+            started = every.start()
+            time.sleep(0.02)
+            every.end(started, "SELECT id FROM profiles WHERE id = $1")
+            after = time.time_ns()
+        statement = next(s for s in spans.get_finished_spans() if s.name == "SELECT users")
+        assert statement.parent is not None
+        assert statement.parent.span_id == parent.get_span_context().span_id
+        assert statement.start_time is not None
+        assert statement.end_time is not None
+        assert before <= statement.start_time
+        assert statement.end_time <= after
+        assert statement.end_time - statement.start_time >= 20_000_000
+
+        # A caller that did not sample: nothing, however slow or failed.
+        unsampled = trace.NonRecordingSpan(
+            trace.SpanContext(1, 2, is_remote=True, trace_flags=trace.TraceFlags(0))
+        )
+        count = len(spans.get_finished_spans())
+        with trace.use_span(unsampled):
+            every.end(every.start(), "SELECT 1", RuntimeError("x"))
+        assert len(spans.get_finished_spans()) == count
+    finally:
+        tracing.shutdown()
