@@ -229,7 +229,7 @@ class ServerSpanMiddleware:
         if self._sampler is None:
             sampled = parent is None or parent.trace_flags.sampled
         else:
-            attributes = self._attributes(scope, method, user_agent)
+            attributes = self._request_attributes(scope, method, user_agent)
             result = self._sampler.should_sample(parent_ctx, trace_id, method, kind, attributes)
             # RECORD_ONLY spans would never be exported: not recorded either.
             sampled = result.decision is Decision.RECORD_AND_SAMPLE
@@ -271,7 +271,7 @@ class ServerSpanMiddleware:
                     )
                 if record_span:
                     if attributes is None:
-                        attributes = self._attributes(scope, method, user_agent)
+                        attributes = self._request_attributes(scope, method, user_agent)
                     self._finish(
                         template,
                         method,
@@ -285,7 +285,9 @@ class ServerSpanMiddleware:
                         start_ns + elapsed_ns,
                     )
 
-    def _attributes(self, scope: Scope, method: str, user_agent: str) -> dict[str, AttributeValue]:
+    def _request_attributes(
+        self, scope: Scope, method: str, user_agent: str
+    ) -> dict[str, AttributeValue]:
         """The request's attributes: only what an investigation uses, since
         every attribute is paid for when recorded and again when exported."""
         names = self._names

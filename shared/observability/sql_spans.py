@@ -118,7 +118,7 @@ class StatementRecorder:
         self._sampler = None if _default_sampler() else provider.sampler
         self._processors = processors
         self._min_ns = int(min_duration_ms * 1_000_000)
-        self._attributes = attributes
+        self._shared_attributes = attributes
         db_name = attributes.get("db.name")
         self._suffix = f" {db_name}" if db_name else ""
         self._vendor = str(attributes["db.system"])
@@ -159,7 +159,7 @@ class StatementRecorder:
         # The instrumentation's name: the statement's first word and the database.
         words = statement.split(None, 1)
         name = f"{words[0]}{self._suffix}" if words else self._vendor
-        attributes = dict(self._attributes)
+        attributes = dict(self._shared_attributes)
         attributes["db.statement"] = statement
         state = parent.trace_state if has_parent else _EMPTY_STATE
         if self._sampler is not None:
