@@ -93,6 +93,16 @@ async def test_read_matches_the_orm_and_sees_every_commit(
     assert again.job_title == "Engineer"
 
 
+async def _one_profile(
+    engine: AsyncEngine, reads: ReadSource
+) -> tuple[ProfileRepository, uuid.UUID]:
+    """A repository on `reads` and the id of the one profile it was given."""
+    repo = ProfileRepository(make_sessionmaker(engine), reads)
+    pid = uuid.uuid4()
+    await repo.upsert(_body(pid))
+    return repo, pid
+
+
 def test_each_database_gets_its_read_source() -> None:
     sqlite = make_engine("sqlite+aiosqlite:///:memory:")
     postgres = make_engine("postgresql+asyncpg://u@127.0.0.1:5432/db")
@@ -108,9 +118,7 @@ async def test_on_postgres_a_read_is_one_statement_and_nothing_else(
     pg_engines: tuple[AsyncEngine, PoolReads],
 ) -> None:
     engine, reads = pg_engines
-    repo = ProfileRepository(make_sessionmaker(engine), reads)
-    pid = uuid.uuid4()
-    await repo.upsert(_body(pid))
+    repo, pid = await _one_profile(engine, reads)
     assert await repo.get(pid) is not None  # opens the pool and one connection
     pool = reads.pool
     assert pool is not None
@@ -136,9 +144,7 @@ async def test_concurrent_reads_share_a_bounded_pool(
     pg_engines: tuple[AsyncEngine, PoolReads],
 ) -> None:
     engine, reads = pg_engines
-    repo = ProfileRepository(make_sessionmaker(engine), reads)
-    pid = uuid.uuid4()
-    await repo.upsert(_body(pid))
+    repo, pid = await _one_profile(engine, reads)
     answers = await asyncio.gather(*(repo.get(pid) for _ in range(4 * READ_POOL_SIZE)))
     assert all(a is not None and a.id == pid for a in answers)
     assert reads.pool is not None
@@ -162,9 +168,7 @@ async def test_connections_the_server_closed_cost_a_retry_not_an_error(
     pg_engines: tuple[AsyncEngine, PoolReads],
 ) -> None:
     engine, reads = pg_engines
-    repo = ProfileRepository(make_sessionmaker(engine), reads)
-    pid = uuid.uuid4()
-    await repo.upsert(_body(pid))
+    repo, pid = await _one_profile(engine, reads)
     # Several pooled connections, as under load.
     await asyncio.gather(*(repo.get(pid) for _ in range(READ_POOL_SIZE)))
     assert reads.pool is not None
@@ -187,9 +191,7 @@ async def test_a_database_that_is_down_is_an_operational_error(
     engine, _ = pg_engines
     statement_timeout_ms = 200
     reads = make_reads(engine, statement_timeout_ms=statement_timeout_ms)
-    repo = ProfileRepository(make_sessionmaker(engine), reads)
-    pid = uuid.uuid4()
-    await repo.upsert(_body(pid))
+    repo, pid = await _one_profile(engine, reads)
     try:
         # A lock held past the statement timeout: the server cancels the read.
         async with engine.connect() as conn:
