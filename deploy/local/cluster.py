@@ -224,8 +224,11 @@ def render_gateway_config(
 
 # Service-to-service only: loopback, so nothing off this machine reaches it,
 # and every path, /internal/ included, goes to the user replicas; one that
-# refuses the connection is passed over (`proxy_next_upstream error`, nginx's
-# default; nothing was sent, so a POST is safe to pass on). Its own
+# refuses the connection, or dies under a kept-alive connection, is passed
+# over. `non_idempotent`: nginx would otherwise not pass on a POST or PATCH
+# once written to a connection that then failed; every internal call is
+# idempotent by design (a profile upsert by id, a set, a delete, a read),
+# so repeating one on the next replica is safe. Its own
 # proxy_set_header list replaces the public server's: the caller's trace
 # context and request id are the auth service's own and pass through, while
 # the address headers are still replaced with the peer. Its own access log
@@ -240,6 +243,7 @@ server {{
     proxy_set_header X-Forwarded-For $remote_addr;
     proxy_set_header X-Real-IP $remote_addr;
     proxy_set_header Forwarded $gateway_forwarded;
+    proxy_next_upstream error timeout non_idempotent;
     location / {{ proxy_pass http://user_service; }}
 }}
 """

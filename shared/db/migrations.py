@@ -42,7 +42,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Column, MetaData, String, Table, delete, insert, inspect, select
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.types import TypeDecorator
 
@@ -348,10 +348,26 @@ def _ahead_problem(
     )
 
 
+# A SQLite transaction that read and then writes fails at once with
+# "database is locked" when another connection wrote in between (its
+# snapshot is stale: the busy timeout does not apply). A running service's
+# audit writer does exactly that while an admin CLI upgrades the same file;
+# the upgrade is idempotent, so it is simply run again.
+_SQLITE_UPGRADE_ATTEMPTS = 5
+
+
 async def upgrade_to_head(engine: AsyncEngine, migrations: ServiceMigrations) -> None:
     """Run `upgrade head` on the engine's database, in one transaction."""
-    async with engine.begin() as conn:
-        await conn.run_sync(_upgrade, migrations, "head")
+    attempts = _SQLITE_UPGRADE_ATTEMPTS if engine.dialect.name == "sqlite" else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(_upgrade, migrations, "head")
+            return
+        except OperationalError as exc:
+            if attempt == attempts or "database is locked" not in str(exc.orig):
+                raise
+            await asyncio.sleep(0.05 * attempt)
 
 
 def _current(connection: Connection, migrations: ServiceMigrations) -> tuple[str, ...]:
