@@ -427,6 +427,10 @@ async def prepare_schema(
             compatible.
     """
     if not production:
+        # Already at head (the usual start, and every CLI run beside a running
+        # service): nothing to write, so nothing to contend for on SQLite.
+        if await check_at_head(engine, migrations) is None:
+            return
         await upgrade_to_head(engine, migrations)
         return
     problem = await check_schema(engine, migrations)
