@@ -46,6 +46,10 @@ async def test_admin_reads_any_profile_and_lists_users(services: Services) -> No
     other_id, _, _ = await _account(services)
     assert (await services.user.get("/users", headers=before)).status_code == 403
 
+    # The CLI is a second writer on the same file: on SQLite a transaction
+    # that read before the service's audit writer committed is refused at
+    # once ("database is locked"), so the service is let settle first.
+    await services.auth_app.state.obs.flush_audit()
     done = _admin_cli(services, "promote", admin_body["email"].upper())
     assert done.returncode == 0, done.stderr
     tok = (
