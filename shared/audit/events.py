@@ -87,5 +87,13 @@ def audit_event(
             _warn.error("audit detail %r looks like a secret; value dropped", name)
             value = _REDACTED
         record[name] = value
-    _log.info(event, extra={"audit": record})
+    if _log.isEnabledFor(logging.INFO):
+        # The record made and handled directly, not through `Logger.info`:
+        # that walks the stack for the caller's file and line (findCaller),
+        # which no audit handler reads; ~10 µs of a refresh (P14).
+        _log.handle(
+            _log.makeRecord(
+                _log.name, logging.INFO, "", 0, event, (), None, extra={"audit": record}
+            )
+        )
     return record

@@ -300,8 +300,12 @@ class PoolReads:
         self, pool: asyncpg.Pool, sql: str, args: tuple[object, ...]
     ) -> asyncpg.Record | None:
         # Waiting for a free connection is bounded like the engine's pool
-        # (TimeoutError, an OSError: 503 in the services).
-        async with pool.acquire(timeout=_ACQUIRE_TIMEOUT_SECONDS) as conn:
+        # (TimeoutError, an OSError: 503 in the services). The bound covers
+        # the acquire only, not `acquire(timeout=...)`: asyncpg applies that
+        # one to the release as well, one more timer per read (P14).
+        async with asyncio.timeout(_ACQUIRE_TIMEOUT_SECONDS):
+            conn = await pool.acquire()
+        try:
             # Timed from here: a span's duration is the statement's, not the
             # wait for a connection or for the event loop.
             spans = self._spans
@@ -322,6 +326,8 @@ class PoolReads:
             if spans is not None and started is not None:
                 spans.end(started, sql)
             return record
+        finally:
+            await pool.release(conn)
 
     async def _open(self) -> asyncpg.Pool:
         async with self._opening:
@@ -335,6 +341,11 @@ class PoolReads:
                     # ALL, UNLISTEN *, ...: a round trip and a third of a
                     # read's CPU) would reset nothing.
                     reset=_nothing_to_reset,
+                    # Idle connections stay open (at most READ_POOL_SIZE): the
+                    # idle timer asyncpg re-arms at every release cost a timer
+                    # per read (P14). One the server or a proxy closed while
+                    # idle is replaced at its next use (the retry above).
+                    max_inactive_connection_lifetime=0,
                     **self._connect,
                 )
             return self._pool

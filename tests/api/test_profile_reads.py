@@ -151,6 +151,31 @@ async def test_concurrent_reads_share_a_bounded_pool(
     assert 1 <= reads.pool.get_size() <= READ_POOL_SIZE
 
 
+@pytest.mark.postgres
+async def test_a_read_waits_for_a_connection_a_bounded_time(
+    pg_engines: tuple[AsyncEngine, PoolReads], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every connection busy: the read gives up (503 in the services), none leaks."""
+    engine, reads = pg_engines
+    repo, pid = await _one_profile(engine, reads)
+    monkeypatch.setattr("shared.db.reads._ACQUIRE_TIMEOUT_SECONDS", 0.3)
+    assert await repo.get(pid) is not None  # opens the pool
+    assert reads.pool is not None
+    held = [await reads.pool.acquire() for _ in range(READ_POOL_SIZE)]
+    try:
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(TimeoutError):
+            await repo.get(pid)
+        assert asyncio.get_running_loop().time() - started < 3
+    finally:
+        for conn in held:
+            await reads.pool.release(conn)
+    # Reads that got a connection gave it back, and the waiter that timed
+    # out took none with it.
+    await asyncio.gather(*(repo.get(pid) for _ in range(3 * READ_POOL_SIZE)))
+    assert reads.pool.get_idle_size() == reads.pool.get_size() <= READ_POOL_SIZE
+
+
 async def _terminate_other_connections(engine: AsyncEngine) -> int:
     """Close, from the server side, every other connection to the engine's database."""
     async with engine.connect() as conn:
