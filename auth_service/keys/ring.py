@@ -17,17 +17,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from auth_service.keys.directory import (
-    ALGORITHM,
     Clock,
     KeyEntry,
     NoSigningKeys,
     SigningKey,
     warn_if_exposed,
 )
+from auth_service.keys.jws import header_segment, sign_rs256
 from auth_service.keys.store import DirectoryStore, KeyStore, refuse_dev_keys
 
 __all__ = ["KeyRing"]
@@ -297,12 +296,7 @@ class KeyRing:
             NoSigningKeys: no key is active.
         """
         key = self.current_signing_key()
-        return jwt.encode(
-            claims,
-            key.private_key,  # a key object: PyJWT uses it as is, no PEM parse
-            algorithm=ALGORITHM,
-            headers={"typ": _TYP, "kid": key.kid},
-        )
+        return sign_rs256(header_segment(key.kid, _TYP), claims, key.private_key)
 
     def sign_id_token(self, claims: dict[str, Any]) -> str:
         """Sign an OpenID Connect ID token (OIDC Core §2) with the current key.
@@ -311,9 +305,7 @@ class KeyRing:
         `typ`, refuses it even before it looks at the audience.
         """
         key = self.current_signing_key()
-        return jwt.encode(
-            claims, key.private_key, algorithm=ALGORITHM, headers={"typ": "JWT", "kid": key.kid}
-        )
+        return sign_rs256(header_segment(key.kid, "JWT"), claims, key.private_key)
 
     def key_age_seconds(self) -> float:
         """Seconds since the current signing key was created (for rotation alerts)."""
