@@ -12,6 +12,7 @@ still comes from the step-by-step path with PyJWT's reason.
 from __future__ import annotations
 
 import json
+import re
 import time
 from typing import Any
 
@@ -21,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from shared.tokens.claims import AccessClaims
-from shared.tokens.verify import TokenRejected, TokenVerifier
+from shared.tokens.verify import TokenRejected, TokenVerifier, _segments
 from tests.shared.test_verify_attacks import (  # fixtures are shared by import
     AUDIENCE,
     ISSUER,
@@ -39,6 +40,26 @@ from tests.shared.test_verify_attacks import (  # fixtures are shared by import
 from tests.shared.test_verify_pyjwt_parity import CASES, our_reason, pyjwt_reason
 
 _PROPERTY = settings(max_examples=400, deadline=None, derandomize=True)
+
+# --- the compact-JWS shape ----------------------------------------------------
+
+# The check it replaced, verbatim.
+_REGEX = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+_shapes = st.text(alphabet="Az09-_.=+/ \n\t\x00~é€", max_size=24) | st.text(max_size=24)
+
+
+@_PROPERTY
+@given(token=_shapes)
+def test_compact_shape_accepts_exactly_what_the_regex_did(token: str) -> None:
+    if _REGEX.fullmatch(token) is None:
+        with pytest.raises(TokenRejected) as info:
+            _segments(token)
+        assert info.value.reason == "malformed"
+        return
+    signing_input, header_segment, payload_segment, signature_segment = _segments(token)
+    assert [header_segment, payload_segment, signature_segment] == token.encode().split(b".")
+    assert signing_input == token.rpartition(".")[0].encode()
+
 
 # --- claims in one pass -------------------------------------------------------
 
