@@ -352,8 +352,9 @@ class TokenVerifier:
         signing_input, header_segment, payload_segment, signature_segment = _segments(token)
         # The JWS is parsed and checked here rather than by PyJWT's jwt.decode,
         # which cost 4-9x the RSA verify itself (bench/README.md, target 2):
-        # each segment is decoded once, the JSON parsed once, and the claims
-        # checked in PyJWT's order with its rules, so every rejection reason is
+        # each segment is decoded once, the JSON parsed once (twice for a
+        # payload _claims_in_one_pass declines), and the claims checked in
+        # PyJWT's order with its rules, so every rejection reason is
         # what it was (tests/shared/test_verify_attacks.py pins them).
         kid = self._header_kids.get(header_segment)
         cached = kid is not None
@@ -392,7 +393,7 @@ class TokenVerifier:
         """The claims if the payload passes every claim rule, else None.
 
         One parse and validation in pydantic-core, where the step-by-step path
-        parses to a dict, checks it and validates it again: ~1.3 µs less per
+        parses to a dict, checks it and validates it again: ~1 µs less per
         first-seen token (bench/README.md, P12). It only ever accepts, and
         only what the step-by-step path accepts, with equal claims; on None
         that path runs and names the first broken rule, so reasons and
@@ -407,7 +408,7 @@ class TokenVerifier:
           loose (int() of "123" passes, null is malformed), so a payload
           that might carry it is left to the step-by-step path: with no
           backslash, no JSON string is escaped, so an `nbf` key would show
-          as those three bytes. Our issuer never sets nbf.
+          as the bytes `"nbf"`. Our issuer never sets nbf.
         - The time rules use one clock reading; iat is checked once (the
           step-by-step path's second iat check, with a later clock, cannot
           fail after the first passed).
