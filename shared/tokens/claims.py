@@ -19,12 +19,16 @@ _Id = Annotated[str, Field(min_length=1)]
 _NumericDate = Annotated[StrictInt, Field(ge=0, le=253402300799)]
 
 
-class AccessClaims(BaseModel, frozen=True, extra="ignore"):
+class AccessClaims(BaseModel, frozen=True, extra="ignore", cache_strings=False):
     """Claims of an access token whose signature, issuer, audience and times were verified.
 
     NumericDate claims are strict integers: our issuer writes whole seconds, and
     accepting strings or booleans ("123", true) would let a signed-but-odd token
     mean different things to PyJWT (which calls int()) and to this model.
+
+    No string cache when validating JSON (TokenVerifier does, shared/tokens/verify.py):
+    pydantic-core's is process-wide, and nothing from one token is kept for the
+    next (as with the verifier's own from_json); it costs ~0.1 µs a token.
     """
 
     iss: _Id

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import binascii
-import re
 import time
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -44,10 +43,6 @@ _ACCEPTED_TYP = frozenset({"at+jwt", "application/at+jwt"})
 # not implement (crit, RFC 7515 §4.1.11; b64, RFC 7797) is not ours.
 _FORBIDDEN_HEADERS = frozenset({"jku", "x5u", "jwk", "x5c", "crit", "b64"})
 _REQUIRED_CLAIMS = ["iss", "sub", "aud", "exp", "iat", "jti", "client_id"]
-# Compact JWS (RFC 7515 §7.1): three unpadded base64url segments; the signature
-# may be empty so a stripped signature is reported as such. Checked with one C
-# regex before anything else, which also rejects non-ASCII and padding for free.
-_COMPACT_JWS = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 # JWS extensions a `crit` header may name and still be parsed (RFC 7515
 # §4.1.11); the same set PyJWT accepts, so crit ["b64"] is refused below as a
 # forbidden header while any other crit value is malformed.
@@ -55,10 +50,12 @@ _SUPPORTED_CRIT = frozenset({"b64"})
 # RS256 is RSASSA-PKCS1-v1_5 with SHA-256 (RFC 7518 §3.3). Stateless, so built once.
 _PKCS1V15 = PKCS1v15()
 _SHA256 = SHA256()
-_B64URL_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-_B64URL_VALUE = {c: i for i, c in enumerate(_B64URL_ALPHABET)}
+_B64URL_ALPHABET = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+_B64URL_VALUE = {c: i for i, c in enumerate(_B64URL_ALPHABET)}  # by byte value
 # bytes.translate is a C table lookup; str.translate goes through a dict per character.
 _URLSAFE_TO_STD = bytes.maketrans(b"-_", b"+/")
+# An int, so `in` is one memchr; a one-byte bytes needle goes the slow way.
+_BACKSLASH = ord("\\")
 # Parsed-and-checked headers, by header segment -> kid. Every token signed by
 # one key has the same header, so this skips a decode, a JSON parse and the
 # header rules on the hot path. Safe to keep: the entry is a pure function of
@@ -114,8 +111,33 @@ def _show(value: object) -> str:
     return f"{value!r:.64}"
 
 
-def _b64decode(segment: str, name: str) -> bytes:
-    """Strict unpadded base64url (RFC 7515 §2) of a segment the regex already vetted.
+def _segments(token: str) -> tuple[bytes, bytes, bytes, bytes]:
+    """A compact JWS (RFC 7515 §7.1) as its signing input, header, payload and signature.
+
+    Three unpadded base64url segments; the signature may be empty so that a
+    stripped signature is reported as `bad_signature`. Checked before
+    anything else, as bytes: what follows needs ASCII bytes anyway, and the
+    signing input comes out as a slice instead of being rebuilt.
+
+    Raises:
+        TokenRejected: `malformed`, for anything else.
+    """
+    # isascii() is O(1) on str, so encode() below cannot fail.
+    if token.isascii():
+        raw = token.encode("ascii")
+        # Deleting the alphabet must leave exactly the two separators: one C
+        # table pass, ~0.6 µs where the regex it replaced (tests/shared/
+        # test_verify_one_pass.py) took ~1.4. No "=": segments are unpadded.
+        if raw.translate(None, _B64URL_ALPHABET) == b"..":
+            signing_input, _, signature = raw.rpartition(b".")
+            header, _, payload = signing_input.partition(b".")
+            if header and payload:
+                return signing_input, header, payload, signature
+    raise TokenRejected("malformed", "expected a compact JWS of three base64url segments")
+
+
+def _b64decode(segment: bytes, name: str) -> bytes:
+    """Strict unpadded base64url (RFC 7515 §2) of a segment _segments already vetted.
 
     Canonical only: a last character with non-zero unused bits decodes to the
     same bytes as its canonical twin, so accepting it would let one signed
@@ -133,8 +155,8 @@ def _b64decode(segment: str, name: str) -> bytes:
         raise _Malformed(f"expected canonical base64url in the {name} segment")
     try:
         # strict_mode: anything outside the alphabet is an error, never skipped.
-        padded = (segment + "=" * (-tail % 4)).encode("ascii")
-        return binascii.a2b_base64(padded.translate(_URLSAFE_TO_STD), strict_mode=True)
+        padded = segment.translate(_URLSAFE_TO_STD) + b"=" * (-tail % 4)
+        return binascii.a2b_base64(padded, strict_mode=True)
     except binascii.Error:
         raise _Malformed(f"expected base64url in the {name} segment") from None
 
@@ -184,7 +206,7 @@ def _numeric_date(payload: dict[str, Any], claim: str) -> int:
         raise _Malformed(f"expected an integer {claim}, got {_show(payload[claim])}") from None
 
 
-def _checked_kid(header_segment: str) -> str:
+def _checked_kid(header_segment: bytes) -> str:
     """Parse a JOSE header and apply every header rule; returns its kid.
 
     Raises:
@@ -272,7 +294,7 @@ class TokenVerifier:
         self._audience = expected_audience
         self._leeway = leeway_seconds
         self._max_bytes = max_token_bytes
-        self._header_kids: dict[str, str] = {}  # see _HEADER_CACHE_SIZE
+        self._header_kids: dict[bytes, str] = {}  # see _HEADER_CACHE_SIZE
         self._verified: dict[str, _Verified] = {}  # see _VERIFIED_CACHE_SIZE
         self._verified_max = verified_cache_size
 
@@ -327,14 +349,13 @@ class TokenVerifier:
         self, token: str
     ) -> tuple[AccessClaims, RSAPublicKey, str, int | None]:
         """The full verification; returns the claims, the key, its kid and `nbf`."""
-        if _COMPACT_JWS.fullmatch(token) is None:
-            raise TokenRejected("malformed", "expected a compact JWS of three base64url segments")
+        signing_input, header_segment, payload_segment, signature_segment = _segments(token)
         # The JWS is parsed and checked here rather than by PyJWT's jwt.decode,
         # which cost 4-9x the RSA verify itself (bench/README.md, target 2):
-        # each segment is decoded once, the JSON parsed once, and the claims
-        # checked in PyJWT's order with its rules, so every rejection reason is
+        # each segment is decoded once, the JSON parsed once (twice for a
+        # payload _claims_in_one_pass declines), and the claims checked in
+        # PyJWT's order with its rules, so every rejection reason is
         # what it was (tests/shared/test_verify_attacks.py pins them).
-        header_segment, payload_segment, signature_segment = token.split(".")
         kid = self._header_kids.get(header_segment)
         cached = kid is not None
         if kid is None:
@@ -356,14 +377,72 @@ class TokenVerifier:
             raise TokenRejected("malformed", str(exc)) from None
         try:
             # The signing input is the ASCII of the first two segments (RFC 7515 §5.2).
-            key.verify(
-                signature, f"{header_segment}.{payload_segment}".encode("ascii"), _PKCS1V15, _SHA256
-            )
+            key.verify(signature, signing_input, _PKCS1V15, _SHA256)
         except InvalidSignature:
             # Also a stripped signature, or a token re-signed by a foreign key under a known kid.
             raise TokenRejected(
                 "bad_signature", f"expected a valid RS256 signature by kid {_show(kid)}"
             ) from None
+        claims = self._claims_in_one_pass(payload_bytes)
+        if claims is not None:
+            return claims, key, kid, None  # the one-pass path takes no token with an nbf
+        claims, nbf = self._claims_step_by_step(payload_bytes)
+        return claims, key, kid, nbf
+
+    def _claims_in_one_pass(self, payload_bytes: bytes) -> AccessClaims | None:
+        """The claims if the payload passes every claim rule, else None.
+
+        One parse and validation in pydantic-core, where the step-by-step path
+        parses to a dict, checks it and validates it again: ~1 µs less per
+        first-seen token (bench/README.md, P12). It only ever accepts, and
+        only what the step-by-step path accepts, with equal claims; on None
+        that path runs and names the first broken rule, so reasons and
+        messages have one source (tests/shared/test_verify_one_pass.py):
+
+        - AccessClaims types every required claim (present, not null,
+          non-empty strings, strict integer dates), which implies the
+          presence and type rules there; it is the same JSON parser as
+          from_json, so the same documents parse (a repeated key: the last
+          wins in both).
+        - `nbf` is no field of AccessClaims and PyJWT's reading of it is
+          loose (int() of "123" passes, null is malformed), so a payload
+          that might carry it is left to the step-by-step path: with no
+          backslash, no JSON string is escaped, so an `nbf` key would show
+          as the bytes `"nbf"`. Our issuer never sets nbf.
+        - The time rules use one clock reading; iat is checked once (the
+          step-by-step path's second iat check, with a later clock, cannot
+          fail after the first passed).
+        """
+        if b'"nbf"' in payload_bytes or _BACKSLASH in payload_bytes:
+            return None
+        try:
+            claims = AccessClaims.model_validate_json(payload_bytes)
+        except ValidationError:
+            return None
+        now = time.time()
+        leeway = self._leeway
+        aud = claims.aud
+        # An empty aud is `missing_claim` there even when it would match.
+        audiences = (aud,) if isinstance(aud, str) else aud
+        if (
+            claims.iat <= now + leeway
+            and claims.exp > now - leeway
+            and claims.iss == self._issuer
+            and aud
+            and self._audience in audiences
+        ):
+            return claims
+        return None
+
+    def _claims_step_by_step(self, payload_bytes: bytes) -> tuple[AccessClaims, int | None]:
+        """Parse, check the registered claims in PyJWT's order, then type them.
+
+        Returns:
+            The claims and `nbf` (None when absent).
+
+        Raises:
+            TokenRejected: the first rule the payload broke.
+        """
         try:
             payload = _json_object(payload_bytes, "payload")
         except _Malformed as exc:
@@ -385,7 +464,7 @@ class TokenVerifier:
             )
         # nbf passed _check_registered_claims, so it converts to an int here.
         nbf = int(payload["nbf"]) if "nbf" in payload else None
-        return claims, key, kid, nbf
+        return claims, nbf
 
     def _check_registered_claims(self, payload: dict[str, Any]) -> None:
         """RFC 7519 §4.1 and RFC 9068 §4 steps 3-5, in the order PyJWT checked them.
