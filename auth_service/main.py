@@ -233,8 +233,6 @@ def _build_context(
                 "refresh-ip", settings.refresh_ip_limit, settings.refresh_ip_window_seconds
             ),
         ),
-        # Accounts with a passkey or TOTP get no tokens from the password alone.
-        second_factors=factors,
         require_verified_email=settings.require_verified_email,
         verification=verification,
     )

@@ -21,7 +21,7 @@ from auth_service.errors import (
     SecondFactorRequired,
 )
 from auth_service.models.identity import Identity
-from auth_service.repositories.identities import IdentityRepository
+from auth_service.repositories.identities import IdentityRepository, LoginIdentity
 from auth_service.services.service import service
 from auth_service.services.tokens import USER_CLIENT_ID, USER_SCOPE, TokenIssuer
 from auth_service.stores.keys import SID_LENGTH, tag_of
@@ -36,10 +36,6 @@ class _Hasher(Protocol):
     async def hash(self, password: str) -> str: ...
     async def verify(self, stored_hash: str | None, password: str) -> bool: ...
     def needs_rehash(self, stored_hash: str) -> bool: ...
-
-
-class _SecondFactors(Protocol):
-    async def enrolled(self, user_id: uuid.UUID) -> bool: ...
 
 
 class _Reminder(Protocol):
@@ -102,7 +98,6 @@ class Authenticator:
     issuer: TokenIssuer
     limiter: RateLimiter
     limits: LoginLimits
-    second_factors: _SecondFactors | None = None
     # REQUIRE_VERIFIED_EMAIL: no session for an account whose address is not
     # verified; `verification` mails such an account a fresh link.
     require_verified_email: bool = False
@@ -118,6 +113,10 @@ class Authenticator:
             RateLimited: per-IP or per-account attempts exhausted.
             InvalidCredentials: unknown email or wrong password.
         """
+        return (await self._check_password(email, password, ip=ip)).identity
+
+    async def _check_password(self, email: str, password: str, *, ip: str) -> LoginIdentity:
+        """`check_password`, with the account's second-factor answer."""
         key = login_key(email)
         # Every counter is taken before the hash runs: parallel guesses
         # cannot outrun the limit. The account counters are keyed by the email
@@ -128,10 +127,20 @@ class Authenticator:
         if refused is not None:
             limit, decision = refused
             raise RateLimited(decision.retry_after, limit.scope)
-        identity = await self.identities.active_by_email(key)
-        ok = await self.hasher.verify(identity.password_hash if identity else None, password)
-        if not ok or identity is None:
+        # The identity and whether it has a second factor, in one statement
+        # (P13), where the gate used to be a second statement after the hash.
+        # Reading it before the hash makes it exactly as old as the identity
+        # row this login already acts on (its password hash, its status:
+        # read here too, from the same snapshot): a factor enrolled while the
+        # hash runs (~20 ms; enrolling needs a signed-in session of the
+        # account) is missed as a password changed or an account disabled
+        # meanwhile always was. Only looked at once the password verified
+        # (`login_password`): never a hint to someone guessing.
+        found = await self.identities.active_for_login(key)
+        ok = await self.hasher.verify(found.identity.password_hash if found else None, password)
+        if not ok or found is None:
             raise InvalidCredentials
+        identity = found.identity
         # The right password ends the run of failures (NIST SP 800-63B
         # §5.2.2: disregard earlier failed attempts after a success).
         await self.limiter.reset_each(attempt[1:])
@@ -141,7 +150,7 @@ class Authenticator:
             await self.identities.update_password_hash(
                 identity.id, await self.hasher.hash(password)
             )
-        return identity
+        return found
 
     async def admit(self, identity: Identity, *, ip: str) -> None:
         """Refuse an unverified account when REQUIRE_VERIFIED_EMAIL is on.
@@ -200,9 +209,11 @@ class Authenticator:
                 verified and REQUIRE_VERIFIED_EMAIL is on (before any second
                 step, which could not end in a session either).
         """
-        identity = await self.check_password(email, password, ip=ip)
+        found = await self._check_password(email, password, ip=ip)
+        identity = found.identity
         await self.admit(identity, ip=ip)
-        if self.second_factors is not None and await self.second_factors.enrolled(identity.id):
+        # Accounts with a passkey or TOTP get no tokens from the password alone.
+        if found.second_factor:
             raise SecondFactorRequired(str(identity.id))
         return await self.start_session(identity, amr=("pwd",), ip=ip, user_agent=user_agent)
 

@@ -11,11 +11,13 @@ a failed request still leaves its audit row. One path for every database:
 the thread that once wrote SQLite files through a blocking engine was a
 speed-up for the trial configuration only, and is gone (bench/README.md,
 "Changes measured on PostgreSQL", P9). On PostgreSQL the task writes through
-one autocommit connection of its own, where a batch is one INSERT, its own
-transaction, one round trip (through the write engine each batch also paid
-its pool's pre-ping, BEGIN and COMMIT: four round trips more, ~0.4 ms of
-event-loop CPU a login; P5). A batch stays all or nothing, so a retried
-batch is never stored twice.
+one asyncpg connection of its own, without SQLAlchemy in the per-batch path
+(shared/db/appends.py: a batch is one executemany of an INSERT compiled once,
+one implicit transaction, one round trip; through the async engine a batch of
+one row cost ~1.5 ms of event-loop CPU a login; P5, P13). SQLite, and
+PostgreSQL behind a transaction pooler, keep the engine, a batch per
+transaction. Either way a batch stays all or nothing, so a retried batch is
+never stored twice.
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from opentelemetry.instrumentation.utils import suppress_instrumentation
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from shared.audit.events import AUDIT_LOGGER
-from shared.audit.store import AuditStore, row_from_record
-from shared.db.engine import make_autocommit_engine
+from shared.audit.store import AUDIT_TABLE, AuditStore, row_from_record
+from shared.db.appends import PgAppends
+from shared.db.asyncpg_direct import direct_connections_fit
 
 __all__ = [
     "AuditCallbackHandler",
@@ -157,9 +160,9 @@ class AuditTableWriter:
         drain_seconds: float = 5.0,
     ) -> None:
         self._engine = engine
-        # The async path's own engine (`start`); the service's until then.
-        self._appends = engine
-        self._store = AuditStore(engine)
+        # Where batches go: the engine, or on PostgreSQL (`start`) a
+        # connection of the writer's own.
+        self._store: AuditStore | PgAppends = AuditStore(engine)
         self._service = service
         self._on_drop = on_drop
         self._batch = batch_size
@@ -176,11 +179,17 @@ class AuditTableWriter:
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._thread = threading.get_ident()
-        # One connection: one task writes, one batch at a time. No pre-ping:
-        # a batch that met a dead connection is retried on a fresh one.
-        self._appends = make_autocommit_engine(self._engine, pool_size=1)
-        self._store = AuditStore(self._appends)
+        if direct_connections_fit(self._engine):
+            # One connection: one task writes, one batch at a time. No
+            # pre-ping: a batch that met a dead connection is retried (after
+            # `retry_delays`) on a fresh one.
+            self._store = PgAppends(self._engine, AUDIT_TABLE, statement_timeout_ms=5000)
         self._task = asyncio.create_task(self._run(), name=f"audit-writer-{self._service}")
+
+    @property
+    def direct(self) -> PgAppends | None:
+        """The PostgreSQL connection path once started there (for inspection)."""
+        return self._store if isinstance(self._store, PgAppends) else None
 
     def _enqueue(self, event: Mapping[str, Any]) -> None:
         row = row_from_record(event, service=self._service)
@@ -258,9 +267,9 @@ class AuditTableWriter:
         await asyncio.wait({task}, timeout=_STOP_WAIT_SECONDS)
         if left:
             self._dropped(left)
-        if self._appends is not self._engine:
-            await self._appends.dispose()
-        self._appends = self._engine
+        if isinstance(self._store, PgAppends):
+            await self._store.aclose()
+        self._store = AuditStore(self._engine)
 
 
 def attach(*handlers: logging.Handler) -> None:

@@ -17,7 +17,6 @@ from sqlalchemy.pool import NullPool
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 __all__ = [
-    "make_autocommit_engine",
     "make_engine",
     "make_sessionmaker",
     "migration_engine",
@@ -89,37 +88,6 @@ def migration_engine(url: str) -> AsyncEngine:
     target, pooled = postgres_target(url)
     return create_async_engine(
         target, poolclass=NullPool, connect_args=dict(_TRANSACTION_POOL_ARGS) if pooled else {}
-    )
-
-
-def make_autocommit_engine(
-    engine: AsyncEngine, *, pool_size: int, statement_timeout_ms: int = 5000
-) -> AsyncEngine:
-    """A pool of `pool_size` autocommit connections without pre-ping beside `engine`.
-
-    For work whose every use is one statement (each is then its own
-    transaction, one round trip) and that can repeat it when a connection
-    turned out dead: the audit writer's appends (single-row reads have a
-    pool of their own: `shared.db.reads`). Returns `engine` itself where a second pool would be
-    wrong: SQLite (an in-memory database would be another database), and
-    behind a transaction pooler (below).
-    """
-    if engine.dialect.name == "sqlite":
-        return engine
-    # Behind a transaction pooler (the write engine's URL is postgres_target's:
-    # it names the statement cache size 0 exactly then), a statement outside a
-    # transaction may be prepared on one server connection and executed on
-    # another ("prepared statement ... does not exist"): keep the write
-    # engine's transactions there (tests/api/test_pgbouncer.py).
-    if engine.url.query.get("prepared_statement_cache_size") == "0":
-        return engine
-    return create_async_engine(
-        engine.url,
-        isolation_level="AUTOCOMMIT",
-        pool_size=pool_size,
-        max_overflow=0,
-        pool_timeout=5,
-        connect_args=_postgres_connect_args(statement_timeout_ms, pooled=False),
     )
 
 

@@ -36,9 +36,16 @@ from typing import Any, Protocol
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy import Column, Table, bindparam, literal_column, select
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import Select
+
+from shared.db.asyncpg_direct import (
+    CONNECTION_LOST,
+    DRIVER_ERRORS,
+    as_operational_error,
+    connect_params,
+    direct_connections_fit,
+)
 
 __all__ = [
     "READ_POOL_SIZE",
@@ -63,20 +70,6 @@ Read = Callable[[object], Awaitable[Row | None]]
 READ_POOL_SIZE = 10
 _CLOSE_TIMEOUT_SECONDS = 5.0
 _ACQUIRE_TIMEOUT_SECONDS = 5.0
-
-# What a connection the server or the network dropped raises on its next
-# use: the pool's other connections are then suspect too (a server restart
-# ends them all), so they are expired and the read is retried once.
-_CONNECTION_LOST: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,  # class 08, ConnectionDoesNotExistError included
-    asyncpg.exceptions.AdminShutdownError,
-    asyncpg.exceptions.CrashShutdownError,
-    asyncpg.exceptions.CannotConnectNowError,
-    ConnectionError,
-    # The client's protocol state after the server ended the connection
-    # under it ("cannot switch to state ..."): that connection is dropped.
-    asyncpg.exceptions.InternalClientError,
-)
 
 
 class StatementTrace(Protocol):
@@ -114,11 +107,7 @@ def make_reads(engine: AsyncEngine, *, statement_timeout_ms: int = 5000) -> Read
     """The read source for `engine`'s database (the module's docstring says which)."""
     # Behind a transaction pooler the engine's URL names a statement cache
     # of 0 (shared.db.engine.postgres_target): reads keep its transactions.
-    if (
-        engine.dialect.name == "postgresql"
-        and engine.dialect.driver == "asyncpg"
-        and engine.url.query.get("prepared_statement_cache_size") != "0"
-    ):
+    if direct_connections_fit(engine):
         return PoolReads(engine, statement_timeout_ms=statement_timeout_ms)
     return EngineReads(engine)
 
@@ -204,16 +193,7 @@ class PoolReads:
 
     def __init__(self, engine: AsyncEngine, *, statement_timeout_ms: int) -> None:
         self._dialect = engine.dialect
-        _args, params = engine.dialect.create_connect_args(engine.url)
-        self._connect: dict[str, Any] = {
-            **params,
-            "timeout": 5,
-            "server_settings": {"statement_timeout": str(statement_timeout_ms)},
-            # The server's statement timeout does nothing when the server (or
-            # the network to it) stops answering: asyncpg's own deadline, a
-            # second later so a live server's clearer error wins.
-            "command_timeout": statement_timeout_ms / 1000 + 1,
-        }
+        self._connect = connect_params(engine, statement_timeout_ms=statement_timeout_ms)
         self._url = engine.url
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
@@ -281,20 +261,16 @@ class PoolReads:
         try:
             try:
                 return await self._fetchrow_on(pool, sql, args)
-            except _CONNECTION_LOST:
-                # Expire every pooled connection (a restart ended them all)
-                # and retry once on a fresh one: a read is safe to repeat.
-                # This replaces a pre-ping, which cost a round trip per read.
+            except CONNECTION_LOST:
+                # A connection the server or the network dropped: the pool's
+                # other connections are suspect too (a server restart ends
+                # them all), so expire them and retry once on a fresh one: a
+                # read is safe to repeat. This replaces a pre-ping, which
+                # cost a round trip per read.
                 await pool.expire_connections()
                 return await self._fetchrow_on(pool, sql, args)
-        except (
-            asyncpg.PostgresError,
-            asyncpg.InterfaceError,
-            asyncpg.exceptions.InternalClientError,
-        ) as exc:
-            # The services map SQLAlchemy's errors to 503 (shared/http/
-            # unavailable.py). No parameters: the key may be an email address.
-            raise OperationalError(sql, None, exc) from exc
+        except DRIVER_ERRORS as exc:
+            raise as_operational_error(sql, exc) from exc
 
     async def _fetchrow_on(
         self, pool: asyncpg.Pool, sql: str, args: tuple[object, ...]

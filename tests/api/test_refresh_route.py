@@ -42,9 +42,7 @@ async def _tokens(s: Services) -> list[str]:
     assert (await s.auth.post("/users", json=body)).status_code == 201
     out = []
     for _ in range(2):
-        r = await s.auth.post(
-            "/login", json={"email": body["email"], "password": body["password"]}
-        )
+        r = await s.auth.post("/login", json={"email": body["email"], "password": body["password"]})
         assert r.status_code == 200, r.text
         out.append(r.json()["refresh_token"])
     return out

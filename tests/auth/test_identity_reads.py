@@ -1,8 +1,9 @@
 """The login and refresh reads answer exactly as the ORM does, on SQLite and PostgreSQL.
 
-Login reads the identity by email and asks whether the account has a second
-factor (a passkey or a confirmed TOTP); refresh reads the identity's roles by
-id. Each is one statement on the read engine (shared/db/reads.py). Every test
+Login reads the identity by email and whether the account has a second
+factor (a passkey or a confirmed TOTP), in one statement; refresh reads the
+identity's roles by id. Each is one statement on the read engine
+(shared/db/reads.py). Every test
 compares with an ORM read of the same database, and checks that nothing is
 cached between reads.
 """
@@ -196,3 +197,53 @@ async def test_second_factor_check_matches_the_orm_reads(
     await credentials.remove(user_id=other.id, row_id=row.id, allow_last=True)
     assert await both(other.id) is True  # TOTP still
     assert await both(owner.id) is False
+
+
+async def test_login_read_matches_the_orm_and_the_second_factor_gate(
+    engine: AsyncEngine, reads: ReadSource
+) -> None:
+    """A login's one read (identity by email with its second-factor answer)
+    returns the identity the ORM returns and the answer the gate gives; an
+    unconfirmed TOTP is no factor; another account's factor is not this one's;
+    nothing is cached."""
+    sessions = make_sessionmaker(engine)
+    identities = IdentityRepository(sessions, reads)
+    credentials = CredentialRepository(sessions, reads)
+    totp = TotpRepository(sessions)
+    gate = SecondFactorReads(reads)
+    owner = await _new_identity(identities, "Hedy@Example.com")
+    other = await _new_identity(identities, "ida@example.com")
+
+    async def login(key: str) -> bool:
+        found = await identities.active_for_login(key)
+        orm = await _orm_by_email(engine, key)
+        assert found is not None
+        assert orm is not None
+        assert found.identity.model_dump() == orm.model_dump()
+        assert found.second_factor is await gate.any_enrolled(orm.id)
+        return found.second_factor
+
+    assert await identities.active_for_login("hedy@example.com") is None  # pending
+    await identities.activate(owner.id)
+    await identities.activate(other.id)
+    assert await identities.active_for_login("nobody@example.com") is None
+    assert await login("hedy@example.com") is False
+
+    assert await totp.start(owner.id, "sealed-1")
+    assert await login("hedy@example.com") is False  # enrolment in progress
+    assert await totp.confirm(owner.id, sealed="sealed-1", step=1)
+    assert await login("hedy@example.com") is True
+    assert await login("ida@example.com") is False
+    assert await totp.remove(owner.id) == (True, True)
+    assert await login("hedy@example.com") is False
+
+    row = await credentials.add(user_id=other.id, new=_credential("aWRh"), label="key")
+    assert row is not None
+    assert await login("ida@example.com") is True  # a passkey alone
+    assert await login("hedy@example.com") is False
+    await identities.update_password_hash(other.id, "$argon2id$v=19$m=65536,t=3,p=1$c$d")
+    found = await identities.active_for_login("ida@example.com")
+    assert found is not None
+    assert found.identity.password_hash == "$argon2id$v=19$m=65536,t=3,p=1$c$d"
+    await identities._update(other.id, status="disabled")
+    assert await identities.active_for_login("ida@example.com") is None

@@ -33,7 +33,13 @@ _CLAIMS: list[dict[str, Any]] = [
         "amr": ["pwd", "hwk"],
         "auth_time": 1_900_000_000,
     },
-    {"sub": "Zoë «quoted» \"\\\" \u2028", "n": 1.5, "none": None, "t": True, "nested": {"a": [1, {}]}},
+    {
+        "sub": 'Zoë «quoted» "\\" \u2028',
+        "n": 1.5,
+        "none": None,
+        "t": True,
+        "nested": {"a": [1, {}]},
+    },
     {},
 ]
 
