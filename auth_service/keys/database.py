@@ -45,6 +45,7 @@ from auth_service.keys.directory import (
     generate_key,
     prunable,
     signing_key,
+    stored_signing_key,
 )
 from auth_service.keys.secret_box import AeadBox, SealedSecretUnreadable
 from auth_service.models.signing_key import SigningKeyRow
@@ -130,14 +131,10 @@ class DatabaseKeyStore:
                 "it is not the key the rows were sealed with (or the row was altered)"
             ) from None
         private_key = serialization.load_der_private_key(der, password=None)
-        if not isinstance(private_key, RSAPrivateKey) or private_key.key_size < MIN_RSA_BITS:
-            raise WrongKeyEncryptionKey(f"signing key {entry.kid}: not an RSA key of 2048+ bits")
-        key = signing_key(private_key, entry.created_at, entry.activates_at)
-        if key.kid != entry.kid:
-            raise WrongKeyEncryptionKey(
-                f"signing key {entry.kid}: the sealed key's thumbprint is {key.kid}"
-            )
-        return key
+        try:
+            return stored_signing_key(private_key, entry.kid, entry.created_at, entry.activates_at)
+        except ValueError as exc:
+            raise WrongKeyEncryptionKey(f"signing key {entry.kid}: {exc}") from None
 
     # --- writing ---------------------------------------------------------------
 

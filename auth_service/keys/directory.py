@@ -161,20 +161,35 @@ def signing_key(private_key: RSAPrivateKey, created_at: float, activates_at: flo
     return SigningKey(kid, private_key, public_jwk, created_at, activates_at)
 
 
+def stored_signing_key(
+    private_key: object, kid: str, created_at: float, activates_at: float
+) -> SigningKey:
+    """A private key read from a store, as the signing key the store says it is.
+
+    A store that names the wrong key (a manifest pointing at another file, a
+    row moved to another kid) would publish one key and sign with another:
+    every token would fail verification. Refused instead, as is anything but
+    an RSA key of MIN_RSA_BITS or more.
+
+    Raises:
+        ValueError: what is wrong with it (never the key itself).
+    """
+    if not isinstance(private_key, RSAPrivateKey) or private_key.key_size < MIN_RSA_BITS:
+        raise ValueError(f"expected an RSA key of at least {MIN_RSA_BITS} bits")
+    key = signing_key(private_key, created_at, activates_at)
+    if key.kid != kid:
+        raise ValueError(f"expected kid {kid}, the key's thumbprint is {key.kid}")
+    return key
+
+
 def load_key(key_dir: Path, entry: ManifestEntry) -> SigningKey:
     private_key = serialization.load_pem_private_key(
         (key_dir / entry.file).read_bytes(), password=None
     )
-    if not isinstance(private_key, RSAPrivateKey) or private_key.key_size < MIN_RSA_BITS:
-        raise ValueError(f"{entry.file}: expected an RSA key of at least {MIN_RSA_BITS} bits")
-    key = signing_key(private_key, entry.created_at, entry.activates_at)
-    # A manifest that names the wrong file would publish one key and sign with
-    # another: every token would fail verification. Refuse instead.
-    if key.kid != entry.kid:
-        raise ValueError(
-            f"{entry.file}: expected kid {entry.kid}, the key's thumbprint is {key.kid}"
-        )
-    return key
+    try:
+        return stored_signing_key(private_key, entry.kid, entry.created_at, entry.activates_at)
+    except ValueError as exc:
+        raise ValueError(f"{entry.file}: {exc}") from None
 
 
 def manifest_stamp(key_dir: Path) -> tuple[int, int, int]:
