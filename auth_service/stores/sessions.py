@@ -344,7 +344,8 @@ class SessionStore:
         """
         sid = secrets.token_urlsafe(16)  # SID_LENGTH characters
         token = new_refresh_token(sid, user_id)
-        rt = self._keys.refresh(sid, hash_token(token))
+        token_hash = hash_token(token)
+        rt = self._keys.refresh(sid, token_hash)
         now = self._now_ms()
         session: dict[FieldT, EncodableT] = {
             "user_id": user_id,
@@ -356,7 +357,7 @@ class SessionStore:
             "auth_time": auth_time,
             "scope": scope,
             # The family's first token: where _FORGET starts its walk.
-            "first": hash_token(token),
+            "first": token_hash,
         }
         record: dict[FieldT, EncodableT] = {
             "sid": sid,
@@ -440,11 +441,12 @@ class SessionStore:
             return Rotation("unknown")
         key = self._keys.refresh(sid, hash_token(token))
         new_token = new_refresh_token(sid, owner)
+        new_hash = hash_token(new_token)
         res: list[Any] = await self._security_write(
             self._rotate,
             [
                 key,
-                self._keys.refresh(sid, hash_token(new_token)),
+                self._keys.refresh(sid, new_hash),
                 self._sess(sid),
                 self._keys.revoked(sid),
             ],
@@ -459,7 +461,7 @@ class SessionStore:
                 client_id or self._default_client,
                 self._default_client,
                 seal_successor(token, new_token),
-                hash_token(new_token),
+                new_hash,
                 self.channel,
                 sid,
                 owner or "",
