@@ -240,7 +240,7 @@ def test_the_revoke_command_unpublishes_replaces_and_publishes_the_revocation(
     monkeypatch.setenv("REDIS_PREFIX", redis_prefix)
     monkeypatch.delenv("DATABASE_URL", raising=False)
     key = rotate(tmp_path, activate_after_seconds=0)
-    assert cli_main(["revoke", key.kid, "--key-dir", str(tmp_path)]) == 0
+    assert cli_main(["revoke", "--key-dir", str(tmp_path), "--", key.kid]) == 0
     out = capsys.readouterr().out
     assert f"revoked {key.kid}" in out
     (entry,) = manifest_entries(tmp_path)

@@ -380,7 +380,7 @@ def test_the_cli_inits_rotates_lists_prunes_revokes_and_reseals_in_the_database(
     assert cli_main(["prune", "--older-than", "60"]) == 0
     assert "nothing to prune" in capsys.readouterr().out
     # Emergency: the current key goes, a replacement signs at once.
-    assert cli_main(["revoke", first]) == 0
+    assert cli_main(["revoke", "--", first]) == 0
     out = capsys.readouterr().out
     assert f"revoked {first}" in out
     assert "added " in out

@@ -232,7 +232,7 @@ def test_a_revoked_key_is_refused_by_the_running_user_service_within_a_second(
     if "KEY_STORE" in cluster.store_env:
         env.update(cluster.store_env)  # the service's own settings pick the store
     done = subprocess.run(
-        [sys.executable, "-m", "auth_service.keys", "revoke", kid],
+        [sys.executable, "-m", "auth_service.keys", "revoke", "--", kid],
         env=env,
         cwd=ROOT,
         capture_output=True,
