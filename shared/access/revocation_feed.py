@@ -63,6 +63,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
 from shared.access.revocation import RevocationChecker
+from shared.runtime.redis_topology import close_client
 
 __all__ = ["SubscribedRevocationChecker"]
 
@@ -323,4 +324,4 @@ class SubscribedRevocationChecker:
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
         if client is not None:
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await close_client(client)  # the sentinels' connections too

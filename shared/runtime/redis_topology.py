@@ -148,11 +148,13 @@ class RedisTopology:
 
             return from_url
         if self.kind == "sentinel":
-            sentinel = self._sentinel()
             name = self.master_name
 
             def master(**options: Any) -> Redis:
-                client: Redis = sentinel.master_for(name, **options)
+                # A Sentinel of its own per client, so that `close_client`
+                # closes the sentinel connections with it: a shared one kept
+                # them open past every reconnection and the service's end.
+                client: Redis = self._sentinel().master_for(name, **options)
                 return client
 
             return master
@@ -182,7 +184,8 @@ class RedisTopology:
 
 
 async def close_client(client: RedisClient) -> None:
-    """Close a client of `RedisTopology.client()`, with what it holds open.
+    """Close a client of `RedisTopology.client()` or of a `subscriber_factory()`,
+    with what it holds open.
 
     A Sentinel master client keeps the sentinels' own clients (where it asks
     for the master) outside its pool: closing the pool alone left their

@@ -6,10 +6,14 @@ through its revocation feed (which must be live on both topologies)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from pathlib import Path
 
 import pytest
 
-from tests.conftest import Services, new_user, rejected_within_a_second
+from tests.conftest import Services, new_user, rejected_within_a_second, start_services
+from tests.support.redis_servers import SentinelGroup
+from tests.topologies.conftest import sentinel_settings
 
 pytestmark = [pytest.mark.anyio, pytest.mark.topologies]
 
@@ -93,3 +97,35 @@ async def test_sessions_list_and_revoke_one_across_slots(topo_services: Services
     assert gone.status_code == 204
     assert await rejected_within_a_second(s.user, "/users/me", _bearer(victim))
     assert len((await s.auth.get("/sessions", headers=_bearer(logins[0]))).json()) == 2
+
+
+def _client_connections(group: SentinelGroup) -> int:
+    """Connections from clients (not from other sentinels) on each sentinel, summed."""
+    total = 0
+    for sentinel in group.sentinels:
+        with contextlib.closing(sentinel.client()) as probe:
+            listed = probe.client_list()
+        # Minus the probe itself; sentinels name their links to each other.
+        total += sum(1 for c in listed if not c.get("name", "").startswith("sentinel-")) - 1
+    return total
+
+
+async def test_stopped_services_leave_no_connection_on_the_sentinels(
+    tmp_path: Path, topo_prefix: str, sqlite_urls: dict[str, str], sentinel_group: SentinelGroup
+) -> None:
+    """Both services ask the sentinels where the master is (the user service's
+    revocation feed too, from a client of its own); stopping them closes those
+    connections. Left open, they stayed until the garbage collector found them,
+    after their event loop had closed."""
+    before = _client_connections(sentinel_group)
+    async for s in start_services(
+        tmp_path=tmp_path,
+        redis_prefix=topo_prefix,
+        urls=sqlite_urls,
+        redis=sentinel_settings(sentinel_group),
+    ):
+        assert await _feed_live(s)
+        tokens = await _login(s)
+        assert (await s.user.get("/users/me", headers=_bearer(tokens))).status_code == 200
+        assert _client_connections(sentinel_group) > before
+    assert _client_connections(sentinel_group) == before
