@@ -447,11 +447,11 @@ def _external_redis(env: Mapping[str, str], named: str) -> tuple[Any, str]:
     return RedisCluster(startup_nodes=nodes, **node), f"cluster {env['REDIS_CLUSTER_NODES']}"
 
 
-def start_redis(env: Mapping[str, str]) -> RedisHandle:
+def start_redis(env: Mapping[str, str], *, avoid: set[int] | None = None) -> RedisHandle:
     """The Redis the environment names (REDIS_URL, REDIS_SENTINELS +
     REDIS_SENTINEL_MASTER, or REDIS_CLUSTER_NODES; checked with PING), else an
     embedded fakeredis server. Naming more than one is refused, as the
-    services would refuse it."""
+    services would refuse it. The embedded one takes none of `avoid`."""
     import redis
 
     named = [name for name in _REDIS_SETTINGS if env.get(name, "").strip()]
@@ -475,7 +475,7 @@ def start_redis(env: Mapping[str, str]) -> RedisHandle:
             client.close()
         return RedisHandle(where, "external", lambda: None)
 
-    server = _fake_redis_server()
+    server = _fake_redis_server(free_port("127.0.0.1", set() if avoid is None else avoid))
     threading.Thread(target=server.serve_forever, name="fakeredis", daemon=True).start()
     port = server.server_address[1]
     say(FAKE_REDIS_WARNING, stream="stderr")
@@ -488,8 +488,8 @@ def start_redis(env: Mapping[str, str]) -> RedisHandle:
     return RedisHandle(url, "embedded fakeredis (IN MEMORY)", close, {"REDIS_URL": url})
 
 
-def _fake_redis_server() -> Any:
-    """A fakeredis TcpFakeServer on a free 127.0.0.1 port, patched to keep
+def _fake_redis_server(port: int) -> Any:
+    """A fakeredis TcpFakeServer on 127.0.0.1:`port`, patched to keep
     connections open across error replies.
 
     fakeredis 2.40's handler answers any error reply (NOSCRIPT, WRONGTYPE...)
@@ -501,7 +501,7 @@ def _fake_redis_server() -> Any:
     import redis
     from fakeredis import TcpFakeServer
 
-    server = TcpFakeServer(("127.0.0.1", 0))
+    server = TcpFakeServer(("127.0.0.1", port))
     server.daemon_threads = True  # never let a client connection block our exit
     handler: Any = server.RequestHandlerClass
 
@@ -528,9 +528,10 @@ def _fake_redis_server() -> Any:
 # --- helpers -----------------------------------------------------------------------
 
 
-def start_mail(data_dir: Path) -> tuple[str, str, Callable[[], None]]:
+def start_mail(data_dir: Path, *, avoid: set[int]) -> tuple[str, str, Callable[[], None]]:
     """SMTP_URL from the environment, else the embedded mail sink on a free
-    loopback port: (SMTP_URL for the services, what it is, how to stop it)."""
+    loopback port, none of `avoid`: (SMTP_URL for the services, what it is,
+    how to stop it)."""
     url = os.environ.get("SMTP_URL")
     if url:
         return url, "SMTP_URL from the environment", lambda: None
@@ -543,7 +544,7 @@ def start_mail(data_dir: Path) -> tuple[str, str, Callable[[], None]]:
     sink = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sink)
     mail_dir = data_dir / "mail"
-    controller = sink.start_sink(mail_dir)
+    controller = sink.start_sink(mail_dir, port=free_port("127.0.0.1", avoid))
     return (
         f"smtp://127.0.0.1:{controller.port}",
         f"development sink: one .eml per message in {mail_dir}",
@@ -656,20 +657,43 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if not 1 <= args.replicas <= 9:
         parser.error("--replicas: expected 1 to 9")
+    taken = own_ports(args)
     if args.replicas > 1 and args.gateway_internal_port == 0:
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            args.gateway_internal_port = probe.getsockname()[1]
+        args.gateway_internal_port = free_port("127.0.0.1", taken)
     if args.gateway_metrics_port == 0:
         # 0: any free port (the test suite runs several clusters at once).
-        with socket.socket() as probe:
-            probe.bind((args.host, 0))
-            args.gateway_metrics_port = probe.getsockname()[1]
+        args.gateway_metrics_port = free_port(args.host, taken)
     return args
 
 
 def replica_ports(port: int, replicas: int) -> list[int]:
     return [port + 10 * i for i in range(replicas)]
+
+
+def own_ports(args: argparse.Namespace) -> set[int]:
+    """The ports the command line gave the gateway and every replica."""
+    return {
+        args.gateway_port,
+        *replica_ports(args.auth_port, args.replicas),
+        *replica_ports(args.user_port, args.replicas),
+    }
+
+
+def free_port(host: str, avoid: set[int]) -> int:
+    """A port free on `host` now, and none of `avoid`, which it joins.
+
+    The services bind their ports only once they start, after the helpers
+    here have taken theirs: a port the kernel offers as free may be one of
+    them (the test suite picks them free as well), and the service would then
+    find it taken by the mail sink or the embedded Redis.
+    """
+    while True:
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port: int = probe.getsockname()[1]
+        if port not in avoid:
+            avoid.add(port)
+            return port
 
 
 def start_gateway(
@@ -755,8 +779,9 @@ def run(args: argparse.Namespace, stop: StopFlag) -> int:
         ensure_port_free("127.0.0.1", args.gateway_metrics_port, "gateway metrics")
 
     source_address = gateway_source(host)
-    redis_handle = start_redis(os.environ)
-    mail_url, mail_kind, stop_mail = start_mail(data_dir)
+    taken = own_ports(args) | {args.gateway_internal_port, args.gateway_metrics_port}
+    redis_handle = start_redis(os.environ, avoid=taken)
+    mail_url, mail_kind, stop_mail = start_mail(data_dir, avoid=taken)
     children: list[Child] = []
     try:
         auth_url = f"http://{reach}:{args.auth_port}"

@@ -793,3 +793,22 @@ def test_cluster_reports_a_service_that_cannot_start(start_cluster: Any) -> None
     assert running.wait_exit() == 1
     assert "auth exited (code 1) before it was ready" in running.output
     assert "stand-in refuses to start" in running.output  # the child's last output
+
+
+def test_the_helpers_ports_are_never_the_services_own() -> None:
+    """The mail sink, the embedded Redis and the gateway's extra listeners take
+    free ports before the services bind theirs: never one of those."""
+    ports = ["--gateway-port", "18000", "--auth-port", "18001", "--user-port", "18002"]
+    args = cluster.parse_args([*ports, "--replicas", "2", "--gateway-metrics-port", "0"])
+    own = cluster.own_ports(args)
+    assert own == {18000, 18001, 18011, 18002, 18012}
+    assert {args.gateway_internal_port, args.gateway_metrics_port}.isdisjoint(own)
+    # Every port the kernel hands out for bind(0) is taken but a window of
+    # 1,000: the picks must come from the window, each once.
+    low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    window = set(range(low + 2000, low + 3000))
+    taken = set(range(low, high + 1)) - window
+    picked = [cluster.free_port("127.0.0.1", taken) for _ in range(20)]
+    assert len(set(picked)) == len(picked)
+    assert window.issuperset(picked)
+    assert taken.issuperset(picked)
