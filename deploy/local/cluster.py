@@ -528,7 +528,9 @@ def _fake_redis_server(port: int) -> Any:
 # --- helpers -----------------------------------------------------------------------
 
 
-def start_mail(data_dir: Path, *, avoid: set[int]) -> tuple[str, str, Callable[[], None]]:
+def start_mail(
+    data_dir: Path, *, avoid: set[int] | None = None
+) -> tuple[str, str, Callable[[], None]]:
     """SMTP_URL from the environment, else the embedded mail sink on a free
     loopback port, none of `avoid`: (SMTP_URL for the services, what it is,
     how to stop it)."""
@@ -544,7 +546,9 @@ def start_mail(data_dir: Path, *, avoid: set[int]) -> tuple[str, str, Callable[[
     sink = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(sink)
     mail_dir = data_dir / "mail"
-    controller = sink.start_sink(mail_dir, port=free_port("127.0.0.1", avoid))
+    controller = sink.start_sink(
+        mail_dir, port=free_port("127.0.0.1", set() if avoid is None else avoid)
+    )
     return (
         f"smtp://127.0.0.1:{controller.port}",
         f"development sink: one .eml per message in {mail_dir}",

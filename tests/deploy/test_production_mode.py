@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import secrets
 import shutil
-import socket
 import subprocess
 import threading
 import time
@@ -34,6 +33,7 @@ from auth_service.migrate import MIGRATIONS as AUTH
 from shared.db.engine import make_engine
 from shared.db.migrations import upgrade_to_head
 from shared.runtime.settings import ProductionConfigError
+from tests.e2e.processes import free_port
 from user_service.config import UserSettings
 from user_service.migrate import MIGRATIONS as USER
 
@@ -218,18 +218,12 @@ def test_a_replica_does_not_adopt_a_development_key_later(tmp_path: Path) -> Non
 # --- backends at start (real PostgreSQL, real Redis) ---------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def redis_with_password() -> Iterator[str]:
     """A real redis-server of this module's own, with requirepass, like production."""
     server = shutil.which("redis-server")
     assert server, "redis-server is not installed (.ci/run installs it)"
-    port, password = _free_port(), secrets.token_urlsafe(16)
+    port, password = free_port(), secrets.token_urlsafe(16)
     proc = subprocess.Popen(
         [
             *(server, "--port", str(port), "--bind", "127.0.0.1"),

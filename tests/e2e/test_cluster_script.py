@@ -32,6 +32,8 @@ import pytest
 import uvicorn
 from asgi_lifespan import LifespanManager
 
+from tests.e2e.processes import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 LOCAL = REPO / "deploy" / "local"
 
@@ -156,12 +158,6 @@ def echo_app(name: str) -> Any:
         await send({"type": "http.response.body", "body": json.dumps(document).encode()})
 
     return app
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def port_open(port: int) -> bool:
