@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from fastapi.routing import APIRoute
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
 
@@ -44,6 +43,7 @@ from auth_service.services.oauth.errors import OAuthProtocolError
 from auth_service.services.tokens import USER_CLIENT_ID
 from shared.http.openapi import problem_responses
 from shared.http.problems import Problem
+from shared.http.routes import FastPathRoute
 
 router = APIRouter(tags=["tokens"])
 
@@ -77,45 +77,36 @@ async def login(
     return token_response(grant)
 
 
-class _RefreshRoute(APIRoute):
+class _RefreshRoute(FastPathRoute):
     """`POST /token/refresh` without FastAPI's per-request dependency solving.
 
     A refresh is the auth service's hot write (bench/README.md, target 5):
     solving the declared body and dependency cost ~8% of its CPU. The fast
-    handler does what they declare: it reads the body as FastAPI does
-    (a read error is FastAPI's 400, an HTTPException passes through),
-    validates it with the declared model in one pass, and calls the
-    endpoint. Everything it would not answer identically goes to FastAPI's
-    own handler (the body is cached on the request, so it is not read
+    path does what they declare: it reads the body as FastAPI does (a read
+    error is FastAPI's 400, an HTTPException passes through), validates it
+    with the declared model in one pass, and calls the endpoint. Anything it
+    would not answer identically goes to FastAPI's own handler
+    (`FastPathRoute`; the body is cached on the request, so it is not read
     twice): a content type other than plain `application/json`, a body the
-    model refuses (FastAPI's 422 then names the fields), dependency
-    overrides. The OpenAPI document is built from the declared endpoint,
-    unchanged. tests/api/test_refresh_route.py holds both to the same answers.
+    model refuses (FastAPI's 422 then names the fields).
+    tests/api/test_refresh_route.py holds both to the same answers.
     """
 
-    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
-        generic = super().get_route_handler()
-
-        async def handler(request: Request) -> Response:
-            content_type = request.headers.get("content-type", "")
-            if (
-                content_type.partition(";")[0].strip().lower() != "application/json"
-                or request.app.dependency_overrides
-            ):
-                return await generic(request)
-            try:
-                raw = await request.body()
-            except HTTPException:
-                raise
-            except Exception as exc:  # as FastAPI's body reader answers it
-                raise HTTPException(400, "There was an error parsing the body") from exc
-            try:
-                body = RefreshRequest.model_validate_json(raw)
-            except ValidationError:
-                return await generic(request)
-            return await refresh(body, request, get_ctx(request))
-
-        return handler
+    async def fast(self, request: Request) -> Response | None:
+        content_type = request.headers.get("content-type", "")
+        if content_type.partition(";")[0].strip().lower() != "application/json":
+            return None
+        try:
+            raw = await request.body()
+        except HTTPException:
+            raise
+        except Exception as exc:  # as FastAPI's body reader answers it
+            raise HTTPException(400, "There was an error parsing the body") from exc
+        try:
+            body = RefreshRequest.model_validate_json(raw)
+        except ValidationError:
+            return None
+        return await refresh(body, request, get_ctx(request))
 
 
 async def refresh(body: RefreshRequest, request: Request, ctx: Ctx) -> Response:

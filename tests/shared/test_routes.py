@@ -1,12 +1,14 @@
-"""shared.http.routes.add_routes: routes become the app's own, answering as when included."""
+"""shared.http.routes: `add_routes` makes routes the app's own, answering as when
+included; a `FastPathRoute` answers from its fast path when it can, from
+FastAPI's handler otherwise."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI, Request, Response
 
-from shared.http.routes import add_routes
+from shared.http.routes import FastPathRoute, add_routes
 
 pytestmark = pytest.mark.anyio
 
@@ -40,3 +42,53 @@ def test_a_router_with_an_included_router_is_refused() -> None:
     outer.include_router(_router())
     with pytest.raises(ValueError, match="include its router"):
         add_routes(FastAPI(), outer)
+
+
+# --- FastPathRoute -----------------------------------------------------------------
+
+
+def _who() -> str:
+    return "declared"
+
+
+class _Route(FastPathRoute):
+    async def fast(self, request: Request) -> Response | None:
+        if request.query_params.get("fast") != "yes":
+            return None  # not one it answers: FastAPI's handler does
+        return Response("fast path", media_type="text/plain")
+
+
+def _app() -> FastAPI:
+    app = FastAPI()
+
+    async def endpoint(who: str = Depends(_who)) -> Response:
+        return Response(f"FastAPI's handler, {who}", media_type="text/plain")
+
+    app.router.add_api_route("/thing", endpoint, methods=["GET"], route_class_override=_Route)
+    return app
+
+
+async def _get(app: FastAPI, query: str) -> str:
+    transport = httpx.ASGITransport(app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        r = await client.get(f"/thing{query}")
+    assert r.status_code == 200
+    return r.text
+
+
+async def test_the_fast_path_answers_what_it_can_and_defers_the_rest() -> None:
+    app = _app()
+    assert await _get(app, "?fast=yes") == "fast path"
+    assert await _get(app, "?fast=no") == "FastAPI's handler, declared"
+
+
+async def test_dependency_overrides_always_take_fastapis_handler() -> None:
+    app = _app()
+    app.dependency_overrides[_who] = lambda: "overridden"
+    assert await _get(app, "?fast=yes") == "FastAPI's handler, overridden"
+
+
+async def test_the_declared_endpoint_is_what_the_openapi_document_shows() -> None:
+    paths = _app().openapi()["paths"]
+    assert list(paths) == ["/thing"]
+    assert "get" in paths["/thing"]
