@@ -83,6 +83,15 @@ async def _stored(engine: AsyncEngine) -> list[dict[str, Any]]:
     return rows[::-1]  # oldest first
 
 
+async def _log_the_writers_connection(writer: AuditTableWriter, into: list[str]) -> None:
+    """Store event 0, which opens the writer's connection, then log what it sends."""
+    _emit(1)
+    await writer.flush()
+    assert writer.direct is not None
+    assert writer.direct.connection is not None
+    writer.direct.connection.add_query_logger(_first_word(into))
+
+
 @pytest.mark.parametrize("db_urls", ["postgres"], indirect=True)
 async def test_a_batch_is_one_insert_without_a_transaction_or_pre_ping(
     wire: list[str], engine: AsyncEngine
@@ -94,11 +103,7 @@ async def test_a_batch_is_one_insert_without_a_transaction_or_pre_ping(
     await writer.start()
     attach(writer.handler)
     try:
-        _emit(1)
-        await writer.flush()  # the writer's connection now exists
-        assert writer.direct is not None
-        assert writer.direct.connection is not None
-        writer.direct.connection.add_query_logger(_first_word(wire))
+        await _log_the_writers_connection(writer, wire)
         _emit(3, start=1)  # one batch: the writer runs once this test awaits
         await writer.flush()
         _emit(2, start=4)
@@ -111,6 +116,45 @@ async def test_a_batch_is_one_insert_without_a_transaction_or_pre_ping(
         detach(writer.handler)
         await writer.aclose()
     assert [r["details"]["seq"] for r in await _stored(engine)] == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("db_urls", ["postgres"], indirect=True)
+async def test_events_a_moment_apart_share_one_batch(wire: list[str], engine: AsyncEngine) -> None:
+    # Requests finish one at a time, so without the writer's linger each
+    # event that arrives while the loop is idle is a batch of its own: a
+    # transaction and a commit per row (bench/README.md, P15).
+    writer = AuditTableWriter(engine, service=SERVICE, linger_seconds=0.05)
+    await writer.start()
+    attach(writer.handler)
+    try:
+        wire.clear()
+        await _log_the_writers_connection(writer, wire)
+        for i in range(1, 6):
+            _emit(1, start=i)
+            await asyncio.sleep(0.002)  # the writer is free to run in between
+        await writer.flush()
+        await asyncio.sleep(0.05)  # asyncpg calls its loggers with call_soon
+        assert wire == ["INSERT"]
+    finally:
+        detach(writer.handler)
+        await writer.aclose()
+    assert [r["details"]["seq"] for r in await _stored(engine)] == [0, 1, 2, 3, 4, 5]
+
+
+@pytest.mark.parametrize("db_urls", ["postgres"], indirect=True)
+async def test_a_close_during_the_linger_writes_what_it_holds(engine: AsyncEngine) -> None:
+    drops = Drops()
+    writer = AuditTableWriter(engine, service=SERVICE, on_drop=drops, linger_seconds=0.5)
+    await writer.start()
+    attach(writer.handler)
+    try:
+        _emit(3)
+        await asyncio.sleep(0.01)  # the writer holds the rows, lingering
+    finally:
+        detach(writer.handler)
+        await writer.aclose()
+    assert [r["details"]["seq"] for r in await _stored(engine)] == [0, 1, 2]
+    assert drops.count == 0
 
 
 @pytest.mark.parametrize("db_urls", ["postgres"], indirect=True)
