@@ -33,6 +33,7 @@ from auth_service.services.webauthn.passkeys import PasskeyService
 from auth_service.stores.sessions import SessionStore
 from shared.access.bearer import BearerAuthenticator
 from shared.access.key_revocation import RevokedKeys
+from shared.db.change_feed import ChangeFeed
 from shared.db.reads import ReadSource
 from shared.runtime.redis_durable import DurableWrites
 from shared.runtime.redis_topology import RedisClient
@@ -43,6 +44,8 @@ class AuthContext:
     settings: AuthSettings
     engine: AsyncEngine
     reads: ReadSource
+    # Changes to identities (PostgreSQL only), for what `identities` remembers.
+    identity_feed: ChangeFeed | None
     redis: RedisClient
     http: httpx.AsyncClient
     keyring: KeyRing

@@ -41,6 +41,8 @@ from auth_service.keys.store import DirectoryStore
 from auth_service.mail import Outbox, SmtpSender
 from auth_service.migrate import MIGRATIONS
 from auth_service.repositories.accounts import AccountRepository
+from auth_service.repositories.active_roles import CHANNEL as IDENTITY_CHANGES
+from auth_service.repositories.active_roles import ActiveRoles
 from auth_service.repositories.clients import ClientRepository
 from auth_service.repositories.credentials import CredentialRepository
 from auth_service.repositories.identities import IdentityRepository
@@ -79,6 +81,7 @@ from shared.access.key_revocation import DenyRevokedKeys, RevokedKeys
 from shared.access.revocation import MARKER_OUTLIVES_TOKEN_SECONDS, RedisRevocationChecker
 from shared.audit.events import audit_event
 from shared.audit.store import AuditStore
+from shared.db.change_feed import change_feed
 from shared.db.engine import make_engine, make_sessionmaker
 from shared.db.reads import make_reads
 from shared.observability.setup import Observability
@@ -124,7 +127,14 @@ def _build_context(
         timeout=settings.user_service_timeout_seconds,
         transport=transport,
     )
-    identities = IdentityRepository(make_sessionmaker(engine), reads)
+    # Refreshes answer from memory what an account's roles are while the
+    # identities' change feed is live (PostgreSQL reached directly only).
+    identity_feed = change_feed(engine, IDENTITY_CHANGES)
+    identities = IdentityRepository(
+        make_sessionmaker(engine),
+        reads,
+        active_roles=ActiveRoles(identity_feed) if identity_feed is not None else None,
+    )
     hasher = PasswordHasher(
         Argon2Params(
             time_cost=settings.argon2_time_cost,
@@ -345,6 +355,7 @@ def _build_context(
         settings=settings,
         engine=engine,
         reads=reads,
+        identity_feed=identity_feed,
         redis=redis,
         http=http,
         keyring=keyring,
@@ -475,6 +486,8 @@ async def _running(ctx: AuthContext, obs: Observability) -> AsyncIterator[None]:
     )
     reloader = asyncio.create_task(_reload_keys(ctx))
     await ctx.revoked_keys.start()
+    if ctx.identity_feed is not None:
+        await ctx.identity_feed.start()
     rotator = (
         asyncio.create_task(_rotate_keys(ctx))
         if ctx.settings.key_rotation_interval_seconds
@@ -498,6 +511,8 @@ async def _running(ctx: AuthContext, obs: Observability) -> AsyncIterator[None]:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
         await ctx.revoked_keys.aclose()
+        if ctx.identity_feed is not None:
+            await ctx.identity_feed.aclose()
         if ctx.outbox is not None:
             await ctx.outbox.stop()  # what is queued still goes out
         ctx.hasher.close()

@@ -14,6 +14,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from auth_service.models.identity import Identity, parse_roles, utcnow
+from auth_service.repositories.active_roles import ActiveRoles
 from auth_service.repositories.second_factors import has_second_factor
 from shared.db.reads import KeyedReader, ReadSource, Row
 
@@ -47,9 +48,18 @@ class LoginIdentity:
 
 
 class IdentityRepository:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], reads: ReadSource) -> None:
-        """`sessions` write; `reads` runs single-row reads (shared.db.reads)."""
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        reads: ReadSource,
+        *,
+        active_roles: ActiveRoles | None = None,
+    ) -> None:
+        """`sessions` write; `reads` runs single-row reads (shared.db.reads);
+        `active_roles` remembers what `active_roles_by_id` read (None: read
+        every time, as on SQLite and behind a transaction pooler)."""
         self._sessions = sessions
+        self._active_roles = active_roles
         table = Identity.__table__  # type: ignore[attr-defined]
         # The per-refresh read by id and the per-login read by email: one
         # statement each, no ORM session (shared/db/reads.py).
@@ -109,6 +119,7 @@ class IdentityRepository:
         async with self._sessions() as s:
             await s.exec(delete(Identity).where(col(Identity.id) == identity_id))
             await s.commit()
+        self._forget(identity_id)
 
     async def active_by_email(self, email_key: str) -> Identity | None:
         return _active(await self._by_email.get(email_key))
@@ -129,10 +140,24 @@ class IdentityRepository:
         """The roles of an active identity, None when it is gone or not active.
 
         What a refresh needs, without building an `Identity` (model
-        validation is most of a read's CPU).
+        validation is most of a read's CPU), and from memory while the
+        identities' change feed is live (`ActiveRoles`).
         """
+        remembered = self._active_roles
+        if remembered is None:
+            row = await self._roles_by_id.get(identity_id)
+            active = row is not None and row["status"] == "active"
+            return parse_roles(row["roles"]) if row is not None and active else None
+        roles = remembered.get(identity_id)
+        if roles is not None:
+            return roles
+        ticket = remembered.ticket()
         row = await self._roles_by_id.get(identity_id)
-        return parse_roles(row["roles"]) if row is not None and row["status"] == "active" else None
+        if row is None or row["status"] != "active":
+            return None
+        roles = parse_roles(row["roles"])
+        remembered.remember(ticket, identity_id, roles)
+        return roles
 
     async def update_password_hash(self, identity_id: uuid.UUID, password_hash: str) -> None:
         await self._update(identity_id, password_hash=password_hash)
@@ -170,7 +195,8 @@ class IdentityRepository:
             identity.updated_at = utcnow()
             s.add(identity)
             await s.commit()
-            return identity
+        self._forget(identity.id)
+        return identity
 
     async def _update(self, identity_id: uuid.UUID, **values: object) -> None:
         async with self._sessions() as s:
@@ -180,3 +206,11 @@ class IdentityRepository:
                 .values(updated_at=utcnow(), **values)
             )
             await s.commit()
+        if "status" in values or "roles" in values:
+            self._forget(identity_id)
+
+    def _forget(self, identity_id: uuid.UUID) -> None:
+        """This replica's own change applies to its next refresh at once; the
+        trigger's notification tells the others (and this one again)."""
+        if self._active_roles is not None:
+            self._active_roles.forget(identity_id)
