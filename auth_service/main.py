@@ -486,8 +486,15 @@ async def _running(ctx: AuthContext, obs: Observability) -> AsyncIterator[None]:
     )
     reloader = asyncio.create_task(_reload_keys(ctx))
     await ctx.revoked_keys.start()
-    if ctx.identity_feed is not None:
-        await ctx.identity_feed.start()
+    feed = ctx.identity_feed
+    if feed is not None:
+        await feed.start()
+        obs.add_gauge(
+            "idp_account_memory_live",
+            "1 while refreshes may answer the account read from memory (the identities' "
+            "change feed is live); 0 while every refresh reads the database.",
+            lambda: 1.0 if feed.live() else 0.0,
+        )
     rotator = (
         asyncio.create_task(_rotate_keys(ctx))
         if ctx.settings.key_rotation_interval_seconds

@@ -45,6 +45,7 @@ pytestmark = pytest.mark.anyio
 # The contract is half a second (docs/ARCHITECTURE.md); the tests allow a
 # loaded CI machine twice that before they call it broken.
 BOUND_SECONDS = 1.0
+LIVE_GAUGE = 'idp_account_memory_live{service="auth-service"} 1.0'
 
 
 def _dsn(url: str) -> str:
@@ -167,6 +168,9 @@ async def test_refreshes_read_the_account_once_while_nothing_changes(
         assert await chain.roles() == []
     assert reads == [uuid.UUID(user_id)]
     assert uuid.UUID(user_id) in _memory(replica)._roles
+    # Operators see that refreshes answer from memory.
+    metrics = (await replica.get("/metrics")).text
+    assert LIVE_GAUGE in metrics
 
 
 async def test_a_role_granted_in_sql_applies_to_the_next_refresh_within_the_bound(
@@ -273,6 +277,7 @@ async def test_a_lost_feed_reads_through_then_listens_again(
     await _within_bound(admin)
     # It comes back by itself, and later changes reach memory again.
     await _until_live(feed)
+    assert LIVE_GAUGE in (await replica.get("/metrics")).text
     assert await chain.roles() == ["admin"]
     await _sql(auth_db, "UPDATE identities SET roles = '' WHERE id = $1", uuid.UUID(user_id))
 
