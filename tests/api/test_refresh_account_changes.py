@@ -20,6 +20,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -39,6 +40,7 @@ from tests.conftest import (
     new_user,
     start_services,
 )
+from tests.faults.servers import StallingProxy
 
 pytestmark = pytest.mark.anyio
 
@@ -337,22 +339,22 @@ def _count_account_reads(replica: httpx.AsyncClient) -> list[uuid.UUID]:
 async def test_a_silent_feed_stops_memory_answering_within_the_bound(auth_db: str) -> None:
     """A connection that neither answers nor closes (a partition, a frozen
     server): no error arrives, so memory must stop answering on its own."""
-    relay = _Relay()
-    port = await relay.start()
-    dsn = _dsn(auth_db).replace("127.0.0.1:5432", f"127.0.0.1:{port}")
-    try:
-        async with _live_memory(dsn, "idp_test_silent") as memory:
+    server = urlsplit(_dsn(auth_db))
+    assert server.hostname is not None
+    assert server.port is not None
+    with StallingProxy(server.hostname, server.port) as proxy:
+        dsn = server._replace(netloc=server.netloc.replace(f":{server.port}", f":{proxy.port}"))
+        async with _live_memory(dsn.geturl(), "idp_test_silent") as memory:
             someone = uuid.uuid4()
             memory.remember(memory.ticket(), someone, ("admin",))
             assert memory.get(someone) == ("admin",)
-            relay.freeze()
+            proxy.stall()
 
             async def forgotten() -> bool:
                 return memory.get(someone) is None
 
             await _within_bound(forgotten)
-    finally:
-        await relay.close()
+            proxy.resume()
 
 
 @contextlib.asynccontextmanager
@@ -377,41 +379,3 @@ async def _until_live(feed: ChangeFeed) -> None:
     while not feed.live():
         assert time.monotonic() < deadline, "the feed did not listen"
         await asyncio.sleep(0.02)
-
-
-class _Relay:
-    """A TCP relay to the PostgreSQL server that can stop forwarding without
-    closing anything (`freeze`)."""
-
-    def __init__(self) -> None:
-        self._flowing = asyncio.Event()
-        self._flowing.set()
-        self._server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        return int(self._server.sockets[0].getsockname()[1])
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", 5432)
-        for src, dst in ((reader, up_writer), (up_reader, writer)):
-            task = asyncio.create_task(self._pipe(src, dst))
-            self._tasks.add(task)
-
-    async def _pipe(self, src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(OSError, asyncio.CancelledError):
-            while data := await src.read(65536):
-                await self._flowing.wait()
-                dst.write(data)
-                await dst.drain()
-        dst.close()
-
-    def freeze(self) -> None:
-        self._flowing.clear()
-
-    async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        if self._server is not None:
-            self._server.close()
