@@ -42,9 +42,6 @@ class ActiveRoles:
         self._roles: dict[uuid.UUID, tuple[str, ...]] = {}
         feed.listen(self._changed, self._roles.clear)
 
-    def __len__(self) -> int:
-        return len(self._roles)
-
     def get(self, identity_id: uuid.UUID) -> tuple[str, ...] | None:
         """The remembered roles of an active account; None: read the database."""
         if not self._roles or not self.feed.live():

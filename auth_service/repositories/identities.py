@@ -144,19 +144,18 @@ class IdentityRepository:
         identities' change feed is live (`ActiveRoles`).
         """
         remembered = self._active_roles
-        if remembered is None:
-            row = await self._roles_by_id.get(identity_id)
-            active = row is not None and row["status"] == "active"
-            return parse_roles(row["roles"]) if row is not None and active else None
-        roles = remembered.get(identity_id)
-        if roles is not None:
-            return roles
-        ticket = remembered.ticket()
+        ticket = None
+        if remembered is not None:
+            roles = remembered.get(identity_id)
+            if roles is not None:
+                return roles
+            ticket = remembered.ticket()
         row = await self._roles_by_id.get(identity_id)
         if row is None or row["status"] != "active":
             return None
         roles = parse_roles(row["roles"])
-        remembered.remember(ticket, identity_id, roles)
+        if remembered is not None:
+            remembered.remember(ticket, identity_id, roles)
         return roles
 
     async def update_password_hash(self, identity_id: uuid.UUID, password_hash: str) -> None:
