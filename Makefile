@@ -61,7 +61,7 @@ fmt: check-uv ## format and autofix
 	$(UV) run ruff format .
 	$(UV) run ruff check --fix .
 
-bench: check-uv ## benchmark suite, ~12 min (BENCH_ARGS=--quick: ~2 min); bench/README.md
+bench: check-uv ## benchmark suite, ~17 min (BENCH_ARGS=--quick: ~2 min); bench/README.md
 	@$(UV) sync --frozen --quiet
 	@# The services under test import what a deployment has: the lock's runtime
 	@# dependencies, no dev tools, compiled to bytecode as the image's are
