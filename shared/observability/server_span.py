@@ -65,6 +65,7 @@ from opentelemetry.trace import (
 from opentelemetry.util.types import AttributeValue
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.http.middleware import client_ip
 from shared.observability.http_metrics import (
     UNMATCHED,
     HttpMetricsMiddleware,
@@ -97,15 +98,33 @@ class _Names(NamedTuple):
     user_agent: tuple[str, ...]
     peer: tuple[str, ...]
     status: tuple[str, ...]
+    # Behind a trusted proxy (TRUSTED_PROXIES) the client and the socket's
+    # peer differ. Each convention names one of them in `peer` above; the
+    # other is added only then, so a direct request pays for no extra
+    # attribute: the old names' `http.client_ip` is the client, the stable
+    # names' `network.peer.address` the proxy (their `client.address` is the
+    # client behind any intermediaries).
+    forwarded_client: tuple[str, ...]
+    proxy_peer: tuple[str, ...]
 
 
-_OLD_NAMES = ("http.method", "http.target", "http.user_agent", "net.peer.ip", "http.status_code")
+_OLD_NAMES = (
+    "http.method",
+    "http.target",
+    "http.user_agent",
+    "net.peer.ip",
+    "http.status_code",
+    "http.client_ip",
+    None,
+)
 _STABLE_NAMES = (
     "http.request.method",
     "url.path",
     "user_agent.original",
     "client.address",
     "http.response.status_code",
+    "client.address",
+    "network.peer.address",
 )
 
 
@@ -121,14 +140,14 @@ def _semconv_names() -> _Names:
         part.strip().lower()
         for part in os.environ.get("OTEL_SEMCONV_STABILITY_OPT_IN", "").split(",")
     }
-    chosen: list[tuple[str, ...]]
+    pairs: list[tuple[str | None, ...]]
     if "http/dup" in opt_in:
-        chosen = [(old, new) for old, new in zip(_OLD_NAMES, _STABLE_NAMES, strict=True)]
+        pairs = [(old, new) for old, new in zip(_OLD_NAMES, _STABLE_NAMES, strict=True)]
     elif "http" in opt_in:
-        chosen = [(new,) for new in _STABLE_NAMES]
+        pairs = [(new,) for new in _STABLE_NAMES]
     else:
-        chosen = [(old,) for old in _OLD_NAMES]
-    return _Names(*chosen)
+        pairs = [(old,) for old in _OLD_NAMES]
+    return _Names(*(tuple(name for name in names if name is not None) for names in pairs))
 
 
 def _default_sampler() -> bool:
@@ -272,6 +291,7 @@ class ServerSpanMiddleware:
                 if record_span:
                     if attributes is None:
                         attributes = self._request_attributes(scope, method, user_agent)
+                    self._forwarded(scope, attributes)
                     self._finish(
                         template,
                         method,
@@ -305,6 +325,25 @@ class ServerSpanMiddleware:
             for key in names.peer:
                 attributes[key] = client[0]
         return attributes
+
+    def _forwarded(self, scope: Scope, attributes: dict[str, AttributeValue]) -> None:
+        """The client behind a trusted proxy, once the request context resolved it.
+
+        Read after the app ran (RequestContextMiddleware, inside this one,
+        believes X-Forwarded-For from TRUSTED_PROXIES only): behind the
+        gateway the socket's peer is the gateway on every request, and an
+        investigation needs the address the gateway saw.
+        """
+        client = client_ip(scope)
+        peer = scope["client"][0] if scope.get("client") else ""
+        if not client or client == peer:
+            return
+        names = self._names
+        for key in names.forwarded_client:
+            attributes[key] = client
+        if peer:
+            for key in names.proxy_peer:
+                attributes[key] = peer
 
     def _finish(
         self,

@@ -9,6 +9,7 @@ semantic-convention opt-in.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,6 +19,7 @@ from fastapi import FastAPI
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from shared.http.middleware import RequestContextMiddleware
 from shared.observability.setup import Observability
 from shared.observability.tracing import Tracing
 from shared.runtime.settings import CommonSettings
@@ -149,6 +151,18 @@ NEW = {
 }
 
 
+def _recorded_app(
+    opt_in: str | None, monkeypatch: pytest.MonkeyPatch
+) -> tuple[FastAPI, Tracing, InMemorySpanExporter]:
+    """The test app and a tracing that keeps its spans, under `opt_in` (not yet instrumented)."""
+    if opt_in is not None:
+        monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", opt_in)
+    tracing = Tracing(service_name="t", version="1")
+    exporter = InMemorySpanExporter()
+    tracing.add_processor(SimpleSpanProcessor(exporter))
+    return _app(), tracing, exporter
+
+
 @pytest.mark.parametrize(
     ("opt_in", "expected"),
     [
@@ -161,14 +175,68 @@ NEW = {
 async def test_semconv_stability_opt_in_names_the_attributes(
     opt_in: str | None, expected: dict[str, Any], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if opt_in is not None:
-        monkeypatch.setenv("OTEL_SEMCONV_STABILITY_OPT_IN", opt_in)
-    tracing = Tracing(service_name="t", version="1")
-    exporter = InMemorySpanExporter()
-    tracing.add_processor(SimpleSpanProcessor(exporter))
-    app = _app()
+    app, tracing, exporter = _recorded_app(opt_in, monkeypatch)
     tracing.instrument_app(app)
     await _get(app)
     (span,) = exporter.get_finished_spans()
     assert dict(span.attributes or {}) == expected
+    tracing.shutdown()
+
+
+GATEWAY = "10.0.0.2"
+CLIENT = "198.51.100.7"
+
+
+@pytest.mark.parametrize(
+    ("opt_in", "peer", "forwarded_for", "expected"),
+    [
+        # Through the trusted gateway: the client it saw, and the gateway.
+        (None, GATEWAY, CLIENT, {"net.peer.ip": GATEWAY, "http.client_ip": CLIENT}),
+        ("http", GATEWAY, CLIENT, {"client.address": CLIENT, "network.peer.address": GATEWAY}),
+        (
+            "http/dup",
+            GATEWAY,
+            CLIENT,
+            {
+                "net.peer.ip": GATEWAY,
+                "http.client_ip": CLIENT,
+                "client.address": CLIENT,
+                "network.peer.address": GATEWAY,
+            },
+        ),
+        # A peer that is not a trusted proxy writes what it likes into
+        # X-Forwarded-For: it is not believed, and nothing is added.
+        (None, "203.0.113.9", CLIENT, {"net.peer.ip": "203.0.113.9"}),
+        ("http", "203.0.113.9", CLIENT, {"client.address": "203.0.113.9"}),
+        # Straight from the client: one address, one attribute.
+        (None, CLIENT, None, {"net.peer.ip": CLIENT}),
+    ],
+)
+async def test_behind_a_trusted_proxy_the_span_names_the_client_and_the_proxy(
+    opt_in: str | None,
+    peer: str,
+    forwarded_for: str | None,
+    expected: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    app, tracing, exporter = _recorded_app(opt_in, monkeypatch)
+    # As the services stack them: the request context (which believes
+    # X-Forwarded-For from TRUSTED_PROXIES only) inside the server span.
+    app.add_middleware(
+        RequestContextMiddleware,
+        trusted_proxies=(ipaddress.ip_network(f"{GATEWAY}/32"),),
+        max_body_bytes=1024,
+    )
+    tracing.instrument_app(app)
+    transport = httpx.ASGITransport(app=app, client=(peer, 4242))
+    headers = {"x-forwarded-for": forwarded_for} if forwarded_for else {}
+    async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
+        assert (await client.get("/items/7", headers=headers)).status_code == 200
+    (span,) = exporter.get_finished_spans()
+    addresses = {
+        k: v
+        for k, v in (span.attributes or {}).items()
+        if k in {"net.peer.ip", "http.client_ip", "client.address", "network.peer.address"}
+    }
+    assert addresses == expected
     tracing.shutdown()
