@@ -23,8 +23,13 @@ from bench.procs import pin
 def run(bench: Bench) -> None:
     log("target 3: login latency at concurrency 1 and logins/s at saturation")
     pin(bench.auth.pid, bench.cfg.server_cpu)
-    argon2_args = ["--rounds", "0", "--argon2-rounds", "3" if bench.cfg.quick else "5"]
     seconds = max(bench.cfg.seconds / 2, 2.0)
+    # As many verifies before and after a round as fill about as long as the
+    # round's c=1 logins (~20 ms each): a baseline sampled for a fraction of
+    # a second swung more between rounds than the login p50 it divides
+    # (medians of 16.4-23.5 ms against p50s of 20.5-22.6 ms, 22:19-22:56).
+    verifies = max(round(seconds / 2 / 0.02), 5)
+    argon2_args = ["--rounds", "0", "--argon2-rounds", str(verifies)]
     c1s: list[WrkResult] = []
     sats: list[WrkResult] = []
     bases: list[float] = []
@@ -36,7 +41,7 @@ def run(bench: Bench) -> None:
         # two things measured under the same noise; the median round counts.
         # The baseline is the median of those verifies, like the login's p50
         # it is set against: their fastest would set a best case against a
-        # typical one (on this shared machine 2-30 % apart within seconds).
+        # typical one (on this shared machine 3-40 % apart within seconds).
         for r in range(bench.cfg.rounds):
             before = bench.micro_run(argon2_args)["argon2_samples"]
             c1s.append(bench.login_run(f"login-c1-{r}", 1, seconds))
