@@ -10,9 +10,9 @@ and pinned to the server core, it prints one JSON object:
   again: what every request after a client's first one with that token costs;
 - `verify_pyjwt_s`: `jwt.decode` with the same checks (the pre-optimisation path);
 - `sign_raw_s`: raw RSA-2048 sign; `sign_ours_s`: `KeyRing.sign`;
-- `argon2_verify_s`: one argon2-cffi verify at our configured parameters
-  (fastest; `argon2_verify_median_s` and every sample are there too: target 3
-  compares a login's p50 with the median, like with like).
+- `argon2_verify_s`: one argon2-cffi verify at our configured parameters,
+  the fastest; `argon2_verify_median_s` and `argon2_samples` too (target 3
+  sets a login's p50 against the median of the samples, like with like).
 
 Each contender runs in many short batches, interleaved round-robin, and each
 figure is the *fastest* batch's time per call: on a shared machine noise only
